@@ -1,0 +1,84 @@
+"""tinker-recovery: opt-in detection and checkpoint restart of corrupted Tinker training runs."""
+
+from . import signals
+from ._version import __version__
+from .clock import ManualClock, SystemClock
+from .config import DEFAULT_BASE_URL, Config
+from .errors import (
+    AlreadyPending,
+    ApiError,
+    AttemptTimeout,
+    AuthenticationError,
+    BadRequest,
+    BudgetExhausted,
+    CheckpointStrategyNotSupported,
+    Conflict,
+    ConnectionFailed,
+    InvalidCheckpointPath,
+    MissingCheckpoint,
+    NoExecutor,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    RecoveryDisabled,
+    RecoveryError,
+    RequestTimeout,
+    ResponseError,
+    ServerError,
+    Shutdown,
+    TinkerRecoveryError,
+    UnprocessableEntity,
+)
+from .executor import Executor
+from .journal import read_journal
+from .models import Checkpoint, Cursor, ParsedCheckpointTinkerPath, TrainingRun
+from .monitor import Monitor
+from .policy import Policy, Specific
+from .recovery import Recovery, RunHandle
+from .rest import RestClient
+from .scheduler import RetryScheduler
+
+__all__ = [
+    "__version__",
+    "signals",
+    "Config",
+    "DEFAULT_BASE_URL",
+    "Policy",
+    "Specific",
+    "RestClient",
+    "Executor",
+    "Monitor",
+    "RunHandle",
+    "Recovery",
+    "RetryScheduler",
+    "SystemClock",
+    "ManualClock",
+    "read_journal",
+    "TrainingRun",
+    "Checkpoint",
+    "Cursor",
+    "ParsedCheckpointTinkerPath",
+    "TinkerRecoveryError",
+    "ApiError",
+    "BadRequest",
+    "AuthenticationError",
+    "PermissionDenied",
+    "NotFound",
+    "Conflict",
+    "UnprocessableEntity",
+    "RateLimited",
+    "ServerError",
+    "ConnectionFailed",
+    "RequestTimeout",
+    "ResponseError",
+    "RecoveryError",
+    "RecoveryDisabled",
+    "AlreadyPending",
+    "NoExecutor",
+    "MissingCheckpoint",
+    "CheckpointStrategyNotSupported",
+    "InvalidCheckpointPath",
+    "AttemptTimeout",
+    "BudgetExhausted",
+    "Shutdown",
+]

@@ -1,0 +1,148 @@
+"""Connection settings: API key, base URL, time-outs and the default recovery policy."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from .policy import Policy
+
+__all__ = ["Config", "DEFAULT_BASE_URL"]
+
+DEFAULT_BASE_URL = "https://tinker.thinkingmachines.dev/services/tinker-prod"
+_REDACTED = "'<redacted>'"
+
+
+def _key_from_env() -> str | None:
+    return os.environ.get("TINKER_API_KEY") or None
+
+
+def _url_from_env() -> str:
+    return os.environ.get("TINKER_BASE_URL") or DEFAULT_BASE_URL
+
+
+def _key_or_env(value: Any) -> Any:
+    return _key_from_env() if value is None else value
+
+
+def _jwt_expiry(token: str) -> float | None:
+    """The ``exp`` claim of an unverified JWT, or None if ``token`` is not a JWT with one."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (binascii.Error, ValueError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
+
+
+def _check_api_key(_instance: Any, _attribute: attrs.Attribute, value: Any) -> None:
+    if value is None:
+        raise ValueError("api_key: not given and TINKER_API_KEY is not set")
+    if not isinstance(value, str):
+        raise TypeError(f"api_key: expected str, got {type(value).__name__}")
+    if not (value.isascii() and value.isprintable()) or " " in value:
+        raise ValueError("api_key: contains whitespace, control or non-ASCII characters")
+    if value.startswith("tml-") and len(value) > 4:
+        return
+    if value.startswith("eyJ"):
+        expiry = _jwt_expiry(value)
+        if expiry is None:
+            raise ValueError("api_key: starts like a JWT but is not one with an 'exp' claim")
+        if expiry <= time.time():
+            raise ValueError("api_key: the JWT has expired")
+        return
+    raise ValueError("api_key: must start with 'tml-' or be a JWT")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _to_policy(value: Any) -> Policy | None:
+    if value is None or isinstance(value, Policy):
+        return value
+    if isinstance(value, Mapping):
+        return Policy.from_dict(value)
+    raise TypeError(f"recovery: expected a Policy, a mapping or None, got {type(value).__name__}")
+
+
+def _strip_slash(value: Any) -> Any:
+    if value is None:
+        value = _url_from_env()
+    return value.rstrip("/") if isinstance(value, str) else value
+
+
+def _positive(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{attribute.name}: expected a number, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{attribute.name}: must be positive, got {value!r}")
+
+
+def _non_negative_int(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{attribute.name}: expected int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{attribute.name}: must be at least 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    """Where and how to reach Tinker. The environment is read when a Config is built.
+
+    - ``api_key``: when None or not given, ``TINKER_API_KEY``; must start with ``tml-`` or be an
+      unexpired JWT, printable ASCII without spaces. It is never shown by ``repr`` or ``str``.
+    - ``base_url``: when None or not given, ``TINKER_BASE_URL``, else the official service.
+      ``http://`` is accepted only for loopback hosts unless ``allow_insecure_http=True``.
+    - ``timeout_s``: the time-out of every HTTP request, in seconds (> 0). Default 30.
+    - ``max_retries``: retries of a failed retryable request (0: none). Default 3.
+    - ``retry_max_time_s``: the most time spent on one call, retries included (> 0). Default 60.
+    - ``recovery``: the default Policy for monitors built from this config (a Policy, a mapping
+      for ``Policy.from_dict``, or None).
+    """
+
+    api_key: str = attrs.field(
+        factory=_key_from_env, converter=_key_or_env, validator=_check_api_key, repr=lambda _: _REDACTED
+    )
+    base_url: str = attrs.field(factory=_url_from_env, converter=_strip_slash)
+    timeout_s: float = attrs.field(default=30.0, validator=_positive)
+    max_retries: int = attrs.field(default=3, validator=_non_negative_int)
+    retry_max_time_s: float = attrs.field(default=60.0, validator=_positive)
+    recovery: Policy | None = attrs.field(default=None, converter=_to_policy)
+    allow_insecure_http: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+
+    @base_url.validator
+    def _check_base_url(self, _attribute: attrs.Attribute, value: Any) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"base_url: expected str, got {type(value).__name__}")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"base_url: expected an http(s) URL with a host, got {value!r}")
+        if parts.username or parts.password:
+            raise ValueError("base_url: must not carry credentials")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname) and not self.allow_insecure_http:
+            raise ValueError(
+                f"base_url: plain http to {parts.hostname!r} would send the API key unencrypted; "
+                "use https, a loopback host, or allow_insecure_http=True"
+            )
+
+    def __str__(self) -> str:
+        return repr(self)

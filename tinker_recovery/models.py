@@ -1,0 +1,215 @@
+"""Value types of the Tinker REST API, with the fields and optionality of the official SDK 0.38.
+
+Build them with ``from_json(mapping)``: unknown keys are ignored; a missing required field or a
+value of the wrong type raises ``ResponseError`` naming ``Type.field``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+import attrs
+
+from ._json import JsonObject
+
+__all__ = ["Checkpoint", "Cursor", "TrainingRun", "ParsedCheckpointTinkerPath", "CHECKPOINT_TYPES"]
+
+CheckpointType = Literal["training", "sampler", "external"]
+CHECKPOINT_TYPES: tuple[str, ...] = ("training", "sampler", "external")
+_SEGMENT_TO_TYPE: dict[str, str] = {
+    "weights": "training",
+    "sampler_weights": "sampler",
+    "external_weights": "external",
+}
+_TINKER_SCHEME = "tinker://"
+_STEP_IN_NAME = re.compile(r"step[-_]?(\d+)", re.IGNORECASE)
+_STEP_METADATA_KEYS = ("step", "training_step")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+@attrs.frozen
+class ParsedCheckpointTinkerPath:
+    """A ``tinker://<run>/<weights|sampler_weights|external_weights>/<name>`` path, split into parts."""
+
+    tinker_path: str
+    training_run_id: str
+    checkpoint_type: CheckpointType
+    checkpoint_id: str
+
+    @classmethod
+    def from_tinker_path(cls, tinker_path: str) -> ParsedCheckpointTinkerPath:
+        """Parse ``tinker_path``; raise ValueError unless it has exactly run, segment and name."""
+        if not isinstance(tinker_path, str) or not tinker_path.startswith(_TINKER_SCHEME):
+            raise ValueError(f"invalid tinker path {tinker_path!r}: must start with {_TINKER_SCHEME!r}")
+        parts = tinker_path[len(_TINKER_SCHEME):].split("/")
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"invalid tinker path {tinker_path!r}: expected tinker://<run>/<segment>/<name>")
+        checkpoint_type = _SEGMENT_TO_TYPE.get(parts[1])
+        if checkpoint_type is None:
+            raise ValueError(
+                f"invalid tinker path {tinker_path!r}: segment {parts[1]!r} is not one of "
+                f"{', '.join(_SEGMENT_TO_TYPE)}"
+            )
+        return cls(tinker_path, parts[0], checkpoint_type, f"{parts[1]}/{parts[2]}")  # type: ignore[arg-type]
+
+    @property
+    def name(self) -> str:
+        """The checkpoint's name: the last part of the path."""
+        return self.checkpoint_id.split("/", 1)[1]
+
+
+@attrs.frozen
+class Checkpoint:
+    """One saved checkpoint of a training run, as the REST API shows it."""
+
+    checkpoint_id: str
+    checkpoint_type: CheckpointType
+    time: datetime
+    tinker_path: str
+    size_bytes: int | None = None
+    public: bool = False
+    user_metadata: dict[str, str] | None = None
+    expires_at: datetime | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Checkpoint:
+        """Validate a decoded ``Checkpoint`` JSON object."""
+        obj = JsonObject(data, "Checkpoint")
+        return cls(
+            checkpoint_id=obj.str("checkpoint_id"),
+            checkpoint_type=obj.choice("checkpoint_type", CHECKPOINT_TYPES),  # type: ignore[arg-type]
+            time=obj.datetime("time"),
+            tinker_path=obj.str("tinker_path"),
+            size_bytes=obj.int("size_bytes", required=False),
+            public=obj.bool("public", default=False),
+            user_metadata=obj.str_map("user_metadata"),
+            expires_at=obj.datetime("expires_at", required=False),
+        )
+
+    @classmethod
+    def from_path(cls, tinker_path: str, *, time: datetime) -> Checkpoint:
+        """A checkpoint known only by its path (ValueError if the path does not parse)."""
+        parsed = ParsedCheckpointTinkerPath.from_tinker_path(tinker_path)
+        return cls(parsed.checkpoint_id, parsed.checkpoint_type, time, tinker_path)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object this checkpoint was read from (None fields omitted)."""
+        data = {
+            "checkpoint_id": self.checkpoint_id,
+            "checkpoint_type": self.checkpoint_type,
+            "time": _iso(self.time),
+            "tinker_path": self.tinker_path,
+            "size_bytes": self.size_bytes,
+            "public": self.public,
+            "user_metadata": self.user_metadata,
+            "expires_at": _iso(self.expires_at),
+        }
+        return {key: value for key, value in data.items() if value is not None}
+
+    @property
+    def name(self) -> str:
+        """The name given at save time: ``checkpoint_id`` without its ``weights/`` segment."""
+        return self.checkpoint_id.split("/", 1)[-1]
+
+    @property
+    def training_run_id(self) -> str | None:
+        """The run the checkpoint belongs to, read from its path (None if the path does not parse)."""
+        try:
+            return ParsedCheckpointTinkerPath.from_tinker_path(self.tinker_path).training_run_id
+        except ValueError:
+            return None
+
+    @property
+    def step(self) -> int | None:
+        """The training step this checkpoint was saved at, when it says so; else None.
+
+        Read from ``user_metadata["step"]`` (or ``"training_step"``) when that is a decimal
+        integer, else from the name, e.g. ``step-000120`` or ``ckpt_step120`` gives 120.
+        """
+        for key in _STEP_METADATA_KEYS:
+            value = (self.user_metadata or {}).get(key)
+            if value is not None and value.strip().isdecimal():
+                return int(value)
+        found = _STEP_IN_NAME.findall(self.name)
+        return int(found[-1]) if found else None
+
+    def is_expired(self, now: datetime) -> bool:
+        """True when ``expires_at`` is set and not after ``now`` (an aware datetime)."""
+        return self.expires_at is not None and self.expires_at <= now
+
+
+@attrs.frozen
+class Cursor:
+    """Where a page sits in a listing: ``offset`` and ``limit`` of ``total_count`` items."""
+
+    offset: int
+    limit: int
+    total_count: int
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Cursor:
+        """Validate a decoded ``Cursor`` JSON object."""
+        obj = JsonObject(data, "Cursor")
+        return cls(obj.int("offset"), obj.int("limit"), obj.int("total_count"))
+
+    @property
+    def has_more(self) -> bool:
+        """True when items remain after this page."""
+        return self.offset + self.limit < self.total_count
+
+
+@attrs.frozen
+class TrainingRun:
+    """A training run, as ``GET /api/v1/training_runs/{id}`` returns it."""
+
+    training_run_id: str
+    base_model: str
+    model_owner: str
+    is_lora: bool
+    last_request_time: datetime
+    corrupted: bool = False
+    lora_rank: int | None = None
+    last_checkpoint: Checkpoint | None = None
+    last_sampler_checkpoint: Checkpoint | None = None
+    user_metadata: dict[str, str] | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrainingRun:
+        """Validate a decoded ``TrainingRun`` JSON object."""
+        obj = JsonObject(data, "TrainingRun")
+        return cls(
+            training_run_id=obj.str("training_run_id"),
+            base_model=obj.str("base_model"),
+            model_owner=obj.str("model_owner"),
+            is_lora=obj.bool("is_lora"),
+            last_request_time=obj.datetime("last_request_time"),
+            corrupted=obj.bool("corrupted", default=False),
+            lora_rank=obj.int("lora_rank", required=False),
+            last_checkpoint=obj.nested("last_checkpoint", Checkpoint.from_json),
+            last_sampler_checkpoint=obj.nested("last_sampler_checkpoint", Checkpoint.from_json),
+            user_metadata=obj.str_map("user_metadata"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object this run was read from (None fields omitted)."""
+        data = {
+            "training_run_id": self.training_run_id,
+            "base_model": self.base_model,
+            "model_owner": self.model_owner,
+            "is_lora": self.is_lora,
+            "last_request_time": _iso(self.last_request_time),
+            "corrupted": self.corrupted,
+            "lora_rank": self.lora_rank,
+            "last_checkpoint": self.last_checkpoint.to_json() if self.last_checkpoint else None,
+            "last_sampler_checkpoint": (
+                self.last_sampler_checkpoint.to_json() if self.last_sampler_checkpoint else None
+            ),
+            "user_metadata": self.user_metadata,
+        }
+        return {key: value for key, value in data.items() if value is not None}

@@ -1,0 +1,184 @@
+"""The recovery policy: what to restore, how often to look, how hard to try.
+
+Recovery is opt-in: nothing happens unless ``Policy(enabled=True)``. Every value is checked when the
+policy is built; a bad one raises ValueError or TypeError naming the field (no silent defaults).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Union
+
+import attrs
+
+from .models import ParsedCheckpointTinkerPath
+
+__all__ = ["Policy", "Specific", "Strategy"]
+
+_LATEST = "latest"
+_BEST = "best"
+_JITTERS = ("full", "none")
+
+
+@attrs.frozen
+class Specific:
+    """Restore from one given training checkpoint path, ``tinker://<run>/weights/<name>``."""
+
+    path: str = attrs.field()
+
+    @path.validator
+    def _check_path(self, _attribute: attrs.Attribute, value: Any) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"checkpoint_strategy: Specific path must be a str, got {type(value).__name__}")
+        try:
+            parsed = ParsedCheckpointTinkerPath.from_tinker_path(value)
+        except ValueError as error:
+            raise ValueError(f"checkpoint_strategy: {error}") from None
+        if parsed.checkpoint_type != "training":
+            raise ValueError(
+                f"checkpoint_strategy: {value!r} is a {parsed.checkpoint_type} checkpoint; a training client "
+                "can only be restored from a training checkpoint (tinker://<run>/weights/<name>)"
+            )
+
+
+Strategy = Union[Literal["latest", "best"], Specific]
+
+
+def _to_strategy(value: Any) -> Any:
+    """Accept ``"latest"``, ``"best"``, ``Specific(path)`` and ``("specific", path)``."""
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2 and value[0] == "specific":
+        return Specific(value[1])
+    return value
+
+
+def _check_strategy(_instance: Any, _attribute: attrs.Attribute, value: Any) -> None:
+    if value in (_LATEST, _BEST) or isinstance(value, Specific):
+        return
+    raise ValueError(
+        f"checkpoint_strategy: unknown strategy {value!r}; use 'latest', 'best', "
+        "Specific('tinker://...') or ('specific', 'tinker://...')"
+    )
+
+
+def _strict(kind: type, *, minimum: float | None = None, optional: bool = False) -> Callable[..., None]:
+    """A validator: the value is of ``kind`` (bool is never an int) and at least ``minimum``."""
+    kinds = (int, float) if kind is float else (kind,)
+
+    def check(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value is None and optional:
+            return
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, kinds):
+            raise TypeError(f"{attribute.name}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"{attribute.name}: must be at least {minimum}, got {value!r}")
+
+    return check
+
+
+def _callable_or_none(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{attribute.name}: expected a callable or None, got {type(value).__name__}")
+
+
+@attrs.frozen(kw_only=True)
+class Policy:
+    """How corrupted runs are recovered. Frozen; change it with ``attrs.evolve``.
+
+    - ``enabled``: recovery happens only when True. Default False.
+    - ``checkpoint_strategy``: ``"latest"`` (the run's newest training checkpoint, falling back to
+      older ones), ``"best"`` (the one ``best_by`` scores highest) or ``Specific(path)``
+      (``("specific", path)`` is accepted too).
+    - ``restore_optimizer``: True restores the optimizer state too; False restores weights only.
+    - ``poll_interval_ms``: time between two polls of a watched run (> 0).
+    - ``max_attempts``: attempts per detected corruption, the first included (>= 1).
+    - ``backoff_ms`` / ``max_backoff_ms``: the wait before retry ``n`` is
+      ``min(backoff_ms * 2**(n-1), max_backoff_ms)``, then jittered (see ``jitter``).
+    - ``on_recovery(old_client, new_client, checkpoint)`` / ``on_failure(run_id, error)``: called on
+      the attempt's worker thread; an exception they raise is logged and ignored. None: no call.
+    - ``best_by(checkpoint) -> float``: the score for ``"best"``, higher is better. Required by "best".
+    - ``retry_on(error) -> bool | None``: True retries the error, False makes it fatal, None keeps
+      the built-in classification. None (default): built-in classification only.
+    - ``max_fallbacks``: with ``"latest"``, how many older checkpoints to try when the newest cannot
+      be loaded (0 disables fallback).
+    - ``max_recoveries`` within ``recovery_window_s``: the restart budget of a run and every run
+      recovered from it; once spent the lineage is not restarted again.
+    - ``jitter``: ``"full"`` waits a uniform random time in [0, delay]; ``"none"`` waits exactly delay.
+    - ``attempt_timeout_ms``: an attempt still running after this fails with AttemptTimeout and frees
+      its worker. None: no limit.
+    - ``confirm_polls``: consecutive corrupted polls needed before recovery starts (>= 1).
+    - ``max_poll_errors``: consecutive 404 polls after which a run is dropped from monitoring (>= 1).
+    """
+
+    enabled: bool = attrs.field(default=False, validator=_strict(bool))
+    checkpoint_strategy: Strategy = attrs.field(
+        default=_LATEST, converter=_to_strategy, validator=_check_strategy
+    )
+    restore_optimizer: bool = attrs.field(default=True, validator=_strict(bool))
+    poll_interval_ms: int = attrs.field(default=30_000, validator=_strict(int, minimum=1))
+    max_attempts: int = attrs.field(default=3, validator=_strict(int, minimum=1))
+    backoff_ms: int = attrs.field(default=5_000, validator=_strict(int, minimum=0))
+    max_backoff_ms: int = attrs.field(default=60_000, validator=_strict(int, minimum=0))
+    on_recovery: Callable[[Any, Any, Any], Any] | None = attrs.field(default=None, validator=_callable_or_none)
+    on_failure: Callable[[str, BaseException], Any] | None = attrs.field(
+        default=None, validator=_callable_or_none
+    )
+    best_by: Callable[[Any], float] | None = attrs.field(default=None, validator=_callable_or_none)
+    retry_on: Callable[[BaseException], bool | None] | None = attrs.field(
+        default=None, validator=_callable_or_none
+    )
+    max_fallbacks: int = attrs.field(default=2, validator=_strict(int, minimum=0))
+    max_recoveries: int = attrs.field(default=5, validator=_strict(int, minimum=1))
+    recovery_window_s: float = attrs.field(default=3600.0, validator=_strict(float, minimum=0.001))
+    jitter: str = attrs.field(default="full")
+    attempt_timeout_ms: int | None = attrs.field(default=None, validator=_strict(int, minimum=1, optional=True))
+    confirm_polls: int = attrs.field(default=1, validator=_strict(int, minimum=1))
+    max_poll_errors: int = attrs.field(default=5, validator=_strict(int, minimum=1))
+
+    @jitter.validator
+    def _check_jitter(self, _attribute: attrs.Attribute, value: Any) -> None:
+        if value not in _JITTERS:
+            raise ValueError(f"jitter: expected one of {', '.join(_JITTERS)}, got {value!r}")
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_backoff_ms < self.backoff_ms:
+            raise ValueError(
+                f"max_backoff_ms: must be at least backoff_ms ({self.backoff_ms}), got {self.max_backoff_ms}"
+            )
+        if self.checkpoint_strategy == _BEST and self.best_by is None:
+            raise ValueError(
+                "checkpoint_strategy: 'best' needs best_by=callable(checkpoint) -> float (higher is better)"
+            )
+
+    @classmethod
+    def from_dict(cls, settings: Mapping[str, Any]) -> Policy:
+        """Build a policy from a mapping such as a parsed settings file.
+
+        Unknown keys raise ValueError listing the known ones. A strategy may be written
+        ``"latest"``, ``"best"`` or ``["specific", "tinker://..."]``.
+        """
+        if not isinstance(settings, Mapping):
+            raise TypeError(f"Policy.from_dict: expected a mapping, got {type(settings).__name__}")
+        known = [field.name for field in attrs.fields(cls)]
+        unknown = sorted(set(settings) - set(known), key=str)
+        if unknown:
+            raise ValueError(
+                f"Policy: unknown key(s) {', '.join(map(repr, unknown))}; known keys: {', '.join(known)}"
+            )
+        return cls(**settings)
+
+    @property
+    def strategy_name(self) -> str:
+        """``"latest"``, ``"best"`` or ``"specific"``: the strategy as signals report it."""
+        return "specific" if isinstance(self.checkpoint_strategy, Specific) else str(self.checkpoint_strategy)
+
+    def backoff_s(self, attempt: int) -> float:
+        """The wait before retrying after failed attempt ``attempt`` (1-based), before jitter."""
+        if attempt < 1:
+            raise ValueError(f"attempt: must be at least 1, got {attempt}")
+        return min(self.backoff_ms * 2 ** (attempt - 1), self.max_backoff_ms) / 1000.0
+
+    def retry_delay_s(self, attempt: int, rng: random.Random) -> float:
+        """``backoff_s(attempt)`` with this policy's jitter applied, drawing from ``rng``."""
+        delay = self.backoff_s(attempt)
+        return delay * rng.random() if self.jitter == "full" else delay
