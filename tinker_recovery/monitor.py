@@ -1,0 +1,454 @@
+"""The Monitor: polls watched runs on a background thread and hands corrupted ones to an Executor."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import attrs
+
+from . import signals
+from ._ids import check_run_id
+from .clock import Clock, SystemClock
+from .config import Config
+from .errors import AlreadyPending, NoExecutor, NotFound, RecoveryDisabled, Shutdown
+from .executor import Executor
+from .journal import Journal, lineage_heads, read_journal
+from .models import TrainingRun
+from .policy import Policy
+from .recovery import Recovery, RunHandle
+from .rest import RestClient
+
+__all__ = ["Monitor", "POLL_MODES"]
+
+log = logging.getLogger("tinker_recovery.monitor")
+
+POLL_MODES = ("auto", "per_run", "list")
+_AUTO_PROBE_AT = 20  # with the run count unknown, "auto" tries listing from this many watched runs
+
+
+@attrs.define(eq=False)
+class _Watch:
+    """One watched run and what the monitor remembers of its recent polls."""
+
+    run_id: str
+    service: Any
+    metadata: dict[str, Any]
+    handle: RunHandle
+    next_due: float
+    in_flight: bool = False
+    corrupted_streak: int = 0
+    not_found_streak: int = 0
+
+
+class Monitor:
+    """Polls each watched run every ``policy.poll_interval_ms`` and recovers the corrupted ones.
+
+    - ``executor``: where corrupted runs go; without one, ``monitor_run`` raises NoExecutor.
+    - ``policy``: else ``config.recovery``; recovery must be enabled for ``monitor_run``.
+    - ``config`` / ``rest``: REST access for polling (a RestClient is built from ``config``
+      unless ``rest`` is given).
+    - ``poll_concurrency``: polls in flight at once, so one slow run never delays the others.
+    - ``poll_timeout_s``: the time-out of one poll; None: the smaller of the config's time-out
+      and the poll interval (at least 1 s). Polls are not retried: the next poll is the retry.
+    - ``poll_mode``: ``"per_run"`` (one GET per run), ``"list"`` (pages of ``list_training_runs``,
+      ``list_page_size`` runs each) or ``"auto"`` (whichever costs fewer requests).
+    - ``journal``: a path; every signal of this monitor and its executor is appended as a JSON line,
+      and a monitor started on an existing journal watches again the runs it lists, with
+      ``service`` (required then) as their service.
+    - ``clock``: injectable time source (see ``ManualClock``).
+    """
+
+    def __init__(
+        self,
+        executor: Executor | None,
+        policy: Policy | None = None,
+        config: Config | None = None,
+        rest: RestClient | None = None,
+        *,
+        service: Any = None,
+        journal: str | None = None,
+        clock: Clock | None = None,
+        poll_concurrency: int = 16,
+        poll_timeout_s: float | None = None,
+        poll_mode: str = "auto",
+        list_page_size: int = 100,
+        name: str = "tinker_recovery.monitor",
+    ) -> None:
+        if policy is None and config is not None:
+            policy = config.recovery
+        self.policy = policy if policy is not None else Policy()
+        if not isinstance(self.policy, Policy):
+            raise TypeError(f"policy: expected a Policy, got {type(self.policy).__name__}")
+        if poll_mode not in POLL_MODES:
+            raise ValueError(f"poll_mode: expected one of {', '.join(POLL_MODES)}, got {poll_mode!r}")
+        for field, value in (("poll_concurrency", poll_concurrency), ("list_page_size", list_page_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{field}: expected an int >= 1, got {value!r}")
+        if poll_timeout_s is not None and poll_timeout_s <= 0:
+            raise ValueError(f"poll_timeout_s: must be positive, got {poll_timeout_s!r}")
+        self.executor = executor
+        self.config = config
+        self._owns_rest = rest is None and config is not None
+        self._rest = rest if rest is not None else (RestClient(config, pool_size=poll_concurrency) if config else None)
+        self._service = service
+        self._journal_path = journal
+        self._journal: Journal | None = None
+        self._clock = clock or SystemClock()
+        self._interval_s = self.policy.poll_interval_ms / 1000.0
+        if poll_timeout_s is None and self._rest is not None:
+            poll_timeout_s = min(self._rest.config.timeout_s, max(self._interval_s, 1.0))
+        self._poll_timeout_s = poll_timeout_s
+        self.poll_mode = poll_mode
+        self._page_size = list_page_size
+        self._known_total: int | None = None
+        self._name = name
+        self._pool = ThreadPoolExecutor(max_workers=poll_concurrency, thread_name_prefix=f"{name}.poll")
+        self._lock = threading.Condition()
+        self._watches: dict[str, _Watch] = {}
+        self._handles: dict[str, RunHandle] = {}
+        self._in_flight = 0
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._receivers: list[Any] = []
+
+    def __repr__(self) -> str:
+        with self._lock:
+            return f"Monitor(watching={len(self._watches)}, poll_mode={self.poll_mode!r}, stopped={self._stopping})"
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> Monitor:
+        """Start polling (and resume the journal's runs); calling it again does nothing."""
+        with self._lock:
+            if self._stopping:
+                raise Shutdown("Monitor: cannot start after stop")
+            if self._thread is not None:
+                return self
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        if self._journal_path is not None:
+            self._open_journal()
+        self._thread.start()
+        return self
+
+    def __enter__(self) -> Monitor:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop polling and wait up to ``timeout`` seconds (None: no limit) for polls in flight.
+
+        Safe to call twice. Recoveries already handed to the executor go on; shut it down too.
+        """
+        deadline = None if timeout is None else self._clock.monotonic() + timeout
+        with self._lock:
+            first = not self._stopping
+            self._stopping = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self._remaining(deadline))
+        with self._lock:
+            drained = self._lock.wait_for(lambda: self._in_flight == 0, self._remaining(deadline))
+        self._pool.shutdown(wait=drained, cancel_futures=True)
+        if first:
+            for signal, receiver in self._receivers:
+                signal.disconnect(receiver)
+            if self._journal is not None:
+                self._journal.close()
+            if self._owns_rest and self._rest is not None:
+                self._rest.close()
+
+    def _remaining(self, deadline: float | None) -> float | None:
+        return None if deadline is None else max(0.0, deadline - self._clock.monotonic())
+
+    # --- watching -------------------------------------------------------------------------------
+
+    def monitor_run(self, run_id: str, service: Any, metadata: Mapping[str, Any] | None = None) -> RunHandle:
+        """Watch ``run_id``; return the handle a training loop reads the current client from.
+
+        ``service`` creates the restored client; ``metadata["training_client"]`` is the current one.
+        Raises RecoveryDisabled (policy not enabled), NoExecutor, ValueError (bad run id, or no
+        REST access), and Shutdown after ``stop``.
+        """
+        check_run_id(run_id)
+        if not self.policy.enabled:
+            raise RecoveryDisabled(f"monitoring {run_id} refused: the policy is not enabled (Policy(enabled=True))")
+        if self.executor is None:
+            raise NoExecutor(f"monitoring {run_id} refused: the monitor has no executor")
+        if self._rest is None:
+            raise ValueError("Monitor needs REST access to poll runs: pass config= or rest=")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata: expected a mapping or None, got {type(metadata).__name__}")
+        metadata = dict(metadata or {})
+        handle = RunHandle(run_id, metadata.get("training_client"), stop=self.stop_monitoring)
+        self._watch(run_id, service, metadata, handle, reason="monitor_run")
+        return handle
+
+    def _watch(self, run_id: str, service: Any, metadata: dict[str, Any], handle: RunHandle, reason: str) -> None:
+        with self._lock:
+            if self._stopping:
+                raise Shutdown(f"monitoring {run_id} refused: the monitor is stopped")
+            self._watches[run_id] = _Watch(run_id, service, metadata, handle, next_due=self._clock.monotonic())
+            self._handles[run_id] = handle
+        self._record("watch", run_id, reason=reason)
+        self._wake.set()
+
+    def stop_monitoring(self, run_id: str) -> bool:
+        """Stop watching ``run_id`` (its current or original id); True if it was watched."""
+        with self._lock:
+            handle = self._handles.get(run_id)
+            current = handle.run_id if handle is not None else run_id
+            watch = self._watches.pop(current, None)
+        if watch is None and (handle is None or not handle.watching):
+            return False
+        (handle or watch.handle)._stopped()  # a recovery in flight is then not followed
+        self._record("unwatch", current, reason="stop_monitoring")
+        return True
+
+    @property
+    def watched(self) -> list[str]:
+        """The run ids being polled."""
+        with self._lock:
+            return list(self._watches)
+
+    def handle(self, run_id: str) -> RunHandle | None:
+        """The handle of a run watched now or before (by its original or current id), or None."""
+        with self._lock:
+            return self._handles.get(run_id)
+
+    # --- polling --------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                delay = self._dispatch_due()
+            except Exception:
+                log.error("monitor tick failed; going on", exc_info=True)
+                delay = self._interval_s
+            self._clock.wait(self._wake, delay)
+
+    def poll_once(self, timeout: float | None = None) -> int:
+        """Poll every watched run now, wait for the answers (up to ``timeout``); return how many."""
+        with self._lock:
+            due = [w for w in self._watches.values() if not w.in_flight]
+        futures = self._start_polls(due)
+        for future in futures:
+            future.result(timeout)
+        return len(due)
+
+    def _dispatch_due(self) -> float | None:
+        """Start the polls that are due; return the seconds until the next one is (None: no runs)."""
+        now = self._clock.monotonic()
+        with self._lock:
+            due = [w for w in self._watches.values() if not w.in_flight and w.next_due <= now]
+        self._start_polls(due)
+        with self._lock:
+            waiting = [w.next_due for w in self._watches.values() if not w.in_flight]
+        if not waiting:
+            return None if not self._watches else self._interval_s
+        return max(0.0, min(waiting) - self._clock.monotonic())
+
+    def _start_polls(self, due: list[_Watch]) -> list[Future]:
+        if not due:
+            return []
+        now = self._clock.monotonic()
+        with self._lock:
+            for watch in due:
+                watch.in_flight = True
+                watch.next_due = now + self._interval_s
+            self._in_flight += len(due)
+        if self._mode_for(len(self._watches)) == "list":
+            return [self._submit(self._poll_by_listing, due)]
+        return [self._submit(self._poll_one, [watch]) for watch in due]
+
+    def _submit(self, job: Any, watches: list[_Watch]) -> Future:
+        try:
+            return self._pool.submit(self._guarded, job, watches)
+        except RuntimeError:  # stopped: the pool takes no more work
+            self._finished(watches)
+            done: Future = Future()
+            done.set_result(None)
+            return done
+
+    def _guarded(self, job: Any, watches: list[_Watch]) -> None:
+        try:
+            job(watches)
+        except Exception:
+            log.error("poll job crashed; going on", exc_info=True)
+        finally:
+            self._finished(watches)
+
+    def _finished(self, watches: list[_Watch]) -> None:
+        with self._lock:
+            for watch in watches:
+                watch.in_flight = False
+            self._in_flight -= len(watches)
+            self._lock.notify_all()
+        self._wake.set()
+
+    def _mode_for(self, watched: int) -> str:
+        if self.poll_mode != "auto":
+            return self.poll_mode
+        if self._known_total is None:
+            return "list" if watched >= _AUTO_PROBE_AT else "per_run"
+        return "list" if math.ceil(self._known_total / self._page_size) < watched else "per_run"
+
+    def _poll_one(self, watches: list[_Watch]) -> None:
+        (watch,) = watches
+        try:
+            run = self._rest.get_training_run(watch.run_id, timeout_s=self._poll_timeout_s, max_retries=0)
+        except Exception as error:
+            self._poll_failed(watch, error)
+        else:
+            self._observe(watch, run)
+
+    def _poll_by_listing(self, watches: list[_Watch]) -> None:
+        """Read the due runs from pages of ``list_training_runs``; poll the rest one by one."""
+        wanted = {watch.run_id: watch for watch in watches}
+        offset = 0
+        try:
+            while wanted:
+                runs, cursor = self._rest.list_training_runs(
+                    limit=self._page_size, offset=offset, timeout_s=self._poll_timeout_s, max_retries=0
+                )
+                self._known_total = cursor.total_count
+                for run in runs:
+                    watch = wanted.pop(run.training_run_id, None)
+                    if watch is not None:
+                        self._observe(watch, run)
+                offset += len(runs)
+                if not runs or offset >= cursor.total_count:
+                    break
+        except Exception as error:
+            for watch in wanted.values():
+                self._poll_failed(watch, error)
+            return
+        for watch in wanted.values():  # not in the listing (another owner's run, or deleted)
+            self._poll_one([watch])
+
+    def _payload(self, watch: _Watch, **extra: Any) -> dict[str, Any]:
+        return {
+            "run_id": watch.run_id,
+            "attempt": 0,
+            "strategy": self.policy.strategy_name,
+            "metadata": watch.metadata,
+            **extra,
+        }
+
+    def _poll_failed(self, watch: _Watch, error: BaseException) -> None:
+        """A poll error never counts as corruption; enough 404s in a row drop the run."""
+        with self._lock:
+            watch.not_found_streak = watch.not_found_streak + 1 if isinstance(error, NotFound) else 0
+            drop = watch.not_found_streak >= self.policy.max_poll_errors and self._watches.get(watch.run_id) is watch
+            if drop:
+                del self._watches[watch.run_id]
+        if drop:
+            reason = f"dropped from monitoring: not found for {watch.not_found_streak} consecutive polls"
+            log.warning("run %s %s", watch.run_id, reason)
+            watch.handle._stopped()
+            self._record("unwatch", watch.run_id, reason=reason)
+        else:
+            reason = f"poll failed: {type(error).__name__}"
+            log.warning("run %s: %s (%s)", watch.run_id, reason, error)
+        signals.send_guarded(signals.poll_error, self, **self._payload(watch, error=error, reason=reason))
+
+    def _observe(self, watch: _Watch, run: TrainingRun) -> None:
+        with self._lock:
+            watch.not_found_streak = 0
+            if not run.corrupted:
+                watch.corrupted_streak = 0
+                return
+            watch.corrupted_streak += 1
+            if watch.corrupted_streak < self.policy.confirm_polls or self._watches.get(watch.run_id) is not watch:
+                return
+            del self._watches[watch.run_id]
+        signals.send_guarded(signals.detected, self, **self._payload(watch, checkpoint=run.last_checkpoint))
+        watch.handle._began()
+        try:
+            future = self.executor.recover(  # type: ignore[union-attr]
+                watch.run_id, watch.service, self.policy, metadata=watch.metadata,
+                last_checkpoint=run.last_checkpoint, run=run,
+            )
+        except (AlreadyPending, Shutdown) as error:
+            log.warning("run %s read corrupted but was not handed over: %s", watch.run_id, error)
+            watch.handle._failed(error)
+            return
+        future.add_done_callback(lambda done: self._recovery_done(watch, done))
+
+    def _recovery_done(self, watch: _Watch, future: Future) -> None:
+        """Follow the recovered run with the same service and handle; or mark the handle failed."""
+        error = future.exception()
+        if error is not None:
+            watch.handle._failed(error)
+            return
+        recovery: Recovery = future.result()
+        new_run_id = recovery.new_run_id
+        self._record("completed", watch.run_id, attempt=recovery.attempts, new_run_id=new_run_id,
+                     checkpoint=recovery.checkpoint.tinker_path)
+        following = watch.handle.watching
+        watch.handle._completed(recovery)
+        if not following or new_run_id is None:
+            if new_run_id is None:
+                log.warning("run %s: the restored client has no model_id; the new run is not watched", watch.run_id)
+            watch.handle._stopped()
+            return
+        metadata = {**watch.metadata, "training_client": recovery.client}
+        try:
+            self._watch(new_run_id, watch.service, metadata, watch.handle, reason=f"recovered from {watch.run_id}")
+        except Shutdown:
+            watch.handle._stopped()
+
+    # --- journal --------------------------------------------------------------------------------
+
+    def _record(self, event: str, run_id: str, **fields: Any) -> None:
+        if self._journal is not None:
+            self._journal.write(self._clock.now(), event, run_id, **fields)
+
+    def _open_journal(self) -> None:
+        heads = lineage_heads(read_journal(self._journal_path))  # type: ignore[arg-type]
+        self._journal = Journal(self._journal_path)  # type: ignore[arg-type]
+        for signal in signals.ALL:
+            event = signal.name.rsplit(".", 1)[1]
+            if event == "completed":
+                continue  # written by _recovery_done, with the new run id
+            receiver = self._journal_receiver(event)
+            for sender in (self, self.executor):
+                if sender is not None:
+                    signal.connect(receiver, sender=sender, weak=False)
+            self._receivers.append((signal, receiver))
+        if heads and self._service is None:
+            log.warning("journal %s lists %d run(s) but the monitor has no service= to recover them; not resumed",
+                        self._journal_path, len(heads))
+            return
+        for run_id in heads:
+            if run_id not in self._watches:
+                handle = RunHandle(run_id, None, stop=self.stop_monitoring)
+                self._watch(run_id, self._service, {}, handle, reason="resumed from journal")
+        if heads:
+            log.info("resumed %d run(s) from journal %s", len(heads), self._journal_path)
+
+    def _journal_receiver(self, event: str) -> Any:
+        def receiver(_sender: Any, **payload: Any) -> None:
+            checkpoint = payload.get("checkpoint")
+            error = payload.get("error")
+            self._record(
+                event,
+                payload["run_id"],
+                attempt=payload.get("attempt", 0),
+                checkpoint=getattr(checkpoint, "tinker_path", None),
+                error=None if error is None else f"{type(error).__name__}: {error}",
+                reason=payload.get("reason"),
+            )
+
+        return receiver
