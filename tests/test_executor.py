@@ -208,6 +208,7 @@ def test_callback_and_receiver_exceptions_break_nothing(executor, recorder, capl
             pol = policy(on_recovery=bad_callback)
             executor.recover("run-1", FakeService(), pol, last_checkpoint=CP).result(10)
             executor.recover("run-2", FakeService(), pol, last_checkpoint=CP).result(10)
+            assert executor.join(10)
     finally:
         tr.signals.completed.disconnect(bad_receiver)
     assert recorder.count("completed") == 2  # the other receiver still ran, twice

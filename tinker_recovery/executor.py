@@ -184,9 +184,10 @@ class Executor:
         return None if deadline is None else max(0.0, deadline - self._clock.monotonic())
 
     def join(self, timeout: float | None = None) -> bool:
-        """Block until no recovery is queued, running or waiting; False if ``timeout`` passed first."""
+        """Block until no recovery is queued, running or waiting to retry and every worker has returned
+        from its callbacks; False if ``timeout`` passed first."""
         with self._lock:
-            return self._lock.wait_for(lambda: not self._pending, timeout)
+            return self._lock.wait_for(lambda: not self._pending and self._running == 0, timeout)
 
     @property
     def pending(self) -> list[str]:

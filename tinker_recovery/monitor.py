@@ -100,8 +100,9 @@ class Monitor:
         self._journal: Journal | None = None
         self._clock = clock or SystemClock()
         self._interval_s = self.policy.poll_interval_ms / 1000.0
-        if poll_timeout_s is None and self._rest is not None:
-            poll_timeout_s = min(self._rest.config.timeout_s, max(self._interval_s, 1.0))
+        if poll_timeout_s is None:
+            rest_timeout_s = self._rest.config.timeout_s if isinstance(self._rest, RestClient) else 30.0
+            poll_timeout_s = min(rest_timeout_s, max(self._interval_s, 1.0))
         self._poll_timeout_s = poll_timeout_s
         self.poll_mode = poll_mode
         self._page_size = list_page_size
