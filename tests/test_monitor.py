@@ -152,6 +152,8 @@ def test_monitor_run_refusals(executor):
         tr.Monitor(executor, policy()).monitor_run("run-1", FakeService())
     with pytest.raises(ValueError, match="run_id"):
         tr.Monitor(executor, policy(), rest=rest).monitor_run("../x", FakeService())
+    with pytest.raises(TypeError, match="service: object has no create_training_client_from_state"):
+        tr.Monitor(executor, policy(), rest=rest).monitor_run("run-1", object())
     with pytest.raises(ValueError, match="poll_mode"):
         tr.Monitor(executor, policy(), rest=rest, poll_mode="sometimes")
     monitor = make_monitor(executor, rest)

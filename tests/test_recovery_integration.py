@@ -154,3 +154,15 @@ def test_restarted_monitor_picks_its_runs_back_up_from_the_journal(fake, config,
             recorder.wait_for("completed", 2)
     events = [e["event"] for e in tr.read_journal(journal)]
     assert events.count("completed") == 2 and fake.api_key not in journal.read_text()
+
+
+def test_executor_without_rest_uses_the_monitors_config(fake, config, service, recorder):
+    run_id = fake.add_run(checkpoints=3)
+    scores = {"step-000010": 3.0, "step-000020": 1.0, "step-000030": 2.0}
+    best = policy(checkpoint_strategy="best", best_by=lambda cp: scores[cp.name])
+    with tr.Executor(1) as executor, tr.Monitor(executor, best, config) as monitor:
+        handle = monitor.monitor_run(run_id, service)
+        fake.corrupt(run_id)
+        recorder.wait_for("completed")
+        assert handle.wait(10)
+    assert handle.last_recovery.checkpoint.name == "step-000010"

@@ -66,6 +66,13 @@ class _Request:
         }
 
 
+def check_service(service: Any) -> None:
+    """Raise TypeError unless ``service`` can create training clients from a checkpoint."""
+    for method in ("create_training_client_from_state", "create_training_client_from_state_with_optimizer"):
+        if not callable(getattr(service, method, None)):
+            raise TypeError(f"service: {type(service).__name__} has no {method}(); pass a tinker.ServiceClient")
+
+
 def _call_user(what: str, callback: Callable[..., Any] | None, *args: Any) -> None:
     """Call a user callback; an exception it raises is logged and ignored."""
     if callback is None:
@@ -219,6 +226,7 @@ class Executor:
         running or waiting to retry, and Shutdown after ``shutdown``.
         """
         check_run_id(run_id)
+        check_service(service)
         if not isinstance(policy, Policy):
             raise TypeError(f"policy: expected a Policy, got {type(policy).__name__}")
         if not policy.enabled:
@@ -249,9 +257,16 @@ class Executor:
         self._queue.put(request)
         return request.future
 
+    def _has_rest(self) -> bool:
+        """True when recoveries can reach REST without a config of their own."""
+        return self._rest is not None or self._config is not None
+
     def _rest_for(self, config: Config | None) -> RestClient | None:
+        """The REST client for a request: ``rest=``, else one built (once) from a config."""
         if config is None:
-            return self._rest if self._rest is not None or self._config is None else self._rest_for(self._config)
+            if self._rest is not None or self._config is None:
+                return self._rest
+            config = self._config
         with self._lock:
             rest = self._rest_by_config.get(config)
             if rest is None:

@@ -16,7 +16,7 @@ from ._ids import check_run_id
 from .clock import Clock, SystemClock
 from .config import Config
 from .errors import AlreadyPending, NoExecutor, NotFound, RecoveryDisabled, Shutdown
-from .executor import Executor
+from .executor import Executor, check_service
 from .journal import Journal, lineage_heads, read_journal
 from .models import TrainingRun
 from .policy import Policy
@@ -186,6 +186,7 @@ class Monitor:
             raise NoExecutor(f"monitoring {run_id} refused: the monitor has no executor")
         if self._rest is None:
             raise ValueError("Monitor needs REST access to poll runs: pass config= or rest=")
+        check_service(service)
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata: expected a mapping or None, got {type(metadata).__name__}")
         metadata = dict(metadata or {})
@@ -380,6 +381,7 @@ class Monitor:
             future = self.executor.recover(  # type: ignore[union-attr]
                 watch.run_id, watch.service, self.policy, metadata=watch.metadata,
                 last_checkpoint=run.last_checkpoint, run=run,
+                config=None if self.executor._has_rest() else self.config,  # type: ignore[union-attr]
             )
         except (AlreadyPending, Shutdown) as error:
             log.warning("run %s read corrupted but was not handed over: %s", watch.run_id, error)
