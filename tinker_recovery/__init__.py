@@ -4,31 +4,8 @@ from . import signals
 from ._version import __version__
 from .clock import ManualClock, SystemClock
 from .config import DEFAULT_BASE_URL, Config
-from .errors import (
-    AlreadyPending,
-    ApiError,
-    AttemptTimeout,
-    AuthenticationError,
-    BadRequest,
-    BudgetExhausted,
-    CheckpointStrategyNotSupported,
-    Conflict,
-    ConnectionFailed,
-    InvalidCheckpointPath,
-    MissingCheckpoint,
-    NoExecutor,
-    NotFound,
-    PermissionDenied,
-    RateLimited,
-    RecoveryDisabled,
-    RecoveryError,
-    RequestTimeout,
-    ResponseError,
-    ServerError,
-    Shutdown,
-    TinkerRecoveryError,
-    UnprocessableEntity,
-)
+from .errors import *  # noqa: F403 - the whole hierarchy is public
+from .errors import __all__ as _error_names
 from .executor import Executor
 from .journal import read_journal
 from .models import Checkpoint, Cursor, ParsedCheckpointTinkerPath, TrainingRun
@@ -58,27 +35,5 @@ __all__ = [
     "Checkpoint",
     "Cursor",
     "ParsedCheckpointTinkerPath",
-    "TinkerRecoveryError",
-    "ApiError",
-    "BadRequest",
-    "AuthenticationError",
-    "PermissionDenied",
-    "NotFound",
-    "Conflict",
-    "UnprocessableEntity",
-    "RateLimited",
-    "ServerError",
-    "ConnectionFailed",
-    "RequestTimeout",
-    "ResponseError",
-    "RecoveryError",
-    "RecoveryDisabled",
-    "AlreadyPending",
-    "NoExecutor",
-    "MissingCheckpoint",
-    "CheckpointStrategyNotSupported",
-    "InvalidCheckpointPath",
-    "AttemptTimeout",
-    "BudgetExhausted",
-    "Shutdown",
+    *_error_names,
 ]

@@ -29,7 +29,6 @@ __all__ = [
     "AttemptTimeout",
     "BudgetExhausted",
     "Shutdown",
-    "error_for_status",
 ]
 
 
