@@ -1,0 +1,45 @@
+"""Test doubles for code that talks to Tinker: a loopback fake service and a minimal client.
+
+- ``FakeTinker``: a real HTTP/1.1 server on 127.0.0.1 that the official ``tinker`` SDK can train
+  against, with fault injection, corruption and a request log.
+- ``LoopbackService``: a small ``requests`` client for restoring training clients over real HTTP
+  with short time-outs and no hidden retries.
+- ``ServedRequest``: one entry of ``FakeTinker.requests``.
+
+Names are imported lazily, so ``python -m tinker_recovery.testing.fake_server`` runs cleanly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["FakeTinker", "LoopbackService", "LoopbackTrainingClient", "ServedRequest", "FaultRule"]
+
+if TYPE_CHECKING:
+    from ._faults import FaultRule
+    from ._served import ServedRequest
+    from .fake_server import FakeTinker
+    from .loopback_service import LoopbackService, LoopbackTrainingClient
+
+_HOMES = {
+    "FakeTinker": "fake_server",
+    "LoopbackService": "loopback_service",
+    "LoopbackTrainingClient": "loopback_service",
+    "ServedRequest": "_served",
+    "FaultRule": "_faults",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

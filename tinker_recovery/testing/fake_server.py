@@ -1,0 +1,549 @@
+"""FakeTinker: a loopback HTTP/1.1 server that speaks the Tinker wire protocol (SDK 0.38).
+
+The official ``tinker`` SDK, unmodified, can train against it: sessions, LoRA training clients,
+forward_backward (protobuf) and optim_step on a tiny real model, save_state, training clients from
+state (with or without optimizer), and the RestClient views. Tests and demos control it through
+Python (``add_run``, ``corrupt``, ``add_fault``, ``requests``) or the ``/_fake/...`` admin endpoints.
+
+Run it by hand with ``python -m tinker_recovery.testing.fake_server --port 8000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hmac
+import json
+import logging
+import secrets
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from ._admin import PREFIX as _ADMIN_PREFIX
+from ._admin import handle_admin
+from ._api import Api, Response, error_response, run_id_for
+from ._faults import FaultRule, FaultTable
+from ._served import RequestLog, ServedRequest
+from ._state import ApiProblem, FakeState
+
+__all__ = ["FakeTinker", "main"]
+
+logger = logging.getLogger("tinker_recovery.testing.fake_server")
+
+_MAX_BODY = 64 * 1024 * 1024
+_MALFORMED_BODY = b'{"request_id": "fake-req-'  # cut off mid-string: not valid JSON
+_IDLE_TIMEOUT_S = 300.0  # an idle keep-alive connection is closed after this long
+
+
+class FakeTinker:
+    """A fake Tinker service on ``host``:``port`` (0 picks a free port), for tests and demos.
+
+    - ``api_key``: the only key accepted in ``X-API-Key``; None makes a random ``tml-fake-...`` key.
+    - ``seed``: seeds the models' initial weights, the session ids and fault probabilities.
+    - ``clock``: wall-clock seconds since the epoch, for timestamps and checkpoint expiry;
+      None uses ``time.time``. Injected latency always waits in real time.
+    - ``try_again_hold_s``: how long ``retrieve_future`` holds an unfinished future before answering
+      ``try_again`` (the official client re-polls at once). 0 answers at once.
+    - ``seq_gap_timeout_s``: operations run in each model's ``seq_id`` order; when a client gave up
+      on a ``seq_id`` (e.g. after a malformed answer), later ones wait this long, then the gap is
+      skipped and a late arrival of the missing ``seq_id`` fails.
+    - ``max_logged_requests``: the request log keeps only the most recent entries.
+
+    ``start()`` (or ``with``) binds and serves on named daemon threads; ``stop()`` closes the
+    listening socket and every keep-alive connection and joins all threads. Not restartable.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 0,
+        clock: Callable[[], float] | None = None,
+        try_again_hold_s: float = 0.5,
+        seq_gap_timeout_s: float = 2.0,
+        max_logged_requests: int = 100_000,
+    ) -> None:
+        if api_key is not None and (not isinstance(api_key, str) or not api_key):
+            raise ValueError("api_key must be a non-empty string or None")
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {port!r}")
+        if not try_again_hold_s >= 0:
+            raise ValueError(f"try_again_hold_s must be >= 0, got {try_again_hold_s!r}")
+        if not seq_gap_timeout_s >= 0:
+            raise ValueError(f"seq_gap_timeout_s must be >= 0, got {seq_gap_timeout_s!r}")
+        self._api_key = api_key or f"tml-fake-{secrets.token_hex(16)}"
+        self._host = host
+        self._port = port
+        self._state = FakeState(seed=seed, clock=clock or time.time, seq_gap_timeout_s=seq_gap_timeout_s)
+        self._api = Api(self._state, hold_s=try_again_hold_s)
+        self._fault_table = FaultTable(seed)
+        self._request_log = RequestLog(max_logged_requests)
+        self._stop_event = threading.Event()
+        self._lifecycle = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> FakeTinker:
+        """Bind and start serving; returns self. Idempotent while running; raises after stop()."""
+        with self._lifecycle:
+            if self._stopped:
+                raise RuntimeError("FakeTinker was stopped and cannot be restarted")
+            if self._server is None:
+                server = _Server((self._host, self._port), self)
+                thread = threading.Thread(
+                    target=server.serve_forever,
+                    kwargs={"poll_interval": 0.05},
+                    name="tinker_recovery.fake_server",
+                    daemon=True,
+                )
+                thread.start()
+                self._server, self._thread = server, thread
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving, close all connections and join the threads (each wait bounded by ``timeout``).
+
+        Safe to call twice, or without start().
+        """
+        with self._lifecycle:
+            if self._stopped:
+                return
+            self._stopped = True
+            server, thread = self._server, self._thread
+        self._stop_event.set()
+        self._state.stop()
+        if server is None or thread is None:
+            return
+        deadline = time.monotonic() + timeout
+        server.shutdown()
+        thread.join(max(0.0, deadline - time.monotonic()))
+        server.server_close()
+        for connection_thread in server.close_connections(deadline):
+            connection_thread.join(max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> FakeTinker:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.base_url if self._server is not None else "not started"
+        return f"FakeTinker({where}, runs={len(self._state.run_ids())}, stopped={self._stopped})"
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT``; raises RuntimeError before start()."""
+        if self._server is None:
+            raise RuntimeError("FakeTinker is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("FakeTinker is not started")
+        return self._server.server_address[1]
+
+    @property
+    def api_key(self) -> str:
+        return self._api_key
+
+    # --- runs -----------------------------------------------------------------------------------
+
+    def add_run(
+        self,
+        base_model: str = "Qwen/Qwen3-8B",
+        checkpoints: int = 1,
+        sampler_checkpoints: int = 0,
+        corrupted: bool = False,
+        ttl_seconds: float | None = None,
+        user_metadata: Mapping[str, str] | None = None,
+        lora_rank: int = 32,
+    ) -> str:
+        """Create a training run without a client and return its id (``<session>:train:<n>``).
+
+        The run gets ``checkpoints`` training and ``sampler_checkpoints`` sampler checkpoints named
+        ``step-000010``, ``step-000020``, ...; they hold the run's initial weights and a fresh
+        optimizer. ``ttl_seconds`` sets their ``expires_at``. Raises ValueError/TypeError on bad values.
+        """
+        return self._state.add_run(
+            base_model=base_model,
+            checkpoints=checkpoints,
+            sampler_checkpoints=sampler_checkpoints,
+            corrupted=corrupted,
+            ttl_seconds=ttl_seconds,
+            user_metadata=user_metadata,
+            lora_rank=lora_rank,
+        )
+
+    def corrupt(self, run_id: str, corrupted: bool = True) -> None:
+        """Mark a run corrupted (or healthy again). Raises KeyError for an unknown run."""
+        _lookup(lambda: self._state.corrupt(run_id, corrupted))
+
+    def get_run(self, run_id: str) -> dict:
+        """The run as ``GET /api/v1/training_runs/{id}`` shows it. Raises KeyError if unknown."""
+        return _lookup(lambda: self._state.get_run(run_id))
+
+    def list_checkpoints(self, run_id: str) -> list[dict]:
+        """The run's live checkpoints, oldest first, as the REST API shows them."""
+        return _lookup(lambda: self._state.list_checkpoints(run_id, None, 0))["checkpoints"]
+
+    def delete_checkpoint(self, run_id: str, checkpoint_id: str) -> None:
+        """Delete e.g. ``weights/step-000010``. Raises KeyError if the run or checkpoint is unknown."""
+        _lookup(lambda: self._state.delete_checkpoint(run_id, checkpoint_id))
+
+    @property
+    def run_ids(self) -> list[str]:
+        """Every run id, oldest first."""
+        return self._state.run_ids()
+
+    def load_weights_count(self, run_id: str) -> int:
+        """How many loads of this run's checkpoints were carried out successfully.
+
+        A load counts when the fake actually performed it: requests answered by a fault rule
+        (status, drop, malformed) never count; a latency-only rule does not stop a count.
+        """
+        return self._state.load_weights_count(run_id)
+
+    # --- faults and the request log -------------------------------------------------------------
+
+    def add_fault(
+        self,
+        method: str | None = None,
+        path: str = "",
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        latency_s: float = 0.0,
+        drop: bool = False,
+        malformed: bool = False,
+        times: int | None = None,
+        probability: float | None = None,
+    ) -> FaultRule:
+        """Add a fault rule (see FaultRule for each argument) and return it.
+
+        ``path`` is a regular expression searched in the request path (no query string); ``method``
+        None matches any method. Admin ``/_fake/`` requests are never faulted.
+        """
+        return self._fault_table.add(
+            method=None if method is None else method.upper(),
+            path=path,
+            status=status,
+            retry_after_s=retry_after_s,
+            latency_s=latency_s,
+            drop=drop,
+            malformed=malformed,
+            times=times,
+            probability=probability,
+        )
+
+    def remove_fault(self, rule: FaultRule | int) -> bool:
+        """Remove a rule; False if it was already gone (e.g. its ``times`` were used up)."""
+        return self._fault_table.remove(rule)
+
+    def clear_faults(self) -> None:
+        self._fault_table.clear()
+
+    @property
+    def faults(self) -> list[FaultRule]:
+        """The rules still active, in the order added."""
+        return self._fault_table.rules()
+
+    @property
+    def requests(self) -> list[ServedRequest]:
+        """A copy of the request log, oldest first."""
+        return self._request_log.snapshot()
+
+    def clear_requests(self) -> None:
+        self._request_log.clear()
+
+    # --- request handling (called by the connection threads) ------------------------------------
+
+    def _authorized(self, key: str | None) -> bool:
+        return key is not None and hmac.compare_digest(key.encode("utf-8", "replace"), self._api_key.encode())
+
+    def _respond_api(self, method: str, path: str, query: str, headers: Any, body: bytes) -> Response:
+        if not self._authorized(headers.get("X-API-Key")):
+            return error_response(401, "missing or invalid X-API-Key")
+        return self._api.handle(method, path, query, headers, body)
+
+    def _respond_admin(self, method: str, path: str, query: str, headers: Any, body: bytes) -> Response:
+        if not self._authorized(headers.get("X-API-Key")):
+            return error_response(401, "missing or invalid X-API-Key")
+        try:
+            data = json.loads(body) if body else {}
+        except ValueError:
+            return error_response(400, "the request body is not valid JSON")
+        if not isinstance(data, dict):
+            return error_response(400, "the request body must be a JSON object")
+        return handle_admin(self, method, path, query, data)
+
+
+def _lookup(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except ApiProblem as problem:
+        if problem.status == 404:
+            raise KeyError(problem.message) from None
+        raise ValueError(problem.message) from None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One keep-alive connection. Reads each request fully, then answers with a single write."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    timeout = _IDLE_TIMEOUT_S
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence per-request logging
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._serve()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def _serve(self) -> None:
+        self.server.request_started(self.connection)
+        try:
+            self._serve_request()
+        finally:
+            if self.server.request_finished(self.connection):
+                self.close_connection = True  # the server is stopping: no further requests here
+
+    def _serve_request(self) -> None:
+        fake = self.server.fake
+        started = time.monotonic()
+        path, _, query = self.path.partition("?")
+        body = self._read_body()
+        if body is None:
+            return
+        if path.startswith(_ADMIN_PREFIX):
+            self._send(self._guard(fake._respond_admin, path, query, body))
+            return
+        rule = fake._fault_table.match(self.command, path)
+        if rule is not None and rule.latency_s > 0 and fake._stop_event.wait(rule.latency_s):
+            self.close_connection = True  # stopping: abandon the request
+            return
+        response: Response | None
+        if rule is not None and rule.drop:
+            response = None
+        elif rule is not None and rule.replaces_processing:
+            response = _fault_response(rule)
+        else:
+            response = self._guard(fake._respond_api, path, query, body)
+        # Log before answering, so a client that got its answer always finds the entry.
+        fake._request_log.append(
+            ServedRequest(
+                method=self.command,
+                path=path,
+                status=None if response is None else response.status,
+                latency_s=time.monotonic() - started,
+                fault=None if rule is None else rule.name,
+                run_id=run_id_for(self.command, path, body),
+            )
+        )
+        if response is None:
+            self.close_connection = True
+        else:
+            self._send(response)
+
+    def _guard(self, respond: Callable[..., Response], path: str, query: str, body: bytes) -> Response:
+        try:
+            return respond(self.command, path, query, self.headers, body)
+        except Exception:
+            logger.exception("FakeTinker failed on %s %s", self.command, path)
+            return error_response(500, "internal error in FakeTinker")
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            self._send(error_response(411, "chunked request bodies are not supported; send Content-Length"))
+            return None
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= _MAX_BODY:
+            self.close_connection = True
+            self._send(error_response(413 if length > _MAX_BODY else 400, "bad Content-Length"))
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, response: Response) -> int:
+        status = response.status
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Error"
+        lines = [f"HTTP/1.1 {status} {reason}"]
+        if status != 204:
+            lines.append(f"Content-Type: {response.content_type}")
+            lines.append(f"Content-Length: {len(response.body)}")
+        lines.extend(f"{name}: {value}" for name, value in response.headers)
+        if self.close_connection:
+            lines.append("Connection: close")
+        elif self.request_version == "HTTP/1.0":
+            lines.append("Connection: keep-alive")
+        payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if status != 204:
+            payload += response.body
+        try:
+            self.wfile.write(payload)
+        except OSError:
+            self.close_connection = True
+        return status
+
+
+def _fault_response(rule: FaultRule) -> Response:
+    headers: tuple[tuple[str, str], ...] = ()
+    if rule.retry_after_s is not None:
+        seconds = rule.retry_after_s
+        headers = (("Retry-After", str(int(-(-seconds // 1)))), ("retry-after-ms", str(int(seconds * 1000))))
+    if rule.malformed:
+        return Response(rule.status or 200, _MALFORMED_BODY, headers=headers)
+    assert rule.status is not None
+    return error_response(rule.status, f"injected fault (rule {rule.id})", headers)
+
+
+class _Server(ThreadingHTTPServer):
+    """A threading HTTP server that tracks its connections so stop() can close and join them."""
+
+    daemon_threads = True
+    block_on_close = False  # we join our own threads, with a deadline
+    request_queue_size = 512
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], fake: FakeTinker) -> None:
+        self.fake = fake
+        self._connections_changed = threading.Condition()
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._busy: set[socket.socket] = set()  # connections in the middle of a request
+        self._closing = False
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS look-up that can take seconds.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self._serve_connection,
+            args=(request, client_address),
+            name="tinker_recovery.fake_server.connection",
+            daemon=True,
+        )
+        with self._connections_changed:
+            self._connections[request] = thread
+        thread.start()
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            with self._connections_changed:
+                self._connections.pop(request, None)
+                self._busy.discard(request)
+                self._connections_changed.notify_all()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.debug("FakeTinker connection from %s failed", client_address, exc_info=True)
+
+    def request_started(self, sock: socket.socket) -> None:
+        with self._connections_changed:
+            self._busy.add(sock)
+
+    def request_finished(self, sock: socket.socket) -> bool:
+        """Mark the connection idle; True when the server is closing (the connection should end)."""
+        with self._connections_changed:
+            self._busy.discard(sock)
+            self._connections_changed.notify_all()
+            return self._closing
+
+    def close_connections(self, deadline: float) -> list[threading.Thread]:
+        """Close idle connections now and busy ones once their answer is sent (or at ``deadline``).
+
+        Returns every connection thread, for joining. Call after the accept loop has stopped.
+        """
+        with self._connections_changed:
+            self._closing = True
+            threads = list(self._connections.values())
+            idle = [sock for sock in self._connections if sock not in self._busy]
+        _shutdown_sockets(idle)
+        with self._connections_changed:
+            self._connections_changed.wait_for(lambda: not self._busy, max(0.0, deadline - time.monotonic()))
+            remaining = list(self._connections)
+        _shutdown_sockets(remaining)
+        return threads
+
+
+def _shutdown_sockets(sockets: list[socket.socket]) -> None:
+    for sock in sockets:
+        with contextlib.suppress(OSError):  # already closed by its thread
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve a FakeTinker until Ctrl-C or SIGTERM; print its URL and key first."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tinker_recovery.testing.fake_server",
+        description="Serve a fake Tinker service on loopback for tests and demos.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port (default 8000)")
+    parser.add_argument("--api-key", default=None, help="default: a random tml-fake-... key")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", type=int, default=0, help="seed this many runs with add_run()")
+    parser.add_argument("--checkpoints", type=int, default=1, help="training checkpoints per seeded run")
+    args = parser.parse_args(argv)
+
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda _signum, _frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    fake = FakeTinker(api_key=args.api_key, host=args.host, port=args.port, seed=args.seed)
+    try:
+        fake.start()
+        for _ in range(args.runs):
+            fake.add_run(checkpoints=args.checkpoints)
+        print(f"FakeTinker serving at {fake.base_url} (Ctrl-C to stop)", flush=True)
+        print(f"TINKER_BASE_URL={fake.base_url}", flush=True)
+        print(f"TINKER_API_KEY={fake.api_key}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    except OSError as exc:
+        print(f"cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        fake.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("FakeTinker stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
