@@ -166,3 +166,32 @@ def test_executor_without_rest_uses_the_monitors_config(fake, config, service, r
         recorder.wait_for("completed")
         assert handle.wait(10)
     assert handle.last_recovery.checkpoint.name == "step-000010"
+
+
+def test_every_thread_is_a_named_daemon_and_none_is_left(fake, config, service, recorder):
+    import threading
+
+    before = set(threading.enumerate())
+    run_id = fake.add_run()
+    seen = {}
+
+    def snapshot(sender, **payload):
+        seen.update({t.name: t.daemon for t in threading.enumerate() if t not in before})
+
+    tr.signals.completed.connect(snapshot)
+    try:
+        executor = tr.Executor(2, config=config).start()
+        monitor = tr.Monitor(executor, policy(attempt_timeout_ms=5_000), config).start()
+        monitor.monitor_run(run_id, service)
+        fake.corrupt(run_id)
+        recorder.wait_for("completed")
+        monitor.stop(timeout=5)
+        executor.shutdown(timeout=5)
+    finally:
+        tr.signals.completed.disconnect(snapshot)
+    ours = {name: daemon for name, daemon in seen.items()
+            if name.startswith("tinker_recovery") and not name.startswith("tinker_recovery.fake_server")}
+    assert {"tinker_recovery.monitor", "tinker_recovery.executor.dispatch", "tinker_recovery.executor.scheduler"} <= set(ours)
+    assert all(ours.values()), ours
+    left = [t.name for t in threading.enumerate() if t not in before and t.name in ours]
+    assert left in ([], ["tinker_recovery.executor.call"])  # a call thread may still be returning
