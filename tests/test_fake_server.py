@@ -853,8 +853,10 @@ def test_module_entry_point_prints_url_and_key_and_exits_cleanly(sig):
         url = banner[1].strip().removeprefix("TINKER_BASE_URL=")
         key = banner[2].strip().removeprefix("TINKER_API_KEY=")
         assert url.startswith("http://127.0.0.1:") and key.startswith("tml-fake-") and url in banner[0]
+        seeded = [lines.get(timeout=20).strip().removeprefix("seeded run ") for _ in range(2)]
         runs = requests.get(url + "/api/v1/training_runs", headers={"X-API-Key": key}, timeout=5).json()
         assert runs["cursor"]["total_count"] == 2
+        assert sorted(run["training_run_id"] for run in runs["training_runs"]) == sorted(seeded)
         process.send_signal(sig)
         assert process.wait(timeout=10) == 0
     finally:

@@ -1,5 +1,7 @@
 """tinker-recovery: opt-in detection and checkpoint restart of corrupted Tinker training runs."""
 
+import logging as _logging
+
 from . import signals
 from ._version import __version__
 from .clock import ManualClock, SystemClock
@@ -37,3 +39,5 @@ __all__ = [
     "ParsedCheckpointTinkerPath",
     *_error_names,
 ]
+
+_logging.getLogger("tinker_recovery").addHandler(_logging.NullHandler())

@@ -51,15 +51,24 @@ class RunHandle:
     - ``take_recovery()``: the newest recovery since the loop last asked, or None.
     - ``recovering``: True while a recovery of this run is queued, running or waiting to retry.
     - ``wait(timeout)``: block until no recovery is in flight.
+    - ``wait_for_recovery(timeout)``: block until a recovery not yet taken is there.
+    - ``poll_now()``: have the monitor poll the run at once (e.g. after a refused training call).
     - ``error``: the last error once recovery was given up (``exhausted``), else None.
     - ``watching``: False once the run is no longer monitored (stopped, dropped, or exhausted).
     """
 
-    def __init__(self, run_id: str, client: Any, stop: Callable[[str], Any] | None = None) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        client: Any,
+        stop: Callable[[str], Any] | None = None,
+        poll: Callable[[str], Any] | None = None,
+    ) -> None:
         self.original_run_id = run_id
         self._run_id = run_id
         self._client = client
         self._stop = stop
+        self._poll = poll
         self._cond = threading.Condition()
         self._recovering = False
         self._watching = True
@@ -118,6 +127,26 @@ class RunHandle:
         """Block while a recovery is in flight; True once none is, False if ``timeout`` passed."""
         with self._cond:
             return self._cond.wait_for(lambda: not self._recovering, timeout)
+
+    def wait_for_recovery(self, timeout: float | None = None) -> Recovery:
+        """Block until a recovery the loop has not taken yet is there, and return it.
+
+        It stays there for ``take_recovery()``. Raises the last error if recovery was given up, and
+        TimeoutError if ``timeout`` seconds (None: no limit) pass first. Call ``poll_now()`` before
+        it when the service has just refused a training call, so detection need not wait an interval.
+        """
+        with self._cond:
+            self._cond.wait_for(lambda: self._unseen is not None or self._error is not None, timeout)
+            if self._unseen is not None:
+                return self._unseen
+            if self._error is not None:
+                raise self._error
+            raise TimeoutError(f"no recovery of {self._run_id} within {timeout} s")
+
+    def poll_now(self) -> None:
+        """Ask the monitor to poll this run at once instead of at the next interval."""
+        if self._poll is not None:
+            self._poll(self.run_id)
 
     def stop(self) -> None:
         """Stop monitoring this run."""

@@ -527,11 +527,12 @@ def main(argv: list[str] | None = None) -> int:
     fake = FakeTinker(api_key=args.api_key, host=args.host, port=args.port, seed=args.seed)
     try:
         fake.start()
-        for _ in range(args.runs):
-            fake.add_run(checkpoints=args.checkpoints)
+        seeded = [fake.add_run(checkpoints=args.checkpoints) for _ in range(args.runs)]
         print(f"FakeTinker serving at {fake.base_url} (Ctrl-C to stop)", flush=True)
         print(f"TINKER_BASE_URL={fake.base_url}", flush=True)
         print(f"TINKER_API_KEY={fake.api_key}", flush=True)
+        for run_id in seeded:
+            print(f"seeded run {run_id}", flush=True)
         while not stop.wait(0.5):
             pass
     except OSError as exc:
