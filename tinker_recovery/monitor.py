@@ -15,7 +15,7 @@ from . import signals
 from ._ids import check_run_id
 from .clock import Clock, SystemClock
 from .config import Config
-from .errors import AlreadyPending, NoExecutor, NotFound, RecoveryDisabled, Shutdown
+from .errors import AlreadyPending, NoExecutor, NotFound, RecoveryDisabled, RequestTimeout, Shutdown
 from .executor import Executor, check_service
 from .journal import Journal, lineage_heads, read_journal
 from .models import TrainingRun
@@ -29,6 +29,7 @@ log = logging.getLogger("tinker_recovery.monitor")
 
 POLL_MODES = ("auto", "per_run", "list")
 _AUTO_PROBE_AT = 20  # with the run count unknown, "auto" tries listing from this many watched runs
+_SLACK_S = 0.05  # runs due this soon are polled along with the ones due now (at most 1/20 interval)
 
 
 @attrs.define(eq=False)
@@ -41,6 +42,9 @@ class _Watch:
     handle: RunHandle
     next_due: float
     in_flight: bool = False
+    polled: bool = False  # a poll of it has begun at least once
+    suspect: bool = False  # its last poll of its own timed out
+    holds_suspect_slot: bool = False  # polled now as a suspect, counted in _suspects_in_flight
     corrupted_streak: int = 0
     not_found_streak: int = 0
 
@@ -52,11 +56,13 @@ class Monitor:
     - ``policy``: else ``config.recovery``; recovery must be enabled for ``monitor_run``.
     - ``config`` / ``rest``: REST access for polling (a RestClient is built from ``config``
       unless ``rest`` is given).
-    - ``poll_concurrency``: polls in flight at once, so one slow run never delays the others.
+    - ``poll_concurrency``: polls in flight at once, so one slow run never delays the others;
+      runs whose last poll timed out share at most a quarter of them (at least one).
     - ``poll_timeout_s``: the time-out of one poll; None: the smaller of the config's time-out
       and the poll interval (at least 1 s). Polls are not retried: the next poll is the retry.
     - ``poll_mode``: ``"per_run"`` (one GET per run), ``"list"`` (pages of ``list_training_runs``,
-      ``list_page_size`` runs each) or ``"auto"`` (whichever costs fewer requests).
+      ``list_page_size`` runs each, one listing per interval) or ``"auto"`` (whichever costs fewer
+      requests).
     - ``journal``: a path; every signal of this monitor and its executor is appended as a JSON line,
       and a monitor started on an existing journal watches again the runs it lists, with
       ``service`` (required then) as their service.
@@ -113,6 +119,12 @@ class Monitor:
         self._watches: dict[str, _Watch] = {}
         self._handles: dict[str, RunHandle] = {}
         self._in_flight = 0
+        self._listings = 0  # listings in flight (list mode)
+        self._next_listing = -math.inf  # when the next listing is due (list mode)
+        self._suspect_limit = max(1, poll_concurrency // 4)
+        self._suspects_in_flight = 0
+        self._deferred = False  # some suspect runs are due but wait for a slot
+        self._wake_at = math.inf  # when the monitor thread plans to look again
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -241,63 +253,145 @@ class Monitor:
             self._clock.wait(self._wake, delay)
 
     def poll_once(self, timeout: float | None = None) -> int:
-        """Poll every watched run now, wait for the answers (up to ``timeout``); return how many."""
+        """Poll every watched run now, wait for the answers (up to ``timeout``); return how many.
+
+        Raises TimeoutError if some answers are still missing after ``timeout`` seconds.
+        """
         with self._lock:
             due = [w for w in self._watches.values() if not w.in_flight]
-        futures = self._start_polls(due)
-        for future in futures:
-            future.result(timeout)
+            if not due:
+                return 0
+            listing = self._mode_for(len(self._watches)) == "list"
+            self._begin(due, listing=listing)
+        self._launch(due if listing else [], [] if listing else due)
+        with self._lock:
+            if not self._lock.wait_for(lambda: not any(w.in_flight for w in due), timeout):
+                raise TimeoutError(f"poll_once: answers still missing after {timeout} s")
         return len(due)
 
     def _dispatch_due(self) -> float | None:
-        """Start the polls that are due; return the seconds until the next one is (None: no runs)."""
-        now = self._clock.monotonic()
-        with self._lock:
-            due = [w for w in self._watches.values() if not w.in_flight and w.next_due <= now]
-        self._start_polls(due)
-        with self._lock:
-            waiting = [w.next_due for w in self._watches.values() if not w.in_flight]
-        if not waiting:
-            return None if not self._watches else self._interval_s
-        return max(0.0, min(waiting) - self._clock.monotonic())
+        """Start the polls that are due; return the seconds until the next one is (None: no runs).
 
-    def _start_polls(self, due: list[_Watch]) -> list[Future]:
-        if not due:
-            return []
+        Per run, a run is due ``poll_interval_ms`` after its last poll began; runs due within the
+        next ``_SLACK_S`` go along, so a thousand runs cost a few wake-ups, not a thousand. Runs
+        whose last poll timed out may hold at most a quarter of the poll workers (see _admit). In
+        list mode one listing at a time reads every run, once per interval; a newly watched run is
+        read at once (after the listing in flight, if any): alone, unless listing early costs
+        fewer requests.
+        """
         now = self._clock.monotonic()
+        horizon = now + min(_SLACK_S, self._interval_s / 20)
         with self._lock:
-            for watch in due:
-                watch.in_flight = True
-                watch.next_due = now + self._interval_s
-            self._in_flight += len(due)
+            idle = [w for w in self._watches.values() if not w.in_flight]
+            if self._mode_for(len(self._watches)) == "list":
+                listing, alone = self._plan_listing(idle, horizon)
+            else:
+                listing, alone = [], [w for w in idle if w.next_due <= horizon]
+            alone = self._admit(alone)
+            self._begin(listing, listing=True)
+            self._begin(alone, listing=False)
+        self._launch(listing, alone)
+        with self._lock:
+            wake_at = self._next_wake()
+            self._wake_at = wake_at
+        if wake_at == math.inf:
+            return None
+        return max(0.0, wake_at - self._clock.monotonic())
+
+    def _plan_listing(self, idle: list[_Watch], horizon: float) -> tuple[list[_Watch], list[_Watch]]:
+        """List mode (lock held): the runs to read by listing now, and the new runs to read alone."""
+        if self._listings:  # one listing at a time; runs watched meanwhile wait for its end
+            return [], []
+        new = [w for w in idle if not w.polled]
+        pages = math.ceil((self._known_total or len(self._watches)) / self._page_size)
+        if self._next_listing <= horizon or len(new) >= max(1, pages):
+            return idle, []
+        return [], new
+
+    def _admit(self, due: list[_Watch]) -> list[_Watch]:
+        """Cap the runs whose last poll timed out at a quarter of the poll workers (lock held).
+
+        Without the cap, runs that hang until the poll time-out would hold every worker and the
+        healthy runs would queue behind them. A run left out stays due and goes when a slot frees.
+        """
+        free = self._suspect_limit - self._suspects_in_flight
+        admitted = []
+        self._deferred = False
+        for watch in due:
+            if watch.suspect:
+                if free <= 0:
+                    self._deferred = True
+                    continue
+                free -= 1
+            admitted.append(watch)
+        return admitted
+
+    def _begin(self, watches: list[_Watch], *, listing: bool) -> None:
+        """Mark polls as started (lock held)."""
+        if not watches:
+            return
+        now = self._clock.monotonic()
+        for watch in watches:
+            watch.in_flight = True
+            watch.polled = True
+            watch.next_due = now + self._interval_s
+            if watch.suspect and not listing:
+                watch.holds_suspect_slot = True
+                self._suspects_in_flight += 1
+        self._in_flight += len(watches)
+        if listing:
+            self._listings += 1
+            self._next_listing = now + self._interval_s
+
+    def _next_wake(self) -> float:
+        """When the monitor thread must look again (lock held); math.inf: only when woken."""
+        if not self._watches:
+            return math.inf
         if self._mode_for(len(self._watches)) == "list":
-            return [self._submit(self._poll_by_listing, due)]
-        return [self._submit(self._poll_one, [watch]) for watch in due]
+            if self._listings or all(w.in_flight for w in self._watches.values()):
+                return math.inf  # the listing, or the last poll, wakes the thread when it ends
+            return self._next_listing
+        waiting = [w.next_due for w in self._watches.values()
+                   if not w.in_flight and not (self._deferred and w.suspect)]
+        return min(waiting, default=math.inf)
 
-    def _submit(self, job: Any, watches: list[_Watch]) -> Future:
+    def _launch(self, listing: list[_Watch], alone: list[_Watch]) -> None:
+        if listing:
+            self._submit(self._poll_by_listing, listing, listing=True)
+        for watch in alone:
+            self._submit(self._poll_one, [watch])
+
+    def _submit(self, job: Any, watches: list[_Watch], *, listing: bool = False) -> None:
         try:
-            return self._pool.submit(self._guarded, job, watches)
+            self._pool.submit(self._guarded, job, watches, listing)
         except RuntimeError:  # stopped: the pool takes no more work
-            self._finished(watches)
-            done: Future = Future()
-            done.set_result(None)
-            return done
+            self._finished(watches, listing=listing)
 
-    def _guarded(self, job: Any, watches: list[_Watch]) -> None:
+    def _guarded(self, job: Any, watches: list[_Watch], listing: bool) -> None:
+        handed_over: list[_Watch] = []
         try:
-            job(watches)
+            handed_over = job(watches) or []
         except Exception:
             log.error("poll job crashed; going on", exc_info=True)
         finally:
-            self._finished(watches)
+            passed = {id(watch) for watch in handed_over}
+            self._finished([w for w in watches if id(w) not in passed], listing=listing)
 
-    def _finished(self, watches: list[_Watch]) -> None:
+    def _finished(self, watches: list[_Watch], *, listing: bool = False) -> None:
         with self._lock:
+            wake = listing or (self._deferred and any(w.holds_suspect_slot for w in watches))
             for watch in watches:
                 watch.in_flight = False
+                if watch.holds_suspect_slot:
+                    watch.holds_suspect_slot = False
+                    self._suspects_in_flight -= 1
+                wake = wake or watch.next_due < self._wake_at
             self._in_flight -= len(watches)
+            if listing:
+                self._listings -= 1
             self._lock.notify_all()
-        self._wake.set()
+        if wake:
+            self._wake.set()
 
     def _mode_for(self, watched: int) -> str:
         if self.poll_mode != "auto":
@@ -311,12 +405,15 @@ class Monitor:
         try:
             run = self._rest.get_training_run(watch.run_id, timeout_s=self._poll_timeout_s, max_retries=0)
         except Exception as error:
+            watch.suspect = isinstance(error, RequestTimeout)
             self._poll_failed(watch, error)
         else:
+            watch.suspect = False
             self._observe(watch, run)
 
-    def _poll_by_listing(self, watches: list[_Watch]) -> None:
-        """Read the due runs from pages of ``list_training_runs``; poll the rest one by one."""
+    def _poll_by_listing(self, watches: list[_Watch]) -> list[_Watch]:
+        """Read the runs from pages of ``list_training_runs``; hand the ones missing from them
+        (another owner's runs, or deleted) to polls of their own, and return those."""
         wanted = {watch.run_id: watch for watch in watches}
         offset = 0
         try:
@@ -335,9 +432,11 @@ class Monitor:
         except Exception as error:
             for watch in wanted.values():
                 self._poll_failed(watch, error)
-            return
-        for watch in wanted.values():  # not in the listing (another owner's run, or deleted)
-            self._poll_one([watch])
+            return []
+        missing = list(wanted.values())
+        for watch in missing:
+            self._submit(self._poll_one, [watch])
+        return missing
 
     def _payload(self, watch: _Watch, **extra: Any) -> dict[str, Any]:
         return {
@@ -401,9 +500,12 @@ class Monitor:
                      checkpoint=recovery.checkpoint.tinker_path)
         following = watch.handle.watching
         watch.handle._completed(recovery)
-        if not following or new_run_id is None:
+        if not following or new_run_id is None or not _is_run_id(new_run_id):
             if new_run_id is None:
                 log.warning("run %s: the restored client has no model_id; the new run is not watched", watch.run_id)
+            elif not _is_run_id(new_run_id):
+                log.warning("run %s: the restored client's model_id %r is not a valid run id; not watched",
+                            watch.run_id, new_run_id[:80])
             watch.handle._stopped()
             return
         metadata = {**watch.metadata, "training_client": recovery.client}
@@ -435,7 +537,10 @@ class Monitor:
                         self._journal_path, len(heads))
             return
         for run_id in heads:
-            if run_id not in self._watches:
+            if not _is_run_id(run_id):
+                log.warning("journal %s lists %r, not a valid run id; skipped",
+                            self._journal_path, str(run_id)[:80])
+            elif run_id not in self._watches:
                 handle = RunHandle(run_id, None, stop=self.stop_monitoring)
                 self._watch(run_id, self._service, {}, handle, reason="resumed from journal")
         if heads:
@@ -455,3 +560,12 @@ class Monitor:
             )
 
         return receiver
+
+
+def _is_run_id(run_id: Any) -> bool:
+    """True when ``run_id`` may go into a URL path (see ``check_run_id``)."""
+    try:
+        check_run_id(run_id)
+    except (TypeError, ValueError):
+        return False
+    return True
