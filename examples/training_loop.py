@@ -46,21 +46,25 @@ def train(
     before_step: Callable[[int, str], None] = lambda step, run_id: None,
     recovery_timeout_s: float = 30.0,
 ) -> None:
-    """Train ``steps`` steps on ``handle.client``; resume from the checkpoint after a recovery."""
+    """Train ``steps`` steps on ``handle.client``; resume from the checkpoint after a recovery.
+
+    The client changes only together with the step, when the loop takes a recovery: a client read
+    from ``handle.client`` mid-step could be the restored one while ``step`` is still the old one.
+    """
     tinker = import_tinker()
     datums, adam = make_datums(), adam_params()
     step = 0
+    client = handle.client
     while step < steps:
         recovery = handle.take_recovery()
         if recovery is not None:
             if recovery.step is None:
                 raise ExampleFailed(f"restored {recovery.checkpoint.tinker_path}, which names no step")
-            step = recovery.step  # the checkpoint was saved after this many steps: go on from here
+            # switch the client and rewind together: the restored client holds the checkpoint's state
+            client, step = recovery.client, recovery.step  # saved after this many steps: go on from here
             ledger.restored(step)
             print(f"recovered from {recovery.checkpoint.tinker_path} into run {recovery.new_run_id}; "
                   f"resuming at step {step}", flush=True)
-        seen = len(handle.recoveries)  # read before the client, so a recovery in between is not missed
-        client = handle.client
         before_step(step, handle.run_id)
         try:
             loss = train_step(client, datums, adam)
@@ -72,7 +76,7 @@ def train(
             reason = str(error) if len(str(error)) <= 100 else str(error)[:97] + "..."
             print(f"step {step:3d}  refused: {reason}", flush=True)
             print("          waiting for the recovery ...", flush=True)
-            wait_for_recovery(handle, seen, Deadline(recovery_timeout_s))
+            wait_for_recovery(handle, Deadline(recovery_timeout_s))
             continue
         step += 1
 

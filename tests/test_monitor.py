@@ -286,3 +286,41 @@ def test_read_journal_skips_a_torn_last_line_and_refuses_a_bad_middle_line(tmp_p
     with pytest.raises(ValueError, match="line 1"):
         tr.read_journal(path)
     assert tr.read_journal(tmp_path / "missing.jsonl") == []
+
+
+def test_poll_now_polls_before_the_interval_is_up(executor, recorder):
+    clock = tr.ManualClock()
+    rest = ScriptedRest({"run-1": [False, True], "restored:1": [False]})
+    with make_monitor(executor, rest, clock=clock) as monitor:
+        handle = monitor.monitor_run("run-1", FakeService())
+        rest.wait_calls(1)  # the first poll, at once; the next is a whole interval away
+        handle.poll_now()  # e.g. the service just refused a training call
+        recovery = handle.wait_for_recovery(timeout=10)
+        assert recovery.run_id == "run-1" and clock.monotonic() == 1000.0  # no time had to pass
+        assert not monitor.poll_now("unknown") and handle.take_recovery() is recovery
+
+
+@pytest.mark.parametrize("mode", ["per_run", "list"])
+def test_poll_now_during_a_poll_polls_again_right_after_it(executor, recorder, mode):
+    clock = tr.ManualClock()
+    entered, gate = threading.Event(), threading.Event()
+
+    class GatedRest(ScriptedRest):
+        def get_training_run(self, run_id, **kwargs):
+            entered.set()
+            gate.wait(10)
+            return super().get_training_run(run_id, **kwargs)
+
+        def list_training_runs(self, *args, **kwargs):
+            entered.set()
+            gate.wait(10)
+            return super().list_training_runs(*args, **kwargs)
+
+    rest = GatedRest({"run-1": [False, True], "restored:1": [False]})
+    with make_monitor(executor, rest, clock=clock, poll_mode=mode) as monitor:
+        handle = monitor.monitor_run("run-1", FakeService())
+        assert entered.wait(10)
+        assert handle.poll_now()  # the first poll is in flight (held at the gate): ask for another
+        gate.set()
+        assert handle.wait_for_recovery(timeout=10).run_id == "run-1"
+        assert clock.monotonic() == 1000.0

@@ -60,7 +60,7 @@ def test_wait_for_recovery_raises_the_error_or_times_out():
 def test_stop_and_poll_now_reach_the_monitor():
     calls = []
     handle = tr.RunHandle("run-1", None, stop=lambda r: calls.append(("stop", r)),
-                          poll=lambda r: calls.append(("poll", r)))
-    handle.poll_now()
+                          poll=lambda r: calls.append(("poll", r)) or True)
+    assert handle.poll_now() and not tr.RunHandle("run-2", None).poll_now()
     handle.stop()
     assert calls == [("poll", "run-1"), ("stop", "run-1")]

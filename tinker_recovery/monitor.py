@@ -43,6 +43,7 @@ class _Watch:
     next_due: float
     in_flight: bool = False
     polled: bool = False  # a poll of it has begun at least once
+    urgent: bool = False  # poll_now() asked for a poll while one was in flight
     suspect: bool = False  # its last poll of its own timed out
     holds_suspect_slot: bool = False  # polled now as a suspect, counted in _suspects_in_flight
     corrupted_streak: int = 0
@@ -202,7 +203,7 @@ class Monitor:
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata: expected a mapping or None, got {type(metadata).__name__}")
         metadata = dict(metadata or {})
-        handle = RunHandle(run_id, metadata.get("training_client"), stop=self.stop_monitoring)
+        handle = RunHandle(run_id, metadata.get("training_client"), stop=self.stop_monitoring, poll=self.poll_now)
         self._watch(run_id, service, metadata, handle, reason="monitor_run")
         return handle
 
@@ -225,6 +226,22 @@ class Monitor:
             return False
         (handle or watch.handle)._stopped()  # a recovery in flight is then not followed
         self._record("unwatch", current, reason="stop_monitoring")
+        return True
+
+    def poll_now(self, run_id: str) -> bool:
+        """Poll ``run_id`` (its current or original id) at once on a poll worker, or right after
+        the poll in flight, without waiting for the answer; False if it is not watched."""
+        with self._lock:
+            handle = self._handles.get(run_id)
+            watch = self._watches.get(handle.run_id if handle is not None else run_id)
+            if watch is None or self._stopping:
+                return False
+            if watch.in_flight:  # that poll may have read the run before the change: poll again after it
+                watch.urgent = True
+                watch.next_due = self._clock.monotonic()
+                return True
+            self._begin([watch], listing=False)
+        self._launch([], [watch])
         return True
 
     @property
@@ -302,7 +319,7 @@ class Monitor:
         """List mode (lock held): the runs to read by listing now, and the new runs to read alone."""
         if self._listings:  # one listing at a time; runs watched meanwhile wait for its end
             return [], []
-        new = [w for w in idle if not w.polled]
+        new = [w for w in idle if not w.polled or w.urgent]
         pages = math.ceil((self._known_total or len(self._watches)) / self._page_size)
         if self._next_listing <= horizon or len(new) >= max(1, pages):
             return idle, []
@@ -334,6 +351,7 @@ class Monitor:
         for watch in watches:
             watch.in_flight = True
             watch.polled = True
+            watch.urgent = False
             watch.next_due = now + self._interval_s
             if watch.suspect and not listing:
                 watch.holds_suspect_slot = True
@@ -541,7 +559,7 @@ class Monitor:
                 log.warning("journal %s lists %r, not a valid run id; skipped",
                             self._journal_path, str(run_id)[:80])
             elif run_id not in self._watches:
-                handle = RunHandle(run_id, None, stop=self.stop_monitoring)
+                handle = RunHandle(run_id, None, stop=self.stop_monitoring, poll=self.poll_now)
                 self._watch(run_id, self._service, {}, handle, reason="resumed from journal")
         if heads:
             log.info("resumed %d run(s) from journal %s", len(heads), self._journal_path)

@@ -143,10 +143,10 @@ class RunHandle:
                 raise self._error
             raise TimeoutError(f"no recovery of {self._run_id} within {timeout} s")
 
-    def poll_now(self) -> None:
-        """Ask the monitor to poll this run at once instead of at the next interval."""
-        if self._poll is not None:
-            self._poll(self.run_id)
+    def poll_now(self) -> bool:
+        """Ask the monitor to poll this run at once instead of at the next interval (or right after
+        a poll in flight); False if the run is not being watched."""
+        return bool(self._poll is not None and self._poll(self.run_id))
 
     def stop(self) -> None:
         """Stop monitoring this run."""

@@ -124,21 +124,18 @@ class SignalLog:
                 return event, payload
 
 
-def wait_for_recovery(
-    handle: tr.RunHandle, seen: int, deadline: Deadline, tick_s: float = 0.05
-) -> tr.Recovery:
-    """Block until ``handle`` has more than ``seen`` recoveries; return the newest (not taken).
+def wait_for_recovery(handle: tr.RunHandle, deadline: Deadline) -> tr.Recovery:
+    """Have the monitor poll the run now, then block until a recovery the loop has not taken is there.
 
     Raises ExampleFailed when recovery was given up (``handle.error``) or ``deadline`` passes first.
     """
-    tick = threading.Event()  # never set: ``tick.wait`` is an interruptible pause between checks
-    while len(handle.recoveries) <= seen:
-        if handle.error is not None:
-            raise ExampleFailed(f"recovery of {handle.run_id} was given up: {handle.error}")
-        if deadline.expired:
-            raise ExampleFailed(f"no recovery of {handle.run_id} within {deadline.seconds:g} s")
-        tick.wait(min(tick_s, deadline.remaining()))
-    return handle.recoveries[-1]
+    handle.poll_now()
+    try:
+        return handle.wait_for_recovery(timeout=deadline.remaining())
+    except TimeoutError:
+        raise ExampleFailed(f"no recovery of {handle.run_id} within {deadline.seconds:g} s") from None
+    except Exception as error:
+        raise ExampleFailed(f"recovery of {handle.run_id} was given up: {error}") from None
 
 
 # --- training with the official SDK -------------------------------------------------------------
