@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Hashable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -212,3 +213,38 @@ def no_leaked_threads() -> Iterator[None]:
         thread.join(5)
     alive = [t.name for t in leaked if t.is_alive()]
     assert not alive, f"threads left running: {alive}"
+
+
+class DebugLog(logging.Handler):
+    """Every record of every logger at DEBUG, formatted with its traceback, as a user would see it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+        self.records: list[tuple[logging.LogRecord, str]] = []
+        self._records_lock = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        with self._records_lock:
+            self.records.append((record, text))
+
+    @property
+    def texts(self) -> list[str]:
+        with self._records_lock:
+            return [text for _, text in self.records]
+
+
+@pytest.fixture
+def debug_log() -> Iterator[DebugLog]:
+    """Log everything at DEBUG (the package and the HTTP stack) into a DebugLog."""
+    handler = DebugLog()
+    root, package = logging.getLogger(), logging.getLogger("tinker_recovery")
+    saved = root.level, package.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    package.setLevel(logging.DEBUG)
+    yield handler
+    root.removeHandler(handler)
+    root.setLevel(saved[0])
+    package.setLevel(saved[1])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import json
-import logging
 import shutil
 import socket
 import ssl
@@ -147,28 +146,6 @@ def servers():
 
 
 @pytest.fixture
-def log_text():
-    """Every log record of every logger at DEBUG, formatted with its traceback."""
-    lines: list[str] = []
-
-    class Capture(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(self.format(record))
-
-    handler = Capture(logging.DEBUG)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
-    root, package = logging.getLogger(), logging.getLogger("tinker_recovery")
-    saved = root.level, package.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    package.setLevel(logging.DEBUG)
-    yield lines
-    root.removeHandler(handler)
-    root.setLevel(saved[0])
-    package.setLevel(saved[1])
-
-
-@pytest.fixture
 def fake():
     with FakeTinker(api_key=KEY, seed=3) as server:
         yield server
@@ -182,7 +159,7 @@ def config(fake):
 # --- the key --------------------------------------------------------------------------------------
 
 
-def test_a_key_echoed_by_a_hostile_server_surfaces_nowhere(servers, log_text, recorder):
+def test_a_key_echoed_by_a_hostile_server_surfaces_nowhere(servers, debug_log, recorder):
     elsewhere = servers({})
 
     def echo(status: int, template: str, content_type: str = "application/json", **headers: str) -> Route:
@@ -225,11 +202,11 @@ def test_a_key_echoed_by_a_hostile_server_surfaces_nowhere(servers, log_text, re
     assert elsewhere.seen == []  # the redirect was not followed: the key went nowhere else
     assert all(headers.get("X-API-Key") == KEY for _, headers in hostile.seen)  # it was sent, and echoed
 
-    texts = list(log_text) + [repr(obj) + str(obj) for obj in objects]
+    texts = debug_log.texts + [repr(obj) + str(obj) for obj in objects]
     for _event, _sender, payload in recorder.events:
         texts.append(repr(payload))
         texts += [shown(value) for value in payload.values() if isinstance(value, BaseException)]
-    assert any("echo-json" in text for text in log_text)  # the capture did see the polls
+    assert any("echo-json" in text for text in debug_log.texts)  # the capture did see the polls
     assert [text[:200] for text in texts if KEY in text or KEY[4:] in text] == []
 
 

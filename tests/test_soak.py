@@ -35,6 +35,7 @@ import pytest
 
 import tinker_recovery as tr
 from tinker_recovery.testing import FakeTinker, LoopbackService
+from conftest import DebugLog
 
 KEY = "tml-soak-5ecre7-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 SEED = 20260101
@@ -109,37 +110,6 @@ class _LogWatch:
             return self._cond.wait_for(lambda: predicate(self._fake.requests), timeout)
 
 
-class _TextCapture(logging.Handler):
-    """Every record of every logger, formatted with its traceback, as a user would see it."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
-        self.records: list[tuple[logging.LogRecord, str]] = []
-        self._lock_records = threading.Lock()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = self.format(record)
-        with self._lock_records:
-            self.records.append((record, text))
-
-
-@pytest.fixture
-def log_capture():
-    """Logging at DEBUG everywhere (tinker_recovery and the HTTP stack), captured as text."""
-    handler = _TextCapture()
-    root = logging.getLogger()
-    package = logging.getLogger("tinker_recovery")
-    saved = root.level, package.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    package.setLevel(logging.DEBUG)
-    yield handler
-    root.removeHandler(handler)
-    root.setLevel(saved[0])
-    package.setLevel(saved[1])
-
-
 @pytest.fixture
 def thread_deaths(monkeypatch):
     """Exceptions that ended a thread, caught through threading.excepthook."""
@@ -155,7 +125,7 @@ def shown(error: BaseException) -> str:
 
 @pytest.mark.slow
 @pytest.mark.timeout(90)
-def test_fault_soak(recorder, log_capture, thread_deaths):
+def test_fault_soak(recorder, debug_log, thread_deaths):
     rng = random.Random(SEED)
     with FakeTinker(api_key=KEY, seed=SEED) as fake:
         log_watch = _LogWatch(fake)
@@ -242,17 +212,17 @@ def test_fault_soak(recorder, log_capture, thread_deaths):
     assert left == []
 
     # nothing at ERROR, except records carrying an injected fault
-    errors = [text for record, text in log_capture.records
+    errors = [text for record, text in debug_log.records
               if record.levelno >= logging.ERROR and "injected fault" not in text]
     assert errors == []
-    assert any(record.levelno == logging.WARNING for record, _ in log_capture.records)
+    assert any(record.levelno == logging.WARNING for record, _ in debug_log.records)
 
     # the key appears in no log line, exception, repr or signal payload
-    assert_key_hidden(log_capture, recorder, [monitor, executor, service, config, *handles.values()])
+    assert_key_hidden(debug_log, recorder, [monitor, executor, service, config, *handles.values()])
 
 
-def assert_key_hidden(log_capture: _TextCapture, recorder: Any, objects: list[Any]) -> None:
-    texts = [text for _, text in log_capture.records]
+def assert_key_hidden(debug_log: DebugLog, recorder: Any, objects: list[Any]) -> None:
+    texts = debug_log.texts
     for _event, _sender, payload in recorder.events:
         texts.append(repr(payload))
         for value in payload.values():
@@ -262,7 +232,7 @@ def assert_key_hidden(log_capture: _TextCapture, recorder: Any, objects: list[An
     for handle in objects:
         for recovery in getattr(handle, "recoveries", []):
             texts.append(repr(recovery))
-    assert texts and len(log_capture.records) > 100
+    assert texts and len(debug_log.records) > 100
     leaks = [text[:300] for text in texts if KEY in text or KEY[4:] in text]
     assert leaks == []
 

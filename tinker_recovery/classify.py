@@ -39,6 +39,12 @@ def _status_of(error: BaseException) -> int | None:
     return status if isinstance(status, int) and not isinstance(status, bool) else None
 
 
+def _is_user_error(error: BaseException) -> bool:
+    """A failed future the service blamed on the request (the SDK's ``category == "user"``)."""
+    category = getattr(error, "category", None)
+    return category is not None and str(category).lower() == "user"
+
+
 def _builtin_verdict(error: BaseException) -> Verdict:
     status = _status_of(error)
     if status is not None:
@@ -51,7 +57,7 @@ def _builtin_verdict(error: BaseException) -> Verdict:
         return Verdict(error.retryable, f"{kind}: {type(error).__name__}")
     if type(error).__name__ in _TRANSIENT_NAMES or isinstance(error, (ConnectionError, TimeoutError)):
         return Verdict(True, f"transient: {type(error).__name__}")
-    if getattr(error, "category", None) is not None and str(getattr(error, "category")).lower() == "user":
+    if _is_user_error(error):
         return Verdict(False, f"fatal: the service refused the request ({type(error).__name__}, user error)")
     return Verdict(True, f"transient: unclassified {type(error).__name__}")
 
@@ -75,7 +81,4 @@ def classify(error: BaseException, retry_on: Callable[[BaseException], bool | No
 def is_unloadable(error: BaseException) -> bool:
     """True when ``error`` says the checkpoint itself cannot be loaded (gone, or refused as
     unreadable), so an older checkpoint may still work."""
-    if _status_of(error) == 404:
-        return True
-    category = getattr(error, "category", None)
-    return category is not None and str(category).lower() == "user"
+    return _status_of(error) == 404 or _is_user_error(error)

@@ -22,7 +22,6 @@ from .errors import (
     AlreadyPending,
     AttemptTimeout,
     BudgetExhausted,
-    InvalidCheckpointPath,
     MissingCheckpoint,
     RecoveryDisabled,
     Shutdown,
@@ -466,7 +465,9 @@ class Executor:
         )
         attempts_left = request.attempt < request.policy.max_attempts
         if not verdict.retryable or not attempts_left:
-            reason = verdict.reason if not verdict.retryable else f"{request.attempt} attempt(s) spent; {verdict.reason}"
+            reason = verdict.reason
+            if verdict.retryable:
+                reason = f"{request.attempt} attempt(s) spent; {reason}"
             self._give_up(request, error, reason, failed_sent=True)
             return
         delay = request.policy.retry_delay_s(request.attempt, self._rng)

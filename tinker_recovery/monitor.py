@@ -516,21 +516,20 @@ class Monitor:
         new_run_id = recovery.new_run_id
         self._record("completed", watch.run_id, attempt=recovery.attempts, new_run_id=new_run_id,
                      checkpoint=recovery.checkpoint.tinker_path)
-        following = watch.handle.watching
-        watch.handle._completed(recovery)
-        if not following or new_run_id is None or not _is_run_id(new_run_id):
-            if new_run_id is None:
-                log.warning("run %s: the restored client has no model_id; the new run is not watched", watch.run_id)
-            elif not _is_run_id(new_run_id):
-                log.warning("run %s: the restored client's model_id %r is not a valid run id; not watched",
-                            watch.run_id, new_run_id[:80])
-            watch.handle._stopped()
-            return
-        metadata = {**watch.metadata, "training_client": recovery.client}
-        try:
-            self._watch(new_run_id, watch.service, metadata, watch.handle, reason=f"recovered from {watch.run_id}")
-        except Shutdown:
-            watch.handle._stopped()
+        following = watch.handle.watching and new_run_id is not None and _is_run_id(new_run_id)
+        if new_run_id is None:
+            log.warning("run %s: the restored client has no model_id; the new run is not watched", watch.run_id)
+        elif not _is_run_id(new_run_id):
+            log.warning("run %s: the restored client's model_id %r is not a valid run id; not watched",
+                        watch.run_id, new_run_id[:80])
+        if following:
+            metadata = {**watch.metadata, "training_client": recovery.client}
+            try:
+                self._watch(new_run_id, watch.service, metadata, watch.handle,
+                            reason=f"recovered from {watch.run_id}")
+            except Shutdown:
+                following = False
+        watch.handle._completed(recovery, watching=following)  # the loop sees it all at once
 
     # --- journal --------------------------------------------------------------------------------
 

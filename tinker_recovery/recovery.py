@@ -159,7 +159,7 @@ class RunHandle:
         with self._cond:
             self._recovering = True
 
-    def _completed(self, recovery: Recovery) -> None:
+    def _completed(self, recovery: Recovery, *, watching: bool = True) -> None:
         with self._cond:
             self._history.append(recovery)
             self._unseen = recovery
@@ -167,6 +167,7 @@ class RunHandle:
             if recovery.new_run_id is not None:
                 self._run_id = recovery.new_run_id
             self._recovering = False
+            self._watching = self._watching and watching
             self._cond.notify_all()
 
     def _failed(self, error: BaseException) -> None:

@@ -8,8 +8,9 @@ imports without it.
 
 from __future__ import annotations
 
+import argparse
+
 import queue
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "demo_policy",
     "SignalLog",
     "wait_for_recovery",
+    "positive_seconds",
     "import_tinker",
     "make_datums",
     "adam_params",
@@ -54,6 +56,14 @@ class Deadline:
     @property
     def expired(self) -> bool:
         return self.remaining() == 0.0
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds above 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def demo_policy(**overrides: Any) -> tr.Policy:

@@ -31,6 +31,7 @@ from tinker_recovery.examples._common import (
     ExampleFailed,
     SignalLog,
     demo_policy,
+    positive_seconds,
     import_tinker,
 )
 
@@ -135,18 +136,11 @@ def run(tinker: Any, local: bool, timeout_s: float | None) -> None:
                                 f"second checkpoint {second} not on the new run {recovery.new_run_id}")
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the example; 0 on success, 1 on failure or time-out, 2 when a setting or the SDK is missing."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--local", action="store_true", help="run against a local FakeTinker (no key needed)")
-    parser.add_argument("--timeout", type=_positive, default=None, metavar="S",
+    parser.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
                         help="give up waiting for the recovery after S seconds (default 30 local, 300 live)")
     args = parser.parse_args(argv)
     try:

@@ -16,7 +16,7 @@ import contextlib
 import sys
 
 import tinker_recovery as tr
-from tinker_recovery.examples._common import Deadline, ExampleFailed, SignalLog, demo_policy
+from tinker_recovery.examples._common import Deadline, ExampleFailed, SignalLog, demo_policy, positive_seconds
 from tinker_recovery.testing import FakeTinker, LoopbackService
 
 __all__ = ["main"]
@@ -74,17 +74,10 @@ def run(timeout_s: float) -> None:
             )
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the offline demo; return 0 on success, 1 on failure or time-out."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--timeout", type=_positive, default=30.0, metavar="S",
+    parser.add_argument("--timeout", type=positive_seconds, default=30.0, metavar="S",
                         help="give up after this many seconds (default 30)")
     args = parser.parse_args(argv)
     try:
