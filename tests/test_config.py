@@ -15,7 +15,7 @@ import pytest
 import tinker_recovery
 from tinker_recovery import DEFAULT_BASE_URL, Config, Policy, Specific
 
-KEY = "tml-Zq8secretKEY0123456789"
+KEY = "tml-test-Zq8-secret-KEY"
 
 
 def b64url(data: bytes) -> str:
