@@ -336,11 +336,10 @@ class Executor:
         deadline = (
             None if policy.attempt_timeout_ms is None else self._clock.monotonic() + policy.attempt_timeout_ms / 1000
         )
-        checkpoint: Checkpoint | None = None
         try:
             checkpoint, client = self._restore(request, deadline)
         except Exception as error:
-            self._attempt_failed(request, error, checkpoint)
+            self._attempt_failed(request, error)
             return
         self._succeeded(request, checkpoint, client)
 
@@ -456,7 +455,8 @@ class Executor:
         log.info("run %s recovered from %s into %s (attempt %d)", request.run_id, checkpoint.tinker_path,
                  new_run_id, request.attempt)
 
-    def _attempt_failed(self, request: _Request, error: BaseException, checkpoint: Checkpoint | None) -> None:
+    def _attempt_failed(self, request: _Request, error: BaseException) -> None:
+        checkpoint = None  # the checkpoint being loaded when it failed, if any
         if isinstance(error, _Failed):
             error, checkpoint = error.error, error.checkpoint
         verdict = classify(error, request.policy.retry_on)

@@ -216,11 +216,16 @@ class Monitor:
         self._record("watch", run_id, reason=reason)
         self._wake.set()
 
+    def _current_id(self, run_id: str) -> str:
+        """The id its lineage is watched under now, for a current or original run id (lock held)."""
+        handle = self._handles.get(run_id)
+        return handle.run_id if handle is not None else run_id
+
     def stop_monitoring(self, run_id: str) -> bool:
         """Stop watching ``run_id`` (its current or original id); True if it was watched."""
         with self._lock:
             handle = self._handles.get(run_id)
-            current = handle.run_id if handle is not None else run_id
+            current = self._current_id(run_id)
             watch = self._watches.pop(current, None)
         if watch is None and (handle is None or not handle.watching):
             return False
@@ -232,8 +237,7 @@ class Monitor:
         """Poll ``run_id`` (its current or original id) at once on a poll worker, or right after
         the poll in flight, without waiting for the answer; False if it is not watched."""
         with self._lock:
-            handle = self._handles.get(run_id)
-            watch = self._watches.get(handle.run_id if handle is not None else run_id)
+            watch = self._watches.get(self._current_id(run_id))
             if watch is None or self._stopping:
                 return False
             if watch.in_flight:  # that poll may have read the run before the change: poll again after it
