@@ -13,7 +13,8 @@ from .journal import read_journal
 from .models import Checkpoint, Cursor, ParsedCheckpointTinkerPath, TrainingRun
 from .monitor import Monitor
 from .policy import Policy, Specific
-from .recovery import Recovery, RunHandle
+from .handle import RunHandle
+from .recovery import Recovery
 from .rest import RestClient
 from .scheduler import RetryScheduler
 

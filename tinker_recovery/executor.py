@@ -30,6 +30,7 @@ from .models import Checkpoint, TrainingRun
 from .policy import Policy
 from .recovery import Recovery
 from .rest import RestClient
+from .service import check_service
 from .scheduler import RetryScheduler, Scheduler
 from .selection import as_checkpoint, check_training_checkpoint, first_choice, newest_first, ranked_by_score
 
@@ -63,13 +64,6 @@ class _Request:
             "metadata": self.metadata,
             **extra,
         }
-
-
-def check_service(service: Any) -> None:
-    """Raise TypeError unless ``service`` can create training clients from a checkpoint."""
-    for method in ("create_training_client_from_state", "create_training_client_from_state_with_optimizer"):
-        if not callable(getattr(service, method, None)):
-            raise TypeError(f"service: {type(service).__name__} has no {method}(); pass a tinker.ServiceClient")
 
 
 def _call_user(what: str, callback: Callable[..., Any] | None, *args: Any) -> None:

@@ -16,11 +16,13 @@ from ._ids import check_run_id
 from .clock import Clock, SystemClock
 from .config import Config
 from .errors import AlreadyPending, NoExecutor, NotFound, RecoveryDisabled, RequestTimeout, Shutdown
-from .executor import Executor, check_service
+from .executor import Executor
+from .service import check_service
 from .journal import Journal, lineage_heads, read_journal
 from .models import TrainingRun
 from .policy import Policy
-from .recovery import Recovery, RunHandle
+from .handle import RunHandle
+from .recovery import Recovery
 from .rest import RestClient
 
 __all__ = ["Monitor", "POLL_MODES"]
