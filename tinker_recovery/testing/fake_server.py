@@ -2,10 +2,19 @@
 
 The official ``tinker`` SDK, unmodified, can train against it: sessions, LoRA training clients,
 forward_backward (protobuf) and optim_step on a tiny real model, save_state, training clients from
-state (with or without optimizer), and the RestClient views. Tests and demos control it through
-Python (``add_run``, ``corrupt``, ``add_fault``, ``requests``) or the ``/_fake/...`` admin endpoints.
+state (with or without optimizer), sampling clients (``save_weights_and_get_sampling_client``,
+``create_sampling_client``, ``sample``, ``compute_logprobs``) and the RestClient views. Tests and
+demos control it through Python (``add_run``, ``corrupt``, ``add_fault``, ``requests``, ``loads``,
+``advance_clock``) or the ``/_fake/...`` admin endpoints (the table is in ``_admin.py``'s docstring
+and below).
 
-Run it by hand with ``python -m tinker_recovery.testing.fake_server --port 8000``.
+Run it by hand with ``python -m tinker_recovery.testing.fake_server --port 8000 --runs 1``; it
+prints its URL and key. Then, with ``H="X-API-Key: $TINKER_API_KEY"``:
+
+- corrupt a run: ``curl -H "$H" -X POST $TINKER_BASE_URL/_fake/runs/$RUN/corrupt -d '{}'``
+- add a fault: ``curl -H "$H" -X POST $TINKER_BASE_URL/_fake/faults -d '{"path": "training_runs", "status": 503, "times": 2}'``
+- move the clock (checkpoint expiry): ``curl -H "$H" -X POST $TINKER_BASE_URL/_fake/clock/advance -d '{"seconds": 7200}'``
+- see what was loaded: ``curl -H "$H" $TINKER_BASE_URL/_fake/loads``
 """
 
 from __future__ import annotations
@@ -29,10 +38,13 @@ from typing import Any
 
 from ._admin import PREFIX as _ADMIN_PREFIX
 from ._admin import handle_admin
-from ._api import Api, Response, error_response, run_id_for
+from ._api import Api, Response, error_response, request_facts
+from ._clock import ClockLike, FakeClock
+from ._common import ApiProblem, iso
 from ._faults import FaultRule, FaultTable
 from ._served import RequestLog, ServedRequest
-from ._state import ApiProblem, FakeState
+from ._state import FakeState
+from ._store import Load
 
 __all__ = ["FakeTinker", "main"]
 
@@ -48,8 +60,11 @@ class FakeTinker:
 
     - ``api_key``: the only key accepted in ``X-API-Key``; None makes a random ``tml-fake-...`` key.
     - ``seed``: seeds the models' initial weights, the session ids and fault probabilities.
-    - ``clock``: wall-clock seconds since the epoch, for timestamps and checkpoint expiry;
-      None uses ``time.time``. Injected latency always waits in real time.
+    - ``clock``: FakeTinker's time, for timestamps, checkpoint expiry and the ``seq_id`` gap
+      time-out: a ``tinker_recovery`` clock (``ManualClock``: its ``now()`` and ``monotonic()``),
+      or a callable returning epoch seconds (used for both), or None (``time.time`` and
+      ``time.monotonic``). ``advance_clock`` (or ``POST /_fake/clock/advance``) moves it forward.
+      Injected latency and the ``try_again`` hold always wait in real time.
     - ``try_again_hold_s``: how long ``retrieve_future`` holds an unfinished future before answering
       ``try_again`` (the official client re-polls at once). 0 answers at once.
     - ``seq_gap_timeout_s``: operations run in each model's ``seq_id`` order; when a client gave up
@@ -68,7 +83,7 @@ class FakeTinker:
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int = 0,
-        clock: Callable[[], float] | None = None,
+        clock: ClockLike | None = None,
         try_again_hold_s: float = 0.5,
         seq_gap_timeout_s: float = 2.0,
         max_logged_requests: int = 100_000,
@@ -84,7 +99,8 @@ class FakeTinker:
         self._api_key = api_key or f"tml-fake-{secrets.token_hex(16)}"
         self._host = host
         self._port = port
-        self._state = FakeState(seed=seed, clock=clock or time.time, seq_gap_timeout_s=seq_gap_timeout_s)
+        self._clock = FakeClock(clock)
+        self._state = FakeState(seed=seed, clock=self._clock, seq_gap_timeout_s=seq_gap_timeout_s)
         self._api = Api(self._state, hold_s=try_again_hold_s)
         self._fault_table = FaultTable(seed)
         self._request_log = RequestLog(max_logged_requests)
@@ -194,13 +210,37 @@ class FakeTinker:
         """Mark a run corrupted (or healthy again). Raises KeyError for an unknown run."""
         _lookup(lambda: self._state.corrupt(run_id, corrupted))
 
-    def get_run(self, run_id: str) -> dict:
+    def get_run(self, run_id: str) -> dict[str, Any]:
         """The run as ``GET /api/v1/training_runs/{id}`` shows it. Raises KeyError if unknown."""
-        return _lookup(lambda: self._state.get_run(run_id))
+        result: dict[str, Any] = _lookup(lambda: self._state.get_run(run_id))
+        return result
 
-    def list_checkpoints(self, run_id: str) -> list[dict]:
+    def describe_run(self, run_id: str) -> dict[str, Any]:
+        """``get_run`` plus ``source_checkpoint`` (the tinker path this run's weights were loaded
+        from, None for a run made by ``create_model`` or ``add_run``), ``source_optimizer`` (whether
+        that load restored the optimizer; None without a load) and ``load_weights_count``.
+        Raises KeyError if unknown. ``GET /_fake/runs/{id}`` answers the same."""
+        result: dict[str, Any] = _lookup(lambda: self._state.admin_run(run_id))
+        return result
+
+    def source_checkpoint(self, run_id: str) -> str | None:
+        """The checkpoint path the run's weights came from (a training client made from state, or
+        the last ``load_state`` into it); None if never loaded. Raises KeyError if unknown."""
+        load: Load | None = _lookup(lambda: self._state.source_checkpoint(run_id))
+        return None if load is None else load.checkpoint
+
+    def loads(self, run_id: str | None = None) -> list[Load]:
+        """Every load carried out, oldest first, each with its checkpoint path, optimizer flag,
+        the run it went into and the time; with ``run_id``, only loads of that run's checkpoints.
+
+        As for ``load_weights_count``, only loads FakeTinker performed count (not faulted ones)."""
+        return self._state.loads(run_id)
+
+    def list_checkpoints(self, run_id: str) -> list[dict[str, Any]]:
         """The run's live checkpoints, oldest first, as the REST API shows them."""
-        return _lookup(lambda: self._state.list_checkpoints(run_id, None, 0))["checkpoints"]
+        page: dict[str, Any] = _lookup(lambda: self._state.list_checkpoints(run_id, None, 0))
+        checkpoints: list[dict[str, Any]] = page["checkpoints"]
+        return checkpoints
 
     def delete_checkpoint(self, run_id: str, checkpoint_id: str) -> None:
         """Delete e.g. ``weights/step-000010``. Raises KeyError if the run or checkpoint is unknown."""
@@ -217,7 +257,27 @@ class FakeTinker:
         A load counts when the fake actually performed it: requests answered by a fault rule
         (status, drop, malformed) never count; a latency-only rule does not stop a count.
         """
-        return self._state.load_weights_count(run_id)
+        return len(self._state.loads(run_id))
+
+    # --- time -----------------------------------------------------------------------------------
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move FakeTinker's clock forward by ``seconds`` (finite, >= 0) and return the total offset.
+
+        Checkpoints whose ``expires_at`` is passed are gone at once; timestamps move too. Raises
+        ValueError for a negative or non-finite value.
+        """
+        offset = self._clock.advance(seconds)
+        self._state.clock_moved()
+        return offset
+
+    def now(self) -> float:
+        """FakeTinker's current time in epoch seconds (its clock plus any ``advance_clock``)."""
+        return self._clock.time()
+
+    def clock_json(self) -> dict[str, Any]:
+        """``{"now": ISO time, "offset_s": seconds advanced}``, as ``GET /_fake/clock`` answers."""
+        return {"now": iso(self._clock.time()), "offset_s": self._clock.offset_s}
 
     # --- faults and the request log -------------------------------------------------------------
 
@@ -348,6 +408,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             response = self._guard(fake._respond_api, path, query, body)
         # Log before answering, so a client that got its answer always finds the entry.
+        facts = request_facts(self.command, path, body)
         fake._request_log.append(
             ServedRequest(
                 method=self.command,
@@ -355,7 +416,9 @@ class _Handler(BaseHTTPRequestHandler):
                 status=None if response is None else response.status,
                 latency_s=time.monotonic() - started,
                 fault=None if rule is None else rule.name,
-                run_id=run_id_for(self.command, path, body),
+                run_id=facts.run_id,
+                checkpoint=facts.checkpoint,
+                optimizer=facts.optimizer,
             )
         )
         if response is None:
