@@ -21,7 +21,15 @@ import pytest
 import requests
 
 from tinker_recovery.testing import FakeTinker, ServedRequest
-from tinker_recovery.testing._model import VOCAB, AdamParams, BigramModel, Datum, Tensor, bucket, initial_snapshot
+from tinker_recovery.testing._model import (
+    VOCAB,
+    AdamParams,
+    BigramModel,
+    Datum,
+    Tensor,
+    bucket,
+    initial_snapshot,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DATUM = Datum(
@@ -827,7 +835,10 @@ def test_protobuf_outputs_read_back_with_the_sdk_converter():
 
 def test_protobuf_decoding_refuses_truncated_input_and_other_chunks():
     pb = pytest.importorskip("tinker.proto.tinker_public_pb2")
-    from tinker_recovery.testing._wire import ProtoError, decode_forward_backward_request
+    from tinker_recovery.testing._wire import (
+        ProtoError,
+        decode_forward_backward_request,
+    )
 
     whole = encode_forward_backward("m", 1, [DATUM])
     with pytest.raises(ProtoError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["FakeTinker", "LoopbackService", "LoopbackTrainingClient", "ServedRequest", "FaultRule"]
+__all__ = ["FakeTinker", "FaultRule", "LoopbackService", "LoopbackTrainingClient", "ServedRequest"]
 
 if TYPE_CHECKING:
     from ._faults import FaultRule

@@ -34,7 +34,7 @@ Example, against ``python -m tinker_recovery.testing.fake_server --port 8000 --r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote
 
@@ -58,7 +58,8 @@ class AdminTarget(Protocol):
     _fault_table: FaultTable
     _request_log: RequestLog
 
-    def add_run(self, **kwargs: Any) -> str: ...
+    @property
+    def add_run(self) -> Callable[..., str]: ...
 
     def get_run(self, run_id: str) -> dict[str, Any]: ...
 

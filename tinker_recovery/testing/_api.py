@@ -14,7 +14,7 @@ from ._common import JSON, ApiProblem, dump, parse_path
 from ._state import FakeState
 from ._wire import ProtoError, decode_forward_backward_request
 
-__all__ = ["Response", "Api", "error_response", "LoggedFacts", "request_facts"]
+__all__ = ["Api", "LoggedFacts", "Response", "error_response", "request_facts"]
 
 _PREFIX = "/api/v1/"
 _RUNS = "/api/v1/training_runs"

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-__all__ = ["FakeClock", "ClockLike"]
+__all__ = ["ClockLike", "FakeClock"]
 
 
 @runtime_checkable

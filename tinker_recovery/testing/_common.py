@@ -21,11 +21,11 @@ __all__ = [
     "OpFailed",
     "Result",
     "dump",
-    "iso",
-    "field",
-    "string_map",
     "failure",
+    "field",
+    "iso",
     "parse_path",
+    "string_map",
 ]
 
 JSON = "application/json"
@@ -66,7 +66,7 @@ def dump(data: Any) -> bytes:
 
 def iso(timestamp: float) -> str:
     """Epoch seconds as ``2023-11-14T22:13:20Z`` (UTC, ``Z`` suffix, microseconds when non-zero)."""
-    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
     return moment.isoformat().replace("+00:00", "Z")
 
 

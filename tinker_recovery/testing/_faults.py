@@ -22,7 +22,7 @@ def _check_status(_instance: Any, _attribute: Any, value: int | None) -> None:
         raise ValueError(f"status must be an HTTP error status (400-599) or None, got {value!r}")
 
 
-def _check_non_negative(_instance: Any, attribute: attrs.Attribute, value: float | None) -> None:
+def _check_non_negative(_instance: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
     if value is not None and not value >= 0:
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
@@ -53,7 +53,7 @@ class FaultRule:
     malformed: bool = False
     times: int | None = None
     probability: float | None = None
-    _regex: re.Pattern = attrs.field(init=False, repr=False, eq=False)
+    _regex: re.Pattern[str] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if self.method is not None and self.method not in _METHODS:
@@ -92,7 +92,7 @@ class FaultRule:
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and self._regex.search(path) is not None
 
-    def to_json(self, remaining: int | None) -> dict:
+    def to_json(self, remaining: int | None) -> dict[str, Any]:
         data = attrs.asdict(self, filter=lambda attribute, _value: attribute.name != "_regex")
         data["remaining"] = remaining
         return data
@@ -161,7 +161,7 @@ class FaultTable:
             self._rules.clear()
             self._remaining.clear()
 
-    def to_json(self) -> list[dict]:
+    def to_json(self) -> list[dict[str, Any]]:
         with self._lock:
             return [rule.to_json(self._remaining[rule.id]) for rule in self._rules.values()]
 

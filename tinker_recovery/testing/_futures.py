@@ -18,7 +18,7 @@ import attrs
 
 from ._common import ApiProblem, Result
 
-__all__ = ["FutureTable", "SeqOrder", "Queued"]
+__all__ = ["FutureTable", "Queued", "SeqOrder"]
 
 _SEEN_SEQ_IDS = 256  # per model: remembered seq_ids, so a retried submission gets the same future
 

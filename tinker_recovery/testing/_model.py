@@ -17,19 +17,19 @@ import attrs
 
 __all__ = [
     "VOCAB",
-    "bucket",
-    "token_of_bucket",
-    "Tensor",
-    "Datum",
-    "Snapshot",
     "AdamParams",
     "BigramModel",
+    "Datum",
     "LossError",
-    "initial_snapshot",
-    "SamplingParams",
     "Sampled",
-    "sample",
+    "SamplingParams",
+    "Snapshot",
+    "Tensor",
+    "bucket",
+    "initial_snapshot",
     "prompt_logprobs",
+    "sample",
+    "token_of_bucket",
 ]
 
 VOCAB = 64
@@ -82,9 +82,9 @@ class Snapshot:
     ``exp_avg``/``exp_avg_sq`` are None for a fresh optimizer (all-zero moments).
     """
 
-    weights: "array[float]"
-    exp_avg: "array[float] | None" = None
-    exp_avg_sq: "array[float] | None" = None
+    weights: array[float]
+    exp_avg: array[float] | None = None
+    exp_avg_sq: array[float] | None = None
     step: int = 0
 
     @property
@@ -125,9 +125,10 @@ class BigramModel:
 
     def __init__(self, snapshot: Snapshot, *, optimizer: bool = True) -> None:
         self._weights = array("d", snapshot.weights)
-        keep = optimizer and snapshot.exp_avg is not None and snapshot.exp_avg_sq is not None
-        self._exp_avg = array("d", snapshot.exp_avg) if keep else None
-        self._exp_avg_sq = array("d", snapshot.exp_avg_sq) if keep else None
+        self._exp_avg: array[float] | None = None
+        self._exp_avg_sq: array[float] | None = None
+        if optimizer and snapshot.exp_avg is not None and snapshot.exp_avg_sq is not None:
+            self._exp_avg, self._exp_avg_sq = array("d", snapshot.exp_avg), array("d", snapshot.exp_avg_sq)
         self._step = snapshot.step if optimizer else 0
         self._grad: array[float] | None = None
 
@@ -163,7 +164,7 @@ class BigramModel:
         weights = self._weights
         if not forward_only and self._grad is None:
             self._grad = array("d", bytes(8 * _SIZE))
-        grad = self._grad
+        grad = None if forward_only else self._grad
         total = 0.0
         outputs = []
         for tokens, targets, coefs, old_logprobs in prepared:
@@ -174,7 +175,7 @@ class BigramModel:
                 peak = max(row)
                 exps = [math.exp(x - peak) for x in row]
                 norm = sum(exps)
-                target = bucket(targets[i])
+                target = bucket(int(targets[i]))
                 logprob = row[target] - peak - math.log(norm)
                 logprobs.append(logprob)
                 if old_logprobs is None:  # cross-entropy: loss = -w * logprob
@@ -183,7 +184,7 @@ class BigramModel:
                 else:  # importance sampling: loss = -advantage * exp(logprob - old); d/dlogprob = loss
                     dloss = -coefs[i] * math.exp(logprob - old_logprobs[i])
                     total += dloss
-                if forward_only or dloss == 0.0:
+                if grad is None or dloss == 0.0:  # grad is None exactly when forward_only
                     continue
                 for j in range(VOCAB):  # d logprob / d logit_j = [j == target] - p_j
                     grad[base + j] -= dloss * exps[j] / norm
@@ -210,6 +211,7 @@ class BigramModel:
         correction2 = 1.0 - beta2**self._step
         decay = 1.0 - lr * params.weight_decay
         weights, exp_avg, exp_avg_sq = self._weights, self._exp_avg, self._exp_avg_sq
+        assert exp_avg is not None and exp_avg_sq is not None
         for i in range(_SIZE):
             g = grad[i] * scale
             m = exp_avg[i] = beta1 * exp_avg[i] + (1.0 - beta1) * g
@@ -293,7 +295,7 @@ def _choose(logits: list[float], params: SamplingParams, rng: random.Random) -> 
     weights = [math.exp(x - peak) for x in scaled]
     if params.top_p < 1.0:
         total, kept, running = math.fsum(weights), 0, 0.0
-        for kept, w in enumerate(weights, start=1):  # noqa: B007 - kept is read after the loop
+        for kept, w in enumerate(weights, start=1):
             running += w
             if running >= params.top_p * total:
                 break

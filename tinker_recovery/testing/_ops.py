@@ -14,12 +14,26 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._common import PROTOBUF, ApiProblem, OpFailed, Result, dump, failure, string_map
-from ._model import AdamParams, BigramModel, LossError, Sampled, SamplingParams, Snapshot, prompt_logprobs, sample
+from ._model import (
+    AdamParams,
+    BigramModel,
+    LossError,
+    Sampled,
+    SamplingParams,
+    Snapshot,
+    prompt_logprobs,
+    sample,
+)
 from ._sessions import SamplingSession, Sessions
 from ._store import Run, RunStore
-from ._wire import ForwardBackwardRequest, ProtoError, encode_forward_backward_output, encode_sample_response
+from ._wire import (
+    ForwardBackwardRequest,
+    ProtoError,
+    encode_forward_backward_output,
+    encode_sample_response,
+)
 
-__all__ = ["ModelOps", "parse_sample_request", "SampleRequest", "run_sample"]
+__all__ = ["ModelOps", "SampleRequest", "parse_sample_request", "run_sample"]
 
 logger = logging.getLogger("tinker_recovery.testing.fake_server")
 

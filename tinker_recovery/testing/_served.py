@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["ServedRequest", "RequestLog"]
+__all__ = ["RequestLog", "ServedRequest"]
 
 
 @attrs.frozen

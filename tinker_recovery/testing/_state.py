@@ -364,7 +364,7 @@ class FakeState:
         ):
             raise ValueError(f"ttl_seconds must be > 0 or None, got {ttl_seconds!r}")
         if not isinstance(corrupted, bool):
-            raise ValueError(f"corrupted must be a boolean, got {corrupted!r}")
+            raise TypeError(f"corrupted must be a boolean, got {corrupted!r}")
         if user_metadata is not None and not isinstance(user_metadata, Mapping):
             raise TypeError("user_metadata must be a mapping of str to str, or None")
         with self._lock:

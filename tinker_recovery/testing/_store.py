@@ -16,7 +16,7 @@ from ._clock import FakeClock
 from ._common import ApiProblem, iso, parse_path
 from ._model import BigramModel, Snapshot
 
-__all__ = ["StoredCheckpoint", "Run", "Load", "RunStore"]
+__all__ = ["Load", "Run", "RunStore", "StoredCheckpoint"]
 
 _OWNER = "fake-owner"
 

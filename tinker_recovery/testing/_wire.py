@@ -7,6 +7,7 @@ is imported on first use, never at import time, so FakeTinker serves JSON client
 
 from __future__ import annotations
 
+import importlib
 import math
 from array import array
 from collections.abc import Mapping, Sequence
@@ -18,8 +19,8 @@ import attrs
 from ._model import Datum, Sampled, Tensor
 
 __all__ = [
-    "ProtoError",
     "ForwardBackwardRequest",
+    "ProtoError",
     "decode_forward_backward_request",
     "encode_forward_backward_output",
     "encode_sample_response",
@@ -108,12 +109,11 @@ def _datum(pb: ModuleType, message: Any) -> Datum:
 def decode_forward_backward_request(body: bytes) -> ForwardBackwardRequest:
     """Parse a ``ForwardBackwardRequest``; ProtoError when it is not one or uses unsupported parts."""
     pb = _pb()
-    from google.protobuf.message import DecodeError
-
+    decode_error: type[Exception] = importlib.import_module("google.protobuf.message").DecodeError
     message = pb.ForwardBackwardRequest()
     try:
         message.ParseFromString(body)
-    except DecodeError as exc:
+    except decode_error as exc:
         raise ProtoError(str(exc) or "not a ForwardBackwardRequest") from None
     config: dict[str, float | str] = {k: float(v) for k, v in message.loss_fn_config.items()}
     for key, value in message.loss_fn_config_v2.items():

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from ._admin import PREFIX as _ADMIN_PREFIX
 from ._admin import handle_admin
@@ -150,8 +150,9 @@ class FakeTinker:
         for connection_thread in server.close_connections(deadline):
             connection_thread.join(max(0.0, deadline - time.monotonic()))
 
-    def __enter__(self) -> FakeTinker:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
@@ -166,7 +167,7 @@ class FakeTinker:
         if self._server is None:
             raise RuntimeError("FakeTinker is not started")
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     @property
     def port(self) -> int:
@@ -370,10 +371,10 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = _IDLE_TIMEOUT_S
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence per-request logging
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self._serve()
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
@@ -520,7 +521,7 @@ class _Server(ThreadingHTTPServer):
     def _serve_connection(self, request: Any, client_address: Any) -> None:
         try:
             self.finish_request(request, client_address)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a broken connection must not kill the server; logged below
             self.handle_error(request, client_address)
         finally:
             self.shutdown_request(request)
@@ -530,7 +531,8 @@ class _Server(ThreadingHTTPServer):
                 self._connections_changed.notify_all()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("FakeTinker connection from %s failed", client_address, exc_info=True)
+        # called from the except clause in _serve_connection, so the exception is current
+        logger.debug("FakeTinker connection from %s failed", client_address, exc_info=True)  # noqa: LOG014
 
     def request_started(self, sock: socket.socket) -> None:
         with self._connections_changed:
