@@ -38,12 +38,10 @@ class FutureTable:
         request_id = f"fake-req-{self._next}"
         self._next += 1
         self._results[request_id] = result
-        if len(self._results) > self._max:  # forget the oldest, but never one still queued
-            oldest_id, oldest = next(iter(self._results.items()))
-            if oldest is None:
-                self._results.move_to_end(oldest_id)
-            else:
-                del self._results[oldest_id]
+        if len(self._results) > self._max:  # forget the oldest resolved one, never one still queued
+            oldest = next((rid for rid, done in self._results.items() if done is not None), None)
+            if oldest is not None:
+                del self._results[oldest]
         return request_id
 
     def resolve(self, request_id: str, result: Result) -> None:
