@@ -906,3 +906,20 @@ def test_module_entry_point_prints_url_and_key_and_exits_cleanly(sig):
     process.stdout.close()
     process.stderr.close()
     assert "Traceback" not in stderr
+
+
+def test_serving_json_clients_imports_neither_tinker_nor_protobuf():
+    code = (
+        "import sys\n"
+        "from tinker_recovery.testing import FakeTinker\n"
+        "with FakeTinker() as fake:\n"
+        "    run_id = fake.add_run(checkpoints=2)\n"
+        "    fake.get_run(run_id)\n"
+        "loaded = sorted(m for m in sys.modules if m == 'tinker' or m.startswith(('tinker.', 'google')))\n"
+        "print(loaded)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
