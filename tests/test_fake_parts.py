@@ -199,7 +199,7 @@ def test_any_sample_body_parses_or_is_refused_with_a_400(body):
 @given(data=st.binary(max_size=200))
 def test_any_bytes_decode_or_raise_proto_error_only(data):
     pytest.importorskip("tinker.proto.tinker_public_pb2")
-    from tinker_recovery.testing._wire import (
+    from tinker_recovery.testing._protobuf import (
         ProtoError,
         decode_forward_backward_request,
     )

@@ -789,7 +789,7 @@ def test_admin_errors(client, method, path, body, status):
 def test_protobuf_requests_decode_dense_sparse_and_both_config_maps():
     np = pytest.importorskip("numpy")
     pb = pytest.importorskip("tinker.proto.tinker_public_pb2")
-    from tinker_recovery.testing._wire import decode_forward_backward_request
+    from tinker_recovery.testing._protobuf import decode_forward_backward_request
 
     message = pb.ForwardBackwardRequest(model_id="s:train:0", seq_id=-3, loss_fn="cross_entropy", forward_only=True)
     datum = message.data.add()
@@ -822,7 +822,7 @@ def test_protobuf_requests_decode_dense_sparse_and_both_config_maps():
 
 def test_protobuf_outputs_read_back_with_the_sdk_converter():
     pytest.importorskip("tinker.proto.response_conv")
-    from tinker_recovery.testing._wire import encode_forward_backward_output
+    from tinker_recovery.testing._protobuf import encode_forward_backward_output
 
     body = encode_forward_backward_output(
         [{"logprobs": Tensor((-0.5, -1.0), "float32", (2,))}, {"logprobs": Tensor((-2.0,), "float32", (1,))}],
@@ -835,7 +835,7 @@ def test_protobuf_outputs_read_back_with_the_sdk_converter():
 
 def test_protobuf_decoding_refuses_truncated_input_and_other_chunks():
     pb = pytest.importorskip("tinker.proto.tinker_public_pb2")
-    from tinker_recovery.testing._wire import (
+    from tinker_recovery.testing._protobuf import (
         ProtoError,
         decode_forward_backward_request,
     )

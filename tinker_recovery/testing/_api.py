@@ -12,7 +12,7 @@ import attrs
 
 from ._common import JSON, ApiProblem, dump, parse_path
 from ._state import FakeState
-from ._wire import ProtoError, decode_forward_backward_request
+from ._protobuf import ProtoError, decode_forward_backward_request
 
 __all__ = ["Api", "LoggedFacts", "Response", "error_response", "request_facts"]
 

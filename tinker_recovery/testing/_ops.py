@@ -26,7 +26,7 @@ from ._model import (
 )
 from ._sessions import SamplingSession, Sessions
 from ._store import Run, RunStore
-from ._wire import (
+from ._protobuf import (
     ForwardBackwardRequest,
     ProtoError,
     encode_forward_backward_output,

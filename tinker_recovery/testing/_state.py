@@ -27,7 +27,7 @@ from ._model import Snapshot, initial_snapshot
 from ._ops import ModelOps, parse_sample_request, run_sample
 from ._sessions import Sessions
 from ._store import Load, Run, RunStore
-from ._wire import ForwardBackwardRequest
+from ._protobuf import ForwardBackwardRequest
 
 __all__ = ["FakeState"]
 
