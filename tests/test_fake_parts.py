@@ -164,7 +164,7 @@ def test_prompt_logprobs_exact_positions():
 # --- parsers fed by clients -----------------------------------------------------------------------
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=False) | st.text(max_size=5),
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
@@ -184,7 +184,7 @@ _sample_bodies = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(body=_sample_bodies)
 def test_any_sample_body_parses_or_is_refused_with_a_400(body):
     try:
@@ -192,10 +192,10 @@ def test_any_sample_body_parses_or_is_refused_with_a_400(body):
     except ApiProblem as problem:
         assert problem.status == 400 and problem.message
         return
-    assert request.num_samples >= 1 and request.params.max_tokens >= 1 and request.tokens
+    assert 1 <= request.num_samples <= 128 and 1 <= request.params.max_tokens <= 4096 and request.tokens
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(data=st.binary(max_size=200))
 def test_any_bytes_decode_or_raise_proto_error_only(data):
     pytest.importorskip("tinker.proto.tinker_public_pb2")
@@ -211,7 +211,7 @@ def test_any_bytes_decode_or_raise_proto_error_only(data):
     assert isinstance(decoded.model_id, str) and isinstance(decoded.data, tuple)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(path=st.one_of(_json, st.text(max_size=40).map(lambda s: "tinker://" + s)))
 def test_any_tinker_path_parses_or_is_refused_with_a_400(path):
     try:
@@ -251,3 +251,31 @@ def test_asample_over_http_answers_200_or_400_never_500(served, body):
         assert len(response.json()["sample_sequence_ids"]) >= 1
     else:
         assert response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "overrides, error",
+    [
+        ({"num_samples": 128}, None),
+        ({"num_samples": 129}, "num_samples must be at most 128"),
+        ({"num_samples": 0}, "num_samples must be an integer >= 1"),
+        ({"sampling_params": {"max_tokens": 4096}}, None),
+        ({"sampling_params": {"max_tokens": 4097}}, "max_tokens must be at most 4096"),
+        ({"sampling_params": {"max_tokens": None}}, None),
+        ({"prompt": {"chunks": [{"type": "encoded_text", "tokens": [1] * 32_768}]}}, None),
+        ({"prompt": {"chunks": [{"type": "encoded_text", "tokens": [1] * 32_769}]}}, "at most 32768"),
+        ({"prompt": {"chunks": [{"type": "image", "data": "x"}]}}, "'image' are not supported"),
+        ({"sampling_params": {"temperature": math.nan}}, "temperature must be a finite number"),
+        ({"sampling_params": {"stop": "\n"}}, "no tokenizer"),
+        ({"prompt_logprobs_last_n": 2}, "at most len(prompt) - 1 = 1"),
+    ],
+)
+def test_sample_request_limits_are_exact(overrides, error):
+    body = {"prompt": {"chunks": [{"type": "encoded_text", "tokens": [1, 2]}]}, "sampling_params": {}, **overrides}
+    if error is None:
+        request = parse_sample_request(body)
+        assert request.params.max_tokens == (body["sampling_params"].get("max_tokens") or 16)
+        return
+    with pytest.raises(ApiProblem, match=error.replace("(", r"\(").replace(")", r"\)")) as refused:
+        parse_sample_request(body)
+    assert refused.value.status == 400

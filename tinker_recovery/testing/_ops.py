@@ -39,6 +39,9 @@ logger = logging.getLogger("tinker_recovery.testing.fake_server")
 
 _REFUSED_WHEN_CORRUPTED = frozenset({"forward_backward", "optim_step", "save_weights", "save_weights_for_sampler"})
 _UNSUPPORTED_SAMPLE_OPTIONS = ("topk_prompt_logprobs", "topk_sample_logprobs", "prompt_alt_tokens_k")
+MAX_SAMPLES = 128  # per request; bounds the work one request can ask of the fake
+MAX_TOKENS = 4096
+MAX_PROMPT_TOKENS = 32_768
 
 
 class ModelOps:
@@ -174,12 +177,16 @@ class SampleRequest:
         self.last_n = last_n
 
 
-def _int(body: Mapping[str, Any], name: str, default: int | None, minimum: int) -> int | None:
+def _int(
+    body: Mapping[str, Any], name: str, default: int | None, minimum: int, maximum: int | None = None
+) -> int | None:
     value = body.get(name, default)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ApiProblem(400, f"{name} must be an integer >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ApiProblem(400, f"{name} must be at most {maximum} on FakeTinker, got {value!r}")
     return value
 
 
@@ -205,6 +212,8 @@ def _prompt_tokens(prompt: Any) -> tuple[int, ...]:
         tokens.extend(values)
     if not tokens:
         raise ApiProblem(400, "the prompt holds no tokens")
+    if len(tokens) > MAX_PROMPT_TOKENS:
+        raise ApiProblem(400, f"the prompt holds {len(tokens)} tokens; FakeTinker samples from at most {MAX_PROMPT_TOKENS}")
     return tuple(tokens)
 
 
@@ -212,7 +221,8 @@ def parse_sample_request(body: Mapping[str, Any]) -> SampleRequest:
     """Check an ``asample`` body; ApiProblem(400) naming the field when bad or unsupported.
 
     Only integer ``stop`` tokens are honoured (FakeTinker has no tokenizer): a string ``stop`` is
-    refused. ``topk_*``, ``prompt_alt_tokens_k`` and ``target_prompt_logprobs`` are refused.
+    refused. ``num_samples`` is at most MAX_SAMPLES (128) and ``max_tokens`` at most MAX_TOKENS (4096);
+    ``max_tokens`` None means 16; a prompt holds at most MAX_PROMPT_TOKENS (32768). ``topk_*``, ``prompt_alt_tokens_k`` and ``target_prompt_logprobs`` are refused.
     """
     for name in _UNSUPPORTED_SAMPLE_OPTIONS:
         if body.get(name) not in (None, 0):
@@ -228,7 +238,7 @@ def parse_sample_request(body: Mapping[str, Any]) -> SampleRequest:
     if stop is not None and not (isinstance(stop, list) and all(isinstance(s, int) for s in stop)):
         raise ApiProblem(400, "sampling_params.stop must be a list of token ids")
     params = SamplingParams(
-        max_tokens=_int(raw, "max_tokens", 16, 1) or 16,
+        max_tokens=_int(raw, "max_tokens", 16, 1, MAX_TOKENS) or 16,
         temperature=_number(raw, "temperature", 1.0),
         top_k=_int(raw, "top_k", -1, -1) or -1,
         top_p=_number(raw, "top_p", 1.0),
@@ -242,7 +252,7 @@ def parse_sample_request(body: Mapping[str, Any]) -> SampleRequest:
         raise ApiProblem(400, f"prompt_logprobs_last_n must be at most len(prompt) - 1 = {len(tokens) - 1}")
     return SampleRequest(
         tokens=tokens,
-        num_samples=_int(body, "num_samples", 1, 1) or 1,
+        num_samples=_int(body, "num_samples", 1, 1, MAX_SAMPLES) or 1,
         params=params,
         seed=_int(raw, "seed", None, -(2**63)),
         want_prompt_logprobs=bool(body.get("prompt_logprobs")),
