@@ -24,14 +24,14 @@ from ._model import (
     prompt_logprobs,
     sample,
 )
-from ._sessions import SamplingSession, Sessions
-from ._store import Run, RunStore
 from ._protobuf import (
     ForwardBackwardRequest,
     ProtoError,
     encode_forward_backward_output,
     encode_sample_response,
 )
+from ._sessions import SamplingSession, Sessions
+from ._store import Run, RunStore
 
 __all__ = ["ModelOps", "SampleRequest", "parse_sample_request", "run_sample"]
 
