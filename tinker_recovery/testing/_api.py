@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, unquote
 import attrs
 
 from ._common import JSON, ApiProblem, dump, parse_path
-from ._state import FakeState
 from ._protobuf import ProtoError, decode_forward_backward_request
+from ._state import FakeState
 
 __all__ = ["Api", "LoggedFacts", "Response", "error_response", "request_facts"]
 

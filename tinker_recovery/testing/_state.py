@@ -25,9 +25,9 @@ from ._common import ApiProblem, Result, dump, failure, field, string_map
 from ._futures import FutureTable, SeqOrder
 from ._model import Snapshot, initial_snapshot
 from ._ops import ModelOps, parse_sample_request, run_sample
+from ._protobuf import ForwardBackwardRequest
 from ._sessions import Sessions
 from ._store import Load, Run, RunStore
-from ._protobuf import ForwardBackwardRequest
 
 __all__ = ["FakeState"]
 
