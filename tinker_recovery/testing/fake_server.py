@@ -576,6 +576,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tinker_recovery.testing.fake_server",
         description="Serve a fake Tinker service on loopback for tests and demos.",
+        epilog=(
+            "Control it over HTTP with the printed key (header X-API-Key): POST /_fake/runs, "
+            "POST /_fake/runs/RUN/corrupt, POST /_fake/faults, GET /_fake/requests, GET /_fake/loads, "
+            'POST /_fake/clock/advance {"seconds": N}. The full table is in the docstring of '
+            "tinker_recovery.testing._admin."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port (default 8000)")
