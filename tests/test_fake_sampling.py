@@ -190,3 +190,30 @@ def test_async_sampling_does_not_block_the_event_loop(service):
 
     tokens = asyncio.run(main())
     assert len(tokens) == 3 and all(len(t) == 3 for t in tokens)
+
+
+def test_an_rl_step_on_sampled_tokens_has_importance_ratio_one(service):
+    training = service.create_lora_training_client(base_model="Qwen/Qwen3-8B").result()
+    _train(training, 1)
+    sampler = training.save_weights_and_get_sampling_client().result()
+    sequences = _sample(sampler, n=4, max_tokens=5, seed=3).sequences
+    advantages = [1.0, -0.5, 0.25, 2.0]
+    data = []
+    for sequence, advantage in zip(sequences, advantages, strict=True):
+        tokens = PROMPT + sequence.tokens
+        n_prompt = len(PROMPT) - 1  # positions predicting prompt tokens carry no advantage
+        data.append(
+            types.Datum(
+                model_input=types.ModelInput.from_ints(tokens[:-1]),
+                loss_fn_inputs={
+                    "target_tokens": tokens[1:],
+                    "logprobs": [0.0] * n_prompt + list(sequence.logprobs),
+                    "advantages": [0.0] * n_prompt + [advantage] * len(sequence.tokens),
+                },
+            )
+        )
+    output = training.forward_backward(data, "importance_sampling").result()
+    # loss = -sum(advantage * exp(logprob - sampler_logprob)); the weights did not move, so ratio 1
+    expected = -sum(a * len(s.tokens) for s, a in zip(sequences, advantages, strict=True))
+    assert output.metrics["loss:sum"] == pytest.approx(expected, rel=1e-5)
+    assert training.optim_step(ADAM).result().metrics["grad_norm:mean"] > 0
