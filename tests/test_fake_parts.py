@@ -279,3 +279,23 @@ def test_sample_request_limits_are_exact(overrides, error):
     with pytest.raises(ApiProblem, match=error.replace("(", r"\(").replace(")", r"\)")) as refused:
         parse_sample_request(body)
     assert refused.value.status == 400
+
+
+_admin_bodies = st.dictionaries(
+    st.sampled_from(
+        ["base_model", "checkpoints", "sampler_checkpoints", "corrupted", "ttl_seconds", "user_metadata", "lora_rank",
+         "method", "path", "status", "retry_after_s", "latency_s", "drop", "malformed", "times", "probability",
+         "seconds", "bogus"]
+    ),
+    st.one_of(_json, st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([1e308, -1.0, 0, 2**70])),
+    max_size=5,
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(["/_fake/runs", "/_fake/faults", "/_fake/clock/advance"]), body=_admin_bodies)
+def test_admin_bodies_are_accepted_or_refused_never_a_500(served, where, body):
+    fake, session, _ = served
+    response = session.post(fake.base_url + where, json=body, timeout=10)
+    assert response.status_code in (200, 201, 400), response.text
+    fake.clear_faults()  # an accepted rule must not fault the next example's requests

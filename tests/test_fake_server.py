@@ -604,6 +604,13 @@ def test_status_fault_applies_to_the_next_n_matching_requests_only(fake, client)
     ]
 
 
+def test_fault_time_limits_are_inclusive(fake, client):
+    assert fake.add_fault("GET", "nothing-matches", latency_s=3600).latency_s == 3600
+    assert fake.add_fault("GET", "healthz", status=429, retry_after_s=86_400, times=1).retry_after_s == 86_400
+    response = client.get("/api/v1/healthz")
+    assert response.headers["Retry-After"] == "86400" and response.headers["retry-after-ms"] == "86400000"
+
+
 def test_429_fault_sends_retry_after(fake, client):
     fake.add_fault("GET", "training_runs", status=429, retry_after_s=1.5, times=1)
     response = client.get("/api/v1/training_runs")
@@ -699,10 +706,16 @@ def test_faults_can_be_removed_and_cleared_and_admin_is_exempt(fake, client):
         {"path": "x", "status": 500, "probability": 1.5},
         {"path": "x", "drop": True, "retry_after_s": 1.0},
         {"method": "FETCH", "path": "x", "status": 500},
+        {"path": "x", "latency_s": 3600.5},
+        {"path": "x", "latency_s": float("inf")},
+        {"path": "x", "status": 429, "retry_after_s": 86_401},
+        {"path": "x", "status": 500, "times": 1.5},
+        {"path": "x", "status": 500, "probability": True},
+        {"path": "x", "drop": "yes"},
     ],
 )
 def test_bad_fault_rules_are_refused(fake, kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises((ValueError, TypeError)):
         fake.add_fault(**kwargs)
 
 
