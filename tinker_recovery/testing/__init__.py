@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["FakeTinker", "FaultRule", "LoopbackService", "LoopbackTrainingClient", "ServedRequest"]
+__all__ = ["FakeTinker", "FaultRule", "Load", "LoopbackService", "LoopbackTrainingClient", "ServedRequest"]
 
 if TYPE_CHECKING:
     from ._faults import FaultRule
