@@ -217,3 +217,16 @@ def test_an_rl_step_on_sampled_tokens_has_importance_ratio_one(service):
     expected = -sum(a * len(s.tokens) for s, a in zip(sequences, advantages, strict=True))
     assert output.metrics["loss:sum"] == pytest.approx(expected, rel=1e-5)
     assert training.optim_step(ADAM).result().metrics["grad_norm:mean"] > 0
+
+
+def _unseeded_samples(seed: int) -> list[list[int]]:
+    with FakeTinker(seed=seed) as server, tinker.ServiceClient(base_url=server.base_url, api_key=server.api_key) as sc:
+        training = sc.create_lora_training_client(base_model="Qwen/Qwen3-8B").result()
+        sampler = training.save_weights_and_get_sampling_client().result()
+        return [s.tokens for s in _sample(sampler, n=3, max_tokens=6).sequences]
+
+
+def test_without_a_sampling_seed_the_fake_seed_decides(sdk_env):
+    first = _unseeded_samples(seed=5)
+    assert _unseeded_samples(seed=5) == first
+    assert _unseeded_samples(seed=6) != first
