@@ -299,3 +299,35 @@ def test_admin_bodies_are_accepted_or_refused_never_a_500(served, where, body):
     response = session.post(fake.base_url + where, json=body, timeout=10)
     assert response.status_code in (200, 201, 400), response.text
     fake.clear_faults()  # an accepted rule must not fault the next example's requests
+
+
+def test_the_testing_package_has_no_import_circle():
+    import ast
+    from pathlib import Path
+
+    import tinker_recovery.testing as package
+
+    root = Path(package.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in root.glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        edges = graph.setdefault(path.stem, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                edges.add(node.module.split(".")[0])
+    state: dict[str, str] = {}
+
+    def visit(name: str, trail: tuple[str, ...]) -> None:
+        if state.get(name) == "done":
+            return
+        assert state.get(name) != "open", f"import circle: {' -> '.join((*trail, name))}"
+        state[name] = "open"
+        for target in sorted(graph.get(name, ())):
+            visit(target, (*trail, name))
+        state[name] = "done"
+
+    for module in sorted(graph):
+        visit(module, ())
+    assert {"_protobuf", "_state", "_store", "_futures", "_sessions", "_ops"} <= set(graph)
+    assert "_proto" not in graph  # the hand-written codec is gone
