@@ -64,6 +64,18 @@ class FakeTinker:
       skipped and a late arrival of the missing ``seq_id`` fails.
     - ``max_logged_requests``: the request log keeps only the most recent entries.
 
+    Sampling: ``save_weights_and_get_sampling_client``, ``create_sampling_client(model_path=...)``
+    (a sampler or training checkpoint) or ``(base_model=...)`` give samplers that hold a snapshot of
+    the weights. ``sample`` continues the prompt with the bigram model (ids ``0 .. 63``; honours
+    ``max_tokens``, ``temperature`` (0: greedy), ``top_k``, ``top_p``, ``seed`` and integer ``stop``
+    tokens) and reports the same logprobs ``forward_backward`` would; ``compute_logprobs`` scores a
+    prompt. Without ``seed`` the draw is decided by FakeTinker's ``seed``, the sampler and ``seq_id``.
+    String ``stop`` sequences, top-k logprobs, ``target_prompt_logprobs`` and ``prompt_alt_tokens_k``
+    are refused with a 400 naming the option.
+
+    What happened: ``requests`` (each load with its checkpoint path and optimizer flag), ``loads()``,
+    ``source_checkpoint(run_id)``, ``describe_run(run_id)`` and ``load_weights_count(run_id)``.
+
     ``start()`` (or ``with``) binds and serves on named daemon threads; ``stop()`` closes the
     listening socket and every keep-alive connection and joins all threads. Not restartable.
     """
