@@ -16,6 +16,7 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk")
 
+from conftest import T0, FakeClient, checkpoint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry import metrics as otel_metrics
@@ -28,8 +29,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from tinker_recovery import errors, otel, signals
 from tinker_recovery.events import REASON_CLASSES, payload
-
-from conftest import T0, FakeClient, checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "tml-otel-test-secret-0000"
