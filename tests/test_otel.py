@@ -505,3 +505,36 @@ def test_concurrent_senders_are_counted_exactly(telemetry):
     assert telemetry.counts() == {key(event="started"): total, key(event="completed"): total}
     assert telemetry.durations() == {key(outcome="completed"): (total, 0.5 * total)}
     assert telemetry.in_flight() == 0 and len(telemetry.spans()) == total
+
+
+def test_instrumenting_and_uninstrumenting_while_signals_fly_never_raises_or_drifts(telemetry, caplog):
+    caplog.set_level(logging.ERROR, logger="tinker_recovery.otel")
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def sender(index: int) -> None:
+        n = 0
+        try:
+            while not stop.is_set():
+                n += 1
+                send("started", run_id=f"run-{index}", recovery_id=f"rec-{index}-{n}")
+                send("completed", run_id=f"run-{index}", recovery_id=f"rec-{index}-{n}", checkpoint=CKPT,
+                     client=None, duration_s=0.1)
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            failures.append(error)
+
+    threads = [threading.Thread(target=sender, args=(i,), name=f"otel-send-{i}", daemon=True) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(200):
+            otel.uninstrument()
+            telemetry.instrument()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    otel.uninstrument()
+    assert not any(thread.is_alive() for thread in threads) and failures == []
+    assert telemetry.in_flight() == 0
+    assert caplog.records == []
