@@ -538,3 +538,13 @@ def test_instrumenting_and_uninstrumenting_while_signals_fly_never_raises_or_dri
     assert not any(thread.is_alive() for thread in threads) and failures == []
     assert telemetry.in_flight() == 0
     assert caplog.records == []
+
+
+def test_the_package_imports_without_opentelemetry_and_otel_names_the_extra(tmp_path):
+    code = ("import sys; import tinker_recovery; assert 'opentelemetry' not in sys.modules; "
+            "sys.modules['opentelemetry'] = None; import tinker_recovery.otel")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        'ImportError: tinker_recovery.otel needs opentelemetry-api: pip install "tinker-recovery[otel]"')

@@ -50,8 +50,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from opentelemetry import metrics, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+try:
+    from opentelemetry import metrics, trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError as error:  # pragma: no cover - exercised in a child process by the tests
+    raise ImportError('tinker_recovery.otel needs opentelemetry-api: pip install "tinker-recovery[otel]"') from error
 
 from . import signals
 from ._text import escape_text
@@ -158,7 +161,7 @@ class _Instrumentation:
             self._record(event, payload)
         except Exception:
             log.exception("recording signal %s of run %s failed; the signal is unaffected", event,
-                      escape_text(payload.get("run_id"), _TEXT_LIMIT))
+                          escape_text(payload.get("run_id"), _TEXT_LIMIT))
 
     def _record(self, event: str, payload: Mapping[str, Any]) -> None:
         with self._lock:
