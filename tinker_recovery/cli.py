@@ -161,8 +161,8 @@ def _expiry(checkpoint: Checkpoint, now: datetime) -> str:
 
 
 def _name(checkpoint: Checkpoint) -> str:
-    """The checkpoint's name (the part of its id after ``weights/``), escaped."""
-    return _line(checkpoint.checkpoint_id.rpartition("/")[2] or checkpoint.checkpoint_id)
+    """The checkpoint's name (the part of its id after ``weights/``), as the server sent it."""
+    return checkpoint.checkpoint_id.rpartition("/")[2] or checkpoint.checkpoint_id
 
 
 def _step(checkpoint: Checkpoint) -> str:
@@ -234,7 +234,7 @@ def _checkpoints(args: argparse.Namespace, rest: RestClient) -> int:
     now = datetime.now(timezone.utc)
     rows = [("NAME", "TYPE", "STEP", "SAVED", "AGE", "EXPIRY", "PATH")]
     for checkpoint in sorted(checkpoints, key=_sort_key):
-        rows.append((_name(checkpoint), _line(checkpoint.checkpoint_type), _step(checkpoint),
+        rows.append((_line(_name(checkpoint)), _line(checkpoint.checkpoint_type), _step(checkpoint),
                      _utc(checkpoint.time), _between(now, checkpoint.time), _expiry(checkpoint, now),
                      _line(checkpoint.tinker_path)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
