@@ -104,7 +104,8 @@ def test_a_wrong_key_for_the_fake_says_which_key_to_pass(fake, capsys):
 
 def test_fake_fault_answers_the_next_matching_requests_then_is_used_up(fake, capsys):
     run_id = fake.add_run()
-    args = [*connect(fake), "fake", "fault", "get", "^/api/v1/training_runs/", "--status", "503", "--times", "2"]
+    args = [*connect(fake), "fake", "fault", "get", "^/api/v1/training_runs/",
+            "--status", "503", "--times", "2"]
 
     assert cli.main(args) == cli.EXIT_OK
     assert capsys.readouterr().out == "fault 1: GET ^/api/v1/training_runs/ -> HTTP 503, 2 time(s) left\n"
@@ -127,7 +128,8 @@ def test_fake_fault_with_every_option_and_the_listing(fake, capsys):
         "fault 3: ANY x -> 0.25 s late, malformed body, every time",
     ]
     rules = fake.faults
-    assert (rules[0].method, rules[0].status, rules[0].retry_after_s, rules[0].probability) == (None, 429, 2.0, 0.5)
+    first = rules[0]
+    assert (first.method, first.status, first.retry_after_s, first.probability) == (None, 429, 2.0, 0.5)
     assert (rules[1].method, rules[1].drop) == ("POST", True)
     assert (rules[2].latency_s, rules[2].malformed) == (0.25, True)
 
@@ -166,7 +168,8 @@ def test_plain_http_to_another_host_names_the_cli_flag_and_the_flag_lets_it_thro
     key = "tml-cli-insecure-test-key-00000000"
     url = "http://192.0.2.1:9"  # TEST-NET-1: never answers
     assert cli.main(["--api-key", key, "--base-url", url, "status", "r:train:0"]) == cli.EXIT_USAGE
-    assert one_line_error(capsys.readouterr().err).endswith("use https, a loopback host, or --allow-insecure-http")
+    message = one_line_error(capsys.readouterr().err)
+    assert message.endswith("use https, a loopback host, or --allow-insecure-http")
 
     code = cli.main(["--api-key", key, "--base-url", url, "--allow-insecure-http", "--timeout", "0.2",
                      "--retries", "0", "status", "r:train:0"])

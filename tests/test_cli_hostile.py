@@ -141,8 +141,9 @@ odd_dates = st.one_of(
     st.datetimes(timezones=st.timezones()).map(lambda moment: moment.isoformat()),
     st.integers(), st.floats(), st.none(), hostile_text,
 )
-json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(min_value=10**300, max_value=10**301),
-                      st.floats(allow_nan=False), hostile_text)
+huge_integers = st.integers(min_value=10**300, max_value=10**301)
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), huge_integers, st.floats(allow_nan=False),
+                      hostile_text)
 json_any = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3)
                         | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
 
@@ -247,8 +248,8 @@ def test_a_run_whose_texts_would_forge_lines_prints_them_escaped(scripted):
 
     assert (code, err) == (cli.EXIT_CORRUPTED, "")
     assert out.count("\n") == 1 and "\x1b" not in out
-    assert re.fullmatch(rf"{RUN_ID}  CORRUPTED  step\\n2026-01-01 tinker_recovery\.\S*…  \S+ ago  never expires\n",
-                        out), out  # escaped, and the name cut to fit
+    expected = rf"{RUN_ID}  CORRUPTED  step\\n2026-01-01 tinker_recovery\.\S*…  \S+ ago  never expires\n"
+    assert re.fullmatch(expected, out), out  # escaped, and the name cut to fit
     assert len(out.rstrip("\n")) <= cli.LINE_WIDTH
 
 
@@ -266,15 +267,18 @@ def test_a_key_echoed_json_escaped_in_an_error_body_is_not_printed(scripted):
 # --- over the arguments ---------------------------------------------------------------------------
 
 numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers().map(str),
-                    st.sampled_from(["inf", "-inf", "nan", "1e309", "0", "-0", "0x10", "1_000", "", " 5", "²"]),
+                    st.sampled_from(["inf", "-inf", "nan", "1e309", "0", "-0", "0x10", "1_000", "", " 5",
+                                     "²"]),
                     st.text(max_size=8))
 urls = st.one_of(st.sampled_from(["http://example.com", "ftp://x", "https://", "http://[::1", "http://a b",
-                                  "http://user:pw@127.0.0.1", "http://127.0.0.1:99999", "//x", "", "\x1b[2J"]),
+                                  "http://user:pw@127.0.0.1", "http://127.0.0.1:99999", "//x", "",
+                                  "\x1b[2J"]),
                  st.text(max_size=30))
 keys = st.one_of(st.sampled_from([KEY, "", "tml-", "tml- spaced", "not-a-key", "a.b.c", "tml-\x1b[2J",
                                   "eyJhbGciOiJub25lIn0.eyJleHAiOjF9.c2ln"]),
                  st.text(max_size=40))
-run_ids = st.one_of(st.sampled_from(["../etc", "a/b", "%2e%2e", "x" * 300, "", "-", "--help", "\x1b[2J", ".."]),
+run_ids = st.one_of(st.sampled_from(["../etc", "a/b", "%2e%2e", "x" * 300, "", "-", "--help", "\x1b[2J",
+                                     ".."]),
                     st.text(max_size=20))
 
 

@@ -1,8 +1,8 @@
 """The wheel and the sdist, built as a release would be (``python -m build``: the sdist first, then the
 wheel from the unpacked sdist, so a file missing from the sdist breaks the wheel too), and what they hold.
 
-One module-scoped build (about 10-20 s: ``build`` installs the build backend in a fresh environment), so
-these tests are marked slow; they run in CI all the same."""
+One module-scoped build (about 10-25 s: ``build`` installs the build backend in a fresh environment), so
+the tests that use it are marked slow; they run in CI all the same."""
 
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ import pytest
 
 import tinker_recovery
 from tinker_recovery import _version
-
-pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD_TIME_OUT_S = 300
@@ -102,23 +100,68 @@ def test_the_changelog_dates_each_release_and_heads_unreleased_for_the_next():
     assert _version.__version__.startswith(next_version.group(1))
 
 
+# --- the first ten minutes ----------------------------------------------------------------------
+
+RUNTIME = {"tinker_recovery", "requests", "urllib3", "certifi", "idna", "charset_normalizer", "attr", "attrs",
+           "blinker", "backoff"}
+
+
+def sh_blocks(section: str) -> list[str]:
+    text = (REPO / "README.md").read_text()
+    body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```sh\n(.*?)```", body, re.DOTALL)]
+
+
+def test_the_readme_first_command_installs_only_the_runtime_and_the_second_runs_the_tests():
+    first, second = sh_blocks("Try it")[:2]
+    assert first == "python -m pip install -e . && python -m tinker_recovery.examples.simulated"
+    assert second == 'python -m pip install -e ".[test]" && python -m pytest'
+    ci = (REPO / ".ci" / "run").read_text()
+    assert 'python -m pip install -e ".[test,dev]"' in ci and "python -m pytest" in ci
+    assert "python -m ruff check" in ci and "python -m mypy --strict" in ci
+
+
+def test_the_offline_example_imports_nothing_beyond_the_runtime_dependencies(tmp_path):
+    """The first command's example, with every module outside the standard library and the four runtime
+    dependencies (and theirs) made unimportable: it still succeeds, so a plain install is enough."""
+    script = f"""
+import importlib.abc, runpy, sys
+allowed = set(sys.stdlib_module_names) | set({sorted(RUNTIME)!r})
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] not in allowed:
+            raise ImportError(f"the offline example imported {{name}}")
+        return None
+sys.meta_path.insert(0, Refuse())
+runpy.run_module("tinker_recovery.examples.simulated", run_name="__main__")
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path,
+                            env={**_clean_env(), "PYTHONPATH": str(REPO)},
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stdout.rstrip().endswith("simulated: OK, the corrupted run was recovered")
+
+
 # --- the wheel -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_wheel_ships_the_package_typed_and_licensed_and_nothing_else(wheel):
     names = set(wheel.namelist())
     top = {name.split("/", 1)[0] for name in names}
     assert top == {"tinker_recovery", f"tinker_recovery-{_version.__version__}.dist-info"}
-    package = {str(path.relative_to(REPO)).replace("\\", "/") for path in (REPO / "tinker_recovery").rglob("*.py")}
+    package = {path.relative_to(REPO).as_posix() for path in (REPO / "tinker_recovery").rglob("*.py")}
     assert package <= names, package - names
     assert "tinker_recovery/py.typed" in names
     license_name = only_name(wheel, r"tinker_recovery-[^/]+\.dist-info/licenses/LICENSE")
     assert wheel.read(license_name) == (REPO / "LICENSE").read_bytes()
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
-    entry_points = wheel.read(only_name(wheel, r"tinker_recovery-[^/]+\.dist-info/entry_points\.txt")).decode()
+    entry_points_name = only_name(wheel, r"tinker_recovery-[^/]+\.dist-info/entry_points\.txt")
+    entry_points = wheel.read(entry_points_name).decode()
     assert "tinker-recovery = tinker_recovery.cli:main" in entry_points
 
 
+@pytest.mark.slow
 def test_the_wheel_metadata_is_complete(wheel):
     meta = metadata(wheel)
     assert meta["Name"] == "tinker-recovery"
@@ -144,6 +187,7 @@ def test_the_wheel_metadata_is_complete(wheel):
 # --- the sdist -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_sdist_holds_what_the_tests_need(sdist_names):
     for name in ("LICENSE", "README.md", "CHANGELOG.md", "pyproject.toml", "setup.cfg", "PKG-INFO",
                  "MANIFEST.in", "tinker_recovery/py.typed", ".ci/run"):
@@ -153,6 +197,7 @@ def test_the_sdist_holds_what_the_tests_need(sdist_names):
     assert not [name for name in sdist_names if "__pycache__" in name or name.endswith(".pyc")]
 
 
+@pytest.mark.slow
 def test_tests_that_read_repository_files_pass_from_the_unpacked_sdist(dist, tmp_path):
     """The tests that read examples/, the README or the version, run from the unpacked sdist."""
     with tarfile.open(only(dist, "*.tar.gz")) as archive:
