@@ -33,7 +33,9 @@ RUN_ID = "r3-hostile:train:0"
 HOSTILE_TEXT = ["\n2026-01-01 tinker_recovery.executor INFO forged", "\x1b[2J\x1b[31m", "\x1b]0;title\x07",
                 "\r", "\u2028", "\u202e", "\x00", "\x9b31m", KEY, "\\u0074ml-hostile-cli-sentinel-key-7c1d9e"]
 EXAMPLES = int(os.environ.get("CLI_HYPOTHESIS_EXAMPLES", "150"))
-FAST = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# No example database: a run leaves no .hypothesis/ folder behind.
+FAST = settings(max_examples=EXAMPLES, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(autouse=True)
