@@ -183,7 +183,7 @@ def _status_line(run_id: str, run: TrainingRun, now: datetime) -> str:
     if last is None:
         return f"{head}  no checkpoint"
     tail = f"{_between(now, last.time)} ago  {_expiry(last, now)}"
-    room = max(12, LINE_WIDTH - len(head) - len(tail) - 4)
+    room = max(8, LINE_WIDTH - len(head) - len(tail) - 4)  # 8: a cut name still reads as one
     return f"{head}  {escape_text(_name(last), room)}  {tail}"
 
 
