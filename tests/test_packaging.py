@@ -9,6 +9,7 @@ from __future__ import annotations
 import email
 import email.message
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -28,7 +29,13 @@ BUILD_TIME_OUT_S = 300
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     out = tmp_path_factory.mktemp("dist")
-    result = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(REPO)],
+    # Built from a copy of the tracked files: setuptools would also ship whatever a stale
+    # *.egg-info/SOURCES.txt of an earlier build lists, hiding a file missing from MANIFEST.in.
+    source = tmp_path_factory.mktemp("source")
+    for name in tracked():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, source / name)
+    result = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(source)],
                             capture_output=True, text=True, timeout=BUILD_TIME_OUT_S, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "SetuptoolsDeprecationWarning" not in result.stdout + result.stderr  # e.g. the license table
@@ -71,9 +78,11 @@ def tracked(*folders: str) -> set[str]:
     result = subprocess.run(["git", "-C", str(REPO), "ls-files", "--", *folders], capture_output=True,
                             text=True, check=False)
     if result.returncode == 0 and result.stdout.strip():
-        return {line for line in result.stdout.splitlines() if (REPO / line).exists()}
-    return {str(path.relative_to(REPO)) for folder in folders for path in (REPO / folder).rglob("*")
-            if path.is_file() and "__pycache__" not in path.parts}
+        return {line for line in result.stdout.splitlines() if (REPO / line).is_file()}
+    skipped = {"__pycache__", ".git", "build", "dist", ".pytest_cache", ".hypothesis"}
+    paths = [path for folder in folders or (".",) for path in (REPO / folder).rglob("*") if path.is_file()]
+    return {path.relative_to(REPO).as_posix() for path in paths
+            if not skipped & set(path.parts) and not any(part.endswith(".egg-info") for part in path.parts)}
 
 
 # --- one version, in one place -------------------------------------------------------------------
