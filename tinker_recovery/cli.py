@@ -315,6 +315,9 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--seed", type=int, default=0)
     fake.add_argument("--runs", type=_count, default=0, help="seed this many runs")
     fake.add_argument("--checkpoints", type=_count, default=1, help="training checkpoints per seeded run")
+    from .supervisor import add_run_parser  # `run`: supervise a training command (supervisor.py)
+
+    add_run_parser(commands, [connection])
     return parser
 
 
@@ -343,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     except _UsageError as error:
         _error(str(error))
         return EXIT_USAGE
+    if args.command == "run":  # the supervisor keeps its own REST client and exit statuses
+        from .supervisor import run_from_args
+
+        return run_from_args(args, config)
     command = {"status": _status, "checkpoints": _checkpoints, "watch": _watch}[args.command]
     try:
         with RestClient(config) as rest:
