@@ -85,7 +85,7 @@ log = logging.getLogger("tinker_recovery.supervisor")
 EXIT_GAVE_UP = 75
 """Exit status when restarts are given up (budget spent, no resume point): EX_TEMPFAIL."""
 DEFAULT_RUN_ID_PATTERN = (
-    r"(?<![\w/.:-])(?P<run_id>[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}:train:[0-9]+)(?![\w/])"
+    r"(?<![\w/.:-])(?P<run_id>[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}:train:[0-9]+)(?![\w/-]|:\w)"
 )
 """A bare Tinker run id ``<uuid>:train:<n>`` anywhere in a line, not inside a ``tinker://`` path."""
 RESTARTS_ENV = "TINKER_RECOVERY_RESTARTS"
@@ -122,23 +122,24 @@ def restart_delay_s(policy: Policy, used: int, rng: random.Random) -> float:
 
 
 class _PollingDetector:
-    """Polls the run ``current_run()`` names every ``interval_s`` over REST and calls ``on_corrupted``
-    once per run that reads corrupted, ``on_error`` for a failed poll; one named daemon thread.
+    """Polls the run ``target()`` names every ``interval_s`` over REST and calls ``on_corrupted`` once
+    per target (a launch number and a run id) that reads corrupted, ``on_error`` for a failed poll;
+    one named daemon thread.
 
     The one piece to swap for ``Monitor(None, policy, config, detect_only=True)`` once it exists
     (a ``monitor_run`` per learned run id, and a ``signals.detected`` receiver for that sender).
     """
 
-    def __init__(self, rest: RestClient, interval_s: float, current_run: Callable[[], str | None],
-                 on_corrupted: Callable[[TrainingRun], None],
+    def __init__(self, rest: RestClient, interval_s: float, target: Callable[[], tuple[int, str] | None],
+                 on_corrupted: Callable[[int, TrainingRun], None],
                  on_error: Callable[[str, TinkerRecoveryError], None]) -> None:
         self._rest = rest
         self._interval_s = interval_s
-        self._current_run = current_run
+        self._target = target
         self._on_corrupted = on_corrupted
         self._on_error = on_error
         self._stop = threading.Event()
-        self._reported: set[str] = set()
+        self._reported: set[tuple[int, str]] = set()
         self._thread = threading.Thread(target=self._loop, name="tinker_recovery.supervisor.poll", daemon=True)
 
     def start(self) -> None:
@@ -152,9 +153,10 @@ class _PollingDetector:
     def _loop(self) -> None:
         while not self._stop.wait(self._interval_s):
             try:
-                run_id = self._current_run()
-                if run_id is None or run_id in self._reported:
+                target = self._target()
+                if target is None or target in self._reported:
                     continue
+                run_id = target[1]
                 try:
                     run = self._rest.get_training_run(run_id, timeout_s=max(1.0, min(self._interval_s, 30.0)),
                                                       max_retries=0)
@@ -162,8 +164,8 @@ class _PollingDetector:
                     self._on_error(run_id, error)
                     continue
                 if run.corrupted:
-                    self._reported.add(run_id)
-                    self._on_corrupted(run)
+                    self._reported.add(target)
+                    self._on_corrupted(target[0], run)
             except Exception:
                 log.error("supervisor poll failed; polling goes on", exc_info=True)
 
@@ -313,7 +315,7 @@ class Supervisor:
         self._budget = RestartBudget(self.policy.max_recoveries, self.policy.recovery_window_s)
         self._wake = threading.Event()
         self._lock = threading.Lock()  # guards the three fields below (poll thread vs. main thread)
-        self._corrupted: TrainingRun | None = None
+        self._corrupted: tuple[int, TrainingRun] | None = None  # (launch number, run)
         self._interrupted: int | None = None
         self._launch: _Launch | None = None
         self._lineage_id: str | None = None
@@ -343,6 +345,11 @@ class Supervisor:
                 return own[-1].run_id
         return launch.given_run_id
 
+    def _target(self) -> tuple[int, str] | None:
+        launch = self._launch
+        run_id = self.current_run()
+        return None if launch is None or run_id is None else (launch.number, run_id)
+
     # --- signals ------------------------------------------------------------------------------
 
     def _send(self, signal_: Any, run_id: str, attempt: int, recovery_id: str | None, **extra: Any) -> None:
@@ -351,10 +358,10 @@ class Supervisor:
                          **extra)
         send_guarded(signal_, self, **fields)
 
-    def _on_corrupted(self, run: TrainingRun) -> None:
+    def _on_corrupted(self, launch_number: int, run: TrainingRun) -> None:
         self._send(detected, run.training_run_id, 0, None, checkpoint=run.last_checkpoint)
         with self._lock:
-            self._corrupted = run
+            self._corrupted = (launch_number, run)
         self._wake.set()
 
     def _on_poll_error(self, run_id: str, error: TinkerRecoveryError) -> None:
@@ -376,7 +383,7 @@ class Supervisor:
                 previous[sig] = signal.signal(sig, self._on_signal)
         if self._journal is not None:
             self._journal.subscribe(self)
-        detector = _PollingDetector(self._rest, self.policy.poll_interval_ms / 1000.0, self.current_run,
+        detector = _PollingDetector(self._rest, self.policy.poll_interval_ms / 1000.0, self._target,
                                     self._on_corrupted, self._on_poll_error)
         try:
             self._start(restart=False, resume=None)
@@ -389,8 +396,8 @@ class Supervisor:
                 self._stop_command(launch)
             if launch is not None:
                 launch.join_pumps(_PUMP_JOIN_S)
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             if self._owns_rest:
                 self._rest.close()
 
@@ -403,7 +410,8 @@ class Supervisor:
             if self._interrupted is not None:
                 return self._pass_interrupt(launch, self._interrupted)
             with self._lock:
-                corrupted, self._corrupted = self._corrupted, None
+                found, self._corrupted = self._corrupted, None
+            corrupted = found[1] if found is not None and found[0] == launch.number else None
             if corrupted is None and launch.exited.is_set():
                 launch.join_pumps(_PUMP_JOIN_S)
                 code = exit_status(launch.proc.returncode)
