@@ -85,8 +85,10 @@ def check_log_dir(log_path: str, behavior: str) -> None:
     if behavior == "ask":
         while True:
             try:
-                answer = input(f"Log directory {log_path} already exists. What do you want to do? "
-                               "[delete, resume, exit]: ").strip()
+                answer = input(
+                    f"Log directory {log_path} already exists. What do you want to do? "
+                    "[delete, resume, exit]: "
+                ).strip()
             except EOFError:
                 raise Usage("log directory exists and no answer on stdin") from None
             if answer in ("delete", "resume", "exit"):
@@ -123,8 +125,13 @@ def datums(types: Any, batch: int) -> list[Any]:
     """A tiny, different batch per index (so repeated batches show in the losses)."""
     base = [1 + (batch * 3 + i) % 11 for i in range(6)]
     tokens = [base, [t + 1 for t in base[:4]]]
-    return [types.Datum(model_input=types.ModelInput.from_ints(t[:-1]),
-                        loss_fn_inputs={"target_tokens": t[1:], "weights": [1.0] * (len(t) - 1)}) for t in tokens]
+    return [
+        types.Datum(
+            model_input=types.ModelInput.from_ints(t[:-1]),
+            loss_fn_inputs={"target_tokens": t[1:], "weights": [1.0] * (len(t) - 1)},
+        )
+        for t in tokens
+    ]
 
 
 async def main(config: dict[str, str]) -> None:
@@ -138,7 +145,9 @@ async def main(config: dict[str, str]) -> None:
     launch = int(os.environ.get("TINKER_RECOVERY_RESTARTS", "0") or 0)
     check_log_dir(log_path, config["behavior_if_exists"])
 
-    service = tinker.ServiceClient(base_url=os.environ["TINKER_BASE_URL"], api_key=os.environ["TINKER_API_KEY"])
+    service = tinker.ServiceClient(
+        base_url=os.environ["TINKER_BASE_URL"], api_key=os.environ["TINKER_API_KEY"]
+    )
     resume = last_checkpoint(log_path)
     if resume is not None:
         client = await service.create_training_client_from_state_with_optimizer(resume["state_path"])
@@ -158,20 +167,49 @@ async def main(config: dict[str, str]) -> None:
         result = await forward_backward
         await optim
         loss = float(result.metrics["loss:sum"])
-        append_jsonl(log_path, "metrics.jsonl", {"launch": launch, "batch": batch, "loss": loss,
-                                                 "t": time.monotonic(), "run_id": client.model_id})
+        append_jsonl(
+            log_path,
+            "metrics.jsonl",
+            {
+                "launch": launch,
+                "batch": batch,
+                "loss": loss,
+                "t": time.monotonic(),
+                "run_id": client.model_id,
+            },
+        )
         print(f"batch {batch} loss {loss:.6f}", flush=True)
         name = f"{batch:06d}"
         if batch > 0 and save_every > 0 and batch % save_every == 0:
             state = await client.save_state(name, ttl_seconds=int(config["ttl_seconds"]))
             sampler = await client.save_weights_for_sampler(name, ttl_seconds=int(config["ttl_seconds"]))
-            append_jsonl(log_path, CHECKPOINTS, {"name": name, "batch": batch, "epoch": 0, "final": False,
-                                                 "state_path": state.path, "sampler_path": sampler.path,
-                                                 "elapsed_tokens": 9 * (batch + 1)})
+            append_jsonl(
+                log_path,
+                CHECKPOINTS,
+                {
+                    "name": name,
+                    "batch": batch,
+                    "epoch": 0,
+                    "final": False,
+                    "state_path": state.path,
+                    "sampler_path": sampler.path,
+                    "elapsed_tokens": 9 * (batch + 1),
+                },
+            )
         elif batch > 0 and rolling_every > 0 and batch % rolling_every == 0:
             state = await client.save_state(name, ttl_seconds=int(config["rolling_ttl_seconds"]))
-            append_jsonl(log_path, CHECKPOINTS, {"name": name, "batch": batch, "epoch": 0, "final": False,
-                                                 "state_path": state.path, "elapsed_tokens": 9 * (batch + 1)})
+            append_jsonl(
+                log_path,
+                CHECKPOINTS,
+                {
+                    "name": name,
+                    "batch": batch,
+                    "epoch": 0,
+                    "final": False,
+                    "state_path": state.path,
+                    "elapsed_tokens": 9 * (batch + 1),
+                },
+            )
             for old in previous_rolling:
                 await rest.delete_checkpoint_from_tinker_path(old)
             previous_rolling[:] = [state.path]
@@ -188,8 +226,18 @@ async def main(config: dict[str, str]) -> None:
     while pending:
         await finish(*pending.popleft())
     final = await client.save_state("final")
-    append_jsonl(log_path, CHECKPOINTS, {"name": "final", "batch": n_batches, "epoch": 1, "final": True,
-                                         "state_path": final.path, "elapsed_tokens": 9 * n_batches})
+    append_jsonl(
+        log_path,
+        CHECKPOINTS,
+        {
+            "name": "final",
+            "batch": n_batches,
+            "epoch": 1,
+            "final": True,
+            "state_path": final.path,
+            "elapsed_tokens": 9 * n_batches,
+        },
+    )
     print("done", flush=True)
 
 
@@ -208,7 +256,11 @@ def run(argv: list[str]) -> int:
         print("interrupted", flush=True)
         return 130
     except Exception as error:  # a training call failed: the cookbook's loop crashes the same way
-        print(f"cookbook_style_sl: failed: {type(error).__name__}: {str(error)[:200]}", file=sys.stderr, flush=True)
+        print(
+            f"cookbook_style_sl: failed: {type(error).__name__}: {str(error)[:200]}",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
     return 0
 

@@ -35,11 +35,22 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 RUN = "11111111-2222-3333-4444-555555555555:train:0"
 
 
-def record(name: str, *, run: str = RUN, batch: int | None = None, state: bool = True,
-           sampler: bool = True, **extras: Any) -> dict[str, Any]:
+def record(
+    name: str,
+    *,
+    run: str = RUN,
+    batch: int | None = None,
+    state: bool = True,
+    sampler: bool = True,
+    **extras: Any,
+) -> dict[str, Any]:
     """A record as tinker-cookbook writes it."""
-    data: dict[str, Any] = {"name": name, "batch": int(name) if batch is None and name.isdigit() else batch,
-                            "epoch": 0, "final": name == "final"}
+    data: dict[str, Any] = {
+        "name": name,
+        "batch": int(name) if batch is None and name.isdigit() else batch,
+        "epoch": 0,
+        "final": name == "final",
+    }
     if state:
         data["state_path"] = f"tinker://{run}/weights/{name}"
     if sampler:
@@ -55,11 +66,17 @@ def write_log(directory: Path, lines: list[Any], tail: str = "") -> Path:
     return path
 
 
-def listed(name: str, *, run: str = RUN, expires_at: datetime | None = None,
-           kind: str = "training") -> Checkpoint:
+def listed(
+    name: str, *, run: str = RUN, expires_at: datetime | None = None, kind: str = "training"
+) -> Checkpoint:
     segment = "weights" if kind == "training" else "sampler_weights"
-    return Checkpoint(f"{segment}/{name}", kind, NOW - timedelta(hours=1),  # type: ignore[arg-type]
-                      f"tinker://{run}/{segment}/{name}", expires_at=expires_at)
+    return Checkpoint(
+        f"{segment}/{name}",
+        kind,
+        NOW - timedelta(hours=1),  # type: ignore[arg-type]
+        f"tinker://{run}/{segment}/{name}",
+        expires_at=expires_at,
+    )
 
 
 def candidates(*names: str) -> list[CheckpointRecord]:
@@ -77,10 +94,15 @@ def test_a_missing_log_has_no_records(tmp_path: Path) -> None:
 
 
 def test_records_are_read_with_their_fields_and_keyed_by_state_path(tmp_path: Path) -> None:
-    write_log(tmp_path, [record("000010", elapsed_tokens=40960),
-                         record("000015", state=False),  # a sampler-only save
-                         "",
-                         record("000020", elapsed_tokens=81920)])
+    write_log(
+        tmp_path,
+        [
+            record("000010", elapsed_tokens=40960),
+            record("000015", state=False),  # a sampler-only save
+            "",
+            record("000020", elapsed_tokens=81920),
+        ],
+    )
     log_file = read_log(tmp_path)
     assert [r.name for r in log_file.records] == ["000010", "000015", "000020"]
     first = log_file.records[0]
@@ -112,18 +134,25 @@ def test_a_bad_line_before_the_last_names_its_line(tmp_path: Path) -> None:
         read_log(tmp_path)
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ({"batch": 3}, r"line 1: 'name' must be a non-empty string"),
-    ({"name": "000010", "batch": "3"}, r"line 1: 'batch' must be an integer, got '3'"),
-    ({"name": "000010", "epoch": True}, r"'epoch' must be an integer"),
-    ({"name": "000010", "final": "no"}, r"'final' must be true or false"),
-    ({"name": "000010", "state_path": "s3://bucket/x"}, r"'state_path' is not a tinker:// path"),
-    ({"name": "000010", "state_path": f"tinker://{RUN}/sampler_weights/x"},
-     r"'state_path' must be a tinker://<run>/weights/<name> path"),
-    ({"name": "000010", "sampler_path": 7}, r"'sampler_path' must be a tinker:// path, got int"),
-    ([1, 2], r"line 1: expected a JSON object, got list"),
-])
-def test_a_record_of_the_wrong_shape_is_refused_naming_the_field(tmp_path: Path, line: Any, message: str) -> None:
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ({"batch": 3}, r"line 1: 'name' must be a non-empty string"),
+        ({"name": "000010", "batch": "3"}, r"line 1: 'batch' must be an integer, got '3'"),
+        ({"name": "000010", "epoch": True}, r"'epoch' must be an integer"),
+        ({"name": "000010", "final": "no"}, r"'final' must be true or false"),
+        ({"name": "000010", "state_path": "s3://bucket/x"}, r"'state_path' is not a tinker:// path"),
+        (
+            {"name": "000010", "state_path": f"tinker://{RUN}/sampler_weights/x"},
+            r"'state_path' must be a tinker://<run>/weights/<name> path",
+        ),
+        ({"name": "000010", "sampler_path": 7}, r"'sampler_path' must be a tinker:// path, got int"),
+        ([1, 2], r"line 1: expected a JSON object, got list"),
+    ],
+)
+def test_a_record_of_the_wrong_shape_is_refused_naming_the_field(
+    tmp_path: Path, line: Any, message: str
+) -> None:
     write_log(tmp_path, [line])
     with pytest.raises(CheckpointLogError, match=message):
         read_log(tmp_path)
@@ -131,8 +160,9 @@ def test_a_record_of_the_wrong_shape_is_refused_naming_the_field(tmp_path: Path,
 
 def test_record_step_reads_zero_padded_names() -> None:
     def step(name: str, **kw: Any) -> int | None:
-        return record_step(CheckpointRecord.from_json(record(name, batch=kw.pop("batch", None), **kw)),
-                           kw.pop("bpe", None))
+        return record_step(
+            CheckpointRecord.from_json(record(name, batch=kw.pop("batch", None), **kw)), kw.pop("bpe", None)
+        )
 
     assert step("000020") == 20
     assert step("0") == 0
@@ -170,17 +200,26 @@ def test_the_newest_loadable_record_is_chosen() -> None:
 
 
 def test_deleted_expired_and_soon_expiring_records_are_skipped_newest_first() -> None:
-    listings = Listings({RUN: [
-        listed("000010", expires_at=NOW + timedelta(days=7)),
-        listed("000030", expires_at=NOW - timedelta(seconds=1)),        # expired
-        listed("000040", expires_at=NOW + timedelta(seconds=59)),       # within the 60 s margin
-        listed("000050", kind="sampler"),                               # only its sampler weights left
-    ]})
-    chosen, _, skipped = select_resume(candidates("000010", "000020", "000030", "000040", "000050"), listings,
-                                       NOW, max_fallbacks=4)
+    listings = Listings(
+        {
+            RUN: [
+                listed("000010", expires_at=NOW + timedelta(days=7)),
+                listed("000030", expires_at=NOW - timedelta(seconds=1)),  # expired
+                listed("000040", expires_at=NOW + timedelta(seconds=59)),  # within the 60 s margin
+                listed("000050", kind="sampler"),  # only its sampler weights left
+            ]
+        }
+    )
+    chosen, _, skipped = select_resume(
+        candidates("000010", "000020", "000030", "000040", "000050"), listings, NOW, max_fallbacks=4
+    )
     assert chosen.name == "000010"
     assert [(s.record.name, s.reason) for s in skipped] == [
-        ("000050", "deleted"), ("000040", "expires within 60 s"), ("000030", "expired"), ("000020", "deleted")]
+        ("000050", "deleted"),
+        ("000040", "expires within 60 s"),
+        ("000030", "expired"),
+        ("000020", "deleted"),
+    ]
     assert listings.calls == [RUN]  # one listing per run
 
 
@@ -199,13 +238,18 @@ def test_the_fallback_budget_limits_how_far_back_it_looks() -> None:
     listings = Listings({RUN: [listed("000010")]})
     with pytest.raises(MissingCheckpoint) as caught:
         select_resume(candidates("000010", "000020", "000030", "000040"), listings, NOW, max_fallbacks=2)
-    assert str(caught.value) == ("no loadable record in the checkpoint log: 000040 (line 4): deleted; "
-                                 "000030 (line 3): deleted; 000020 (line 2): deleted; "
-                                 "1 older record(s) beyond max_fallbacks=2")
-    chosen, _, _ = select_resume(candidates("000010", "000020", "000030", "000040"), listings, NOW,
-                                 max_fallbacks=3)
+    assert str(caught.value) == (
+        "no loadable record in the checkpoint log: 000040 (line 4): deleted; "
+        "000030 (line 3): deleted; 000020 (line 2): deleted; "
+        "1 older record(s) beyond max_fallbacks=2"
+    )
+    chosen, _, _ = select_resume(
+        candidates("000010", "000020", "000030", "000040"), listings, NOW, max_fallbacks=3
+    )
     assert chosen.name == "000010"
-    with pytest.raises(MissingCheckpoint, match=r"000020 \(line 2\): deleted; 1 older record\(s\) beyond max_fallbacks=0$"):
+    with pytest.raises(
+        MissingCheckpoint, match=r"000020 \(line 2\): deleted; 1 older record\(s\) beyond max_fallbacks=0$"
+    ):
         select_resume(candidates("000010", "000020"), listings, NOW, max_fallbacks=0)
 
 
@@ -219,11 +263,16 @@ def test_records_of_an_unknown_run_are_skipped() -> None:
     assert listings.calls == [RUN, other]
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"max_fallbacks": -1}, "max_fallbacks"), ({"max_fallbacks": True}, "max_fallbacks"),
-    ({"expiry_margin_s": float("nan")}, "expiry_margin_s"), ({"expiry_margin_s": float("inf")}, "expiry_margin_s"),
-    ({"expiry_margin_s": -1.0}, "expiry_margin_s"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_fallbacks": -1}, "max_fallbacks"),
+        ({"max_fallbacks": True}, "max_fallbacks"),
+        ({"expiry_margin_s": float("nan")}, "expiry_margin_s"),
+        ({"expiry_margin_s": float("inf")}, "expiry_margin_s"),
+        ({"expiry_margin_s": -1.0}, "expiry_margin_s"),
+    ],
+)
 def test_bad_budget_arguments_are_refused(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         select_resume(candidates("000010"), Listings({RUN: []}), NOW, **kwargs)
@@ -264,7 +313,9 @@ def fake(wall: WallClock) -> Any:
 
 @pytest.fixture
 def rest(fake: FakeTinker) -> Any:
-    with RestClient(Config(api_key=fake.api_key, base_url=fake.base_url, timeout_s=5.0, max_retries=0)) as client:
+    with RestClient(
+        Config(api_key=fake.api_key, base_url=fake.base_url, timeout_s=5.0, max_retries=0)
+    ) as client:
         yield client
 
 
@@ -275,12 +326,22 @@ def seeded_records(fake: FakeTinker, run_id: str) -> list[dict[str, Any]]:
         if checkpoint["checkpoint_type"] != "training":
             continue
         step = int(checkpoint["checkpoint_id"].rsplit("-", 1)[1])
-        out.append({"name": f"{step:06d}", "batch": step, "epoch": 0, "final": False,
-                    "state_path": checkpoint["tinker_path"], "elapsed_tokens": step * 100})
+        out.append(
+            {
+                "name": f"{step:06d}",
+                "batch": step,
+                "epoch": 0,
+                "final": False,
+                "state_path": checkpoint["tinker_path"],
+                "elapsed_tokens": step * 100,
+            }
+        )
     return out
 
 
-def test_a_log_whose_last_record_is_loadable_is_left_alone(tmp_path: Path, fake: FakeTinker, rest: Any) -> None:
+def test_a_log_whose_last_record_is_loadable_is_left_alone(
+    tmp_path: Path, fake: FakeTinker, rest: Any
+) -> None:
     run_id = fake.add_run(checkpoints=2)
     path = write_log(tmp_path, seeded_records(fake, run_id))
     before = path.read_bytes()
@@ -295,8 +356,13 @@ def test_a_log_whose_last_record_is_loadable_is_left_alone(tmp_path: Path, fake:
 def test_a_deleted_newest_record_is_moved_to_the_sidecar(tmp_path: Path, fake: FakeTinker, rest: Any) -> None:
     run_id = fake.add_run(checkpoints=3)
     records = seeded_records(fake, run_id)
-    sampler_only = {"name": "000035", "batch": 35, "epoch": 0, "final": False,
-                    "sampler_path": f"tinker://{run_id}/sampler_weights/000035"}
+    sampler_only = {
+        "name": "000035",
+        "batch": 35,
+        "epoch": 0,
+        "final": False,
+        "sampler_path": f"tinker://{run_id}/sampler_weights/000035",
+    }
     path = write_log(tmp_path, [records[0], records[1], records[2], sampler_only])
     kept = path.read_text().splitlines()[:2]
     fake.delete_checkpoint(run_id, "weights/step-000030")  # a rolling save deleted by the next one
@@ -309,7 +375,12 @@ def test_a_deleted_newest_record_is_moved_to_the_sidecar(tmp_path: Path, fake: F
     moved = [json.loads(line) for line in (tmp_path / SIDECAR_FILE).read_text().splitlines()]
     assert moved == [
         {"moved_at": NOW.isoformat(), "reason": "deleted", "line": 3, "record": records[2]},
-        {"moved_at": NOW.isoformat(), "reason": "saved after the resume point", "line": 4, "record": sampler_only},
+        {
+            "moved_at": NOW.isoformat(),
+            "reason": "saved after the resume point",
+            "line": 4,
+            "record": sampler_only,
+        },
     ]
     again = prepare_resume(tmp_path, rest, now=NOW)  # idempotent
     assert again.record == point.record and again.moved == 0
@@ -317,7 +388,8 @@ def test_a_deleted_newest_record_is_moved_to_the_sidecar(tmp_path: Path, fake: F
 
 
 def test_an_expired_rolling_record_falls_back_to_an_older_periodic_one(
-        tmp_path: Path, fake: FakeTinker, rest: Any, wall: WallClock) -> None:
+    tmp_path: Path, fake: FakeTinker, rest: Any, wall: WallClock
+) -> None:
     periodic = fake.add_run(checkpoints=1, ttl_seconds=7 * 86400)
     rolling = fake.add_run(checkpoints=1, ttl_seconds=7200)
     records = seeded_records(fake, periodic) + seeded_records(fake, rolling)
@@ -335,10 +407,15 @@ def test_torn_line_only_log_is_cleaned_and_starts_fresh(tmp_path: Path, rest: An
     assert point.record is None and point.step is None and point.moved == 1
     assert path.read_text() == ""
     assert json.loads((tmp_path / SIDECAR_FILE).read_text()) == {
-        "moved_at": NOW.isoformat(), "reason": "torn last line", "raw": '{"name": "000'}
+        "moved_at": NOW.isoformat(),
+        "reason": "torn last line",
+        "raw": '{"name": "000',
+    }
 
 
-def test_nothing_loadable_raises_and_leaves_the_log_unchanged(tmp_path: Path, fake: FakeTinker, rest: Any) -> None:
+def test_nothing_loadable_raises_and_leaves_the_log_unchanged(
+    tmp_path: Path, fake: FakeTinker, rest: Any
+) -> None:
     run_id = fake.add_run(checkpoints=1)
     path = write_log(tmp_path, seeded_records(fake, run_id))
     fake.delete_checkpoint(run_id, "weights/step-000010")
@@ -365,11 +442,18 @@ def test_a_naive_now_is_refused(tmp_path: Path, rest: Any) -> None:
 
 # --- properties -------------------------------------------------------------------------------------
 
-_names = st.one_of(st.integers(0, 999_999).map(lambda n: f"{n:06d}"), st.just("final"),
-                   st.text(string.ascii_letters + string.digits + "-_", min_size=1, max_size=12))
-_extras = st.dictionaries(st.text(string.ascii_lowercase, min_size=1, max_size=8).filter(
-    lambda k: k not in ("name", "batch", "epoch", "final", "state_path", "sampler_path")),
-    st.one_of(st.integers(), st.text(max_size=10), st.booleans(), st.none()), max_size=3)
+_names = st.one_of(
+    st.integers(0, 999_999).map(lambda n: f"{n:06d}"),
+    st.just("final"),
+    st.text(string.ascii_letters + string.digits + "-_", min_size=1, max_size=12),
+)
+_extras = st.dictionaries(
+    st.text(string.ascii_lowercase, min_size=1, max_size=8).filter(
+        lambda k: k not in ("name", "batch", "epoch", "final", "state_path", "sampler_path")
+    ),
+    st.one_of(st.integers(), st.text(max_size=10), st.booleans(), st.none()),
+    max_size=3,
+)
 
 
 @st.composite
@@ -392,7 +476,8 @@ def _records(draw: st.DrawFn) -> dict[str, Any]:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(_records(), max_size=8), cut=st.integers(1, 200), torn=st.booleans())
 def test_any_cookbook_log_reads_back_and_a_torn_tail_is_only_skipped(
-        tmp_path_factory: pytest.TempPathFactory, lines: list[dict[str, Any]], cut: int, torn: bool) -> None:
+    tmp_path_factory: pytest.TempPathFactory, lines: list[dict[str, Any]], cut: int, torn: bool
+) -> None:
     directory = tmp_path_factory.mktemp("log")
     tail = ""
     if torn:
@@ -406,10 +491,14 @@ def test_any_cookbook_log_reads_back_and_a_torn_tail_is_only_skipped(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(names=st.lists(st.integers(0, 99_999), min_size=1, max_size=8, unique=True),
-       alive=st.lists(st.booleans(), min_size=8, max_size=8), fallbacks=st.integers(0, 8))
+@given(
+    names=st.lists(st.integers(0, 99_999), min_size=1, max_size=8, unique=True),
+    alive=st.lists(st.booleans(), min_size=8, max_size=8),
+    fallbacks=st.integers(0, 8),
+)
 def test_prepare_resume_keeps_an_exact_prefix_and_moves_the_rest(
-        tmp_path_factory: pytest.TempPathFactory, names: list[int], alive: list[bool], fallbacks: int) -> None:
+    tmp_path_factory: pytest.TempPathFactory, names: list[int], alive: list[bool], fallbacks: int
+) -> None:
     directory = tmp_path_factory.mktemp("log")
     records = [record(f"{n:06d}") for n in names]
     path = write_log(directory, records)
@@ -417,7 +506,7 @@ def test_prepare_resume_keeps_an_exact_prefix_and_moves_the_rest(
 
     class Rest:
         def list_checkpoints(self, run_id: str) -> list[Checkpoint]:
-            return [listed(f"{n:06d}") for n, ok in zip(names, alive) if ok]
+            return [listed(f"{n:06d}") for n, ok in zip(names, alive[: len(names)], strict=True) if ok]
 
     loadable = [i for i in range(len(names)) if alive[i]]
     newest_ok = loadable[-1] if loadable else None
@@ -430,6 +519,6 @@ def test_prepare_resume_keeps_an_exact_prefix_and_moves_the_rest(
     assert point.record is not None and point.record.line == newest_ok + 1
     assert path.read_text().splitlines() == lines[: newest_ok + 1]
     moved = (directory / SIDECAR_FILE).read_text().splitlines() if point.moved else []
-    assert [json.loads(m)["record"] for m in moved] == records[newest_ok + 1:]
+    assert [json.loads(m)["record"] for m in moved] == records[newest_ok + 1 :]
     assert len(point.skipped) == len(names) - 1 - newest_ok
     assert not [n for n in os.listdir(directory) if ".tmp-" in n]

@@ -36,7 +36,7 @@ from tinker_recovery.testing import FakeTinker
 REPO = Path(__file__).resolve().parents[1]
 
 # A command that resumes by being run again, in a few lines. argv: run_id mode notes_file [extra...]
-SCRIPT = textwrap.dedent(r'''
+SCRIPT = textwrap.dedent(r"""
     import json, os, signal, subprocess, sys
     run_id, mode, notes = sys.argv[1], sys.argv[2], sys.argv[3]
     launch = os.environ.get("TINKER_RECOVERY_RESTARTS")
@@ -72,7 +72,7 @@ SCRIPT = textwrap.dedent(r'''
         print(f"training run {run_id}", flush=True)
     while True:
         signal.pause()
-''')
+""")
 
 
 @pytest.fixture
@@ -116,11 +116,27 @@ class Recorded:
 
 
 def supervisor(fake: FakeTinker, argv: list[str], **kwargs: Any) -> tuple[Supervisor, Recorded]:
-    policy = kwargs.pop("policy", Policy(enabled=True, poll_interval_ms=100, max_recoveries=1, backoff_ms=0,
-                                         max_backoff_ms=0, jitter="none"))
-    made = Supervisor(argv, config=Config(api_key=fake.api_key, base_url=fake.base_url, timeout_s=5.0, max_retries=0),
-                      policy=policy, stdout=io.BytesIO(), stderr=io.BytesIO(), handle_signals=False,
-                      grace_s=kwargs.pop("grace_s", 5.0), **kwargs)
+    policy = kwargs.pop(
+        "policy",
+        Policy(
+            enabled=True,
+            poll_interval_ms=100,
+            max_recoveries=1,
+            backoff_ms=0,
+            max_backoff_ms=0,
+            jitter="none",
+        ),
+    )
+    made = Supervisor(
+        argv,
+        config=Config(api_key=fake.api_key, base_url=fake.base_url, timeout_s=5.0, max_retries=0),
+        policy=policy,
+        stdout=io.BytesIO(),
+        stderr=io.BytesIO(),
+        handle_signals=False,
+        grace_s=kwargs.pop("grace_s", 5.0),
+        **kwargs,
+    )
     return made, Recorded().attach(made)
 
 
@@ -169,31 +185,39 @@ def test_restart_delay_exact() -> None:
 RUN = "e3e70682-c209-4cac-a29f-6fbed82c07cd:train:0"
 
 
-@pytest.mark.parametrize(("line", "found"), [
-    (f"training run {RUN}", [RUN]),
-    (f"Created model_id={RUN}, rank 8", [RUN]),
-    (f"resuming from tinker://{RUN}/weights/000004 at batch 4", []),
-    (f"{RUN}:extra", []),
-    (f"x{RUN}", []),
-    (f"old {RUN} new {RUN[:-1]}7", [RUN, RUN[:-1] + "7"]),
-])
+@pytest.mark.parametrize(
+    ("line", "found"),
+    [
+        (f"training run {RUN}", [RUN]),
+        (f"Created model_id={RUN}, rank 8", [RUN]),
+        (f"resuming from tinker://{RUN}/weights/000004 at batch 4", []),
+        (f"{RUN}:extra", []),
+        (f"x{RUN}", []),
+        (f"old {RUN} new {RUN[:-1]}7", [RUN, RUN[:-1] + "7"]),
+    ],
+)
 def test_default_run_id_pattern(line: str, found: list[str]) -> None:
     assert [m.group("run_id") for m in re.finditer(DEFAULT_RUN_ID_PATTERN, line)] == found
 
 
-@given(st.uuids(), st.integers(0, 10**6), st.text(max_size=20), st.sampled_from(["weights", "sampler_weights"]))
+@given(
+    st.uuids(), st.integers(0, 10**6), st.text(max_size=20), st.sampled_from(["weights", "sampler_weights"])
+)
 def test_a_run_id_inside_a_tinker_path_never_matches(run: Any, n: int, name: str, segment: str) -> None:
     run_id = f"{run}:train:{n}"
     assert re.search(DEFAULT_RUN_ID_PATTERN, f"loading tinker://{run_id}/{segment}/{name}") is None
     assert re.search(DEFAULT_RUN_ID_PATTERN, f"run {run_id} ok").group("run_id") == run_id  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"run_id_pattern": "("}, "run_id_pattern: not a regular expression"),
-    ({"run_id_pattern": r"\S+"}, "run_id_pattern: must have a group named run_id"),
-    ({"answer": "a\nb"}, "answer: must be one line"),
-    ({"grace_s": -1.0}, "grace_s"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"run_id_pattern": "("}, "run_id_pattern: not a regular expression"),
+        ({"run_id_pattern": r"\S+"}, "run_id_pattern: must have a group named run_id"),
+        ({"answer": "a\nb"}, "answer: must be one line"),
+        ({"grace_s": -1.0}, "grace_s"),
+    ],
+)
 def test_bad_arguments_are_refused(fake: FakeTinker, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         supervisor(fake, ["true"], **kwargs)
@@ -204,12 +228,17 @@ def test_bad_arguments_are_refused(fake: FakeTinker, kwargs: dict[str, Any], mes
 # --- real child processes -----------------------------------------------------------------------------
 
 
-def test_corruption_stops_and_relaunches_until_the_budget_is_spent(fake: FakeTinker, script: Path,
-                                                                   tmp_path: Path) -> None:
+def test_corruption_stops_and_relaunches_until_the_budget_is_spent(
+    fake: FakeTinker, script: Path, tmp_path: Path
+) -> None:
     run_id = fake.add_run(checkpoints=1, corrupted=True)
     record = tmp_path / "notes"
-    sup, seen = supervisor(fake, [sys.executable, str(script), run_id, "plain", str(record)],
-                           answer="resume", relaunch_args=["again=1"])
+    sup, seen = supervisor(
+        fake,
+        [sys.executable, str(script), run_id, "plain", str(record)],
+        answer="resume",
+        relaunch_args=["again=1"],
+    )
     try:
         assert sup.run() == EXIT_GAVE_UP
     finally:
@@ -218,7 +247,11 @@ def test_corruption_stops_and_relaunches_until_the_budget_is_spent(fake: FakeTin
     assert seen.names == ["detected", "started", "completed", "detected", "exhausted"]
     first = dict(seen.events)
     assert first["detected"]["run_id"] == run_id and first["detected"]["attempt"] == 0
-    assert first["started"]["recovery_id"] == first["completed"]["recovery_id"] != first["exhausted"]["recovery_id"]
+    assert (
+        first["started"]["recovery_id"]
+        == first["completed"]["recovery_id"]
+        != first["exhausted"]["recovery_id"]
+    )
     assert first["exhausted"]["reason_class"] == "budget"
     assert "restart budget spent: 1 of 1 restarts" in first["exhausted"]["reason"]
     assert {fields["lineage_id"] for _, fields in seen.events} == {run_id}
@@ -228,7 +261,9 @@ def test_corruption_stops_and_relaunches_until_the_budget_is_spent(fake: FakeTin
 def test_sigint_ignored_is_followed_by_sigterm(fake: FakeTinker, script: Path, tmp_path: Path) -> None:
     run_id = fake.add_run(corrupted=True)
     record = tmp_path / "notes"
-    sup, seen = supervisor(fake, [sys.executable, str(script), run_id, "ignore_int", str(record)], grace_s=0.3)
+    sup, seen = supervisor(
+        fake, [sys.executable, str(script), run_id, "ignore_int", str(record)], grace_s=0.3
+    )
     try:
         assert sup.run() == EXIT_GAVE_UP
     finally:
@@ -240,7 +275,9 @@ def test_sigint_ignored_is_followed_by_sigterm(fake: FakeTinker, script: Path, t
 def test_sigterm_ignored_is_followed_by_sigkill(fake: FakeTinker, script: Path, tmp_path: Path) -> None:
     run_id = fake.add_run(corrupted=True)
     record = tmp_path / "notes"
-    sup, seen = supervisor(fake, [sys.executable, str(script), run_id, "ignore_all", str(record)], grace_s=0.2)
+    sup, seen = supervisor(
+        fake, [sys.executable, str(script), run_id, "ignore_all", str(record)], grace_s=0.2
+    )
     try:
         assert sup.run() == EXIT_GAVE_UP
     finally:
@@ -252,7 +289,9 @@ def test_sigterm_ignored_is_followed_by_sigkill(fake: FakeTinker, script: Path, 
 def test_the_whole_process_group_is_stopped(fake: FakeTinker, script: Path, tmp_path: Path) -> None:
     run_id = fake.add_run(corrupted=True)
     record = tmp_path / "notes"
-    sup, seen = supervisor(fake, [sys.executable, str(script), run_id, "grandchild", str(record)], grace_s=0.3)
+    sup, seen = supervisor(
+        fake, [sys.executable, str(script), run_id, "grandchild", str(record)], grace_s=0.3
+    )
     try:
         assert sup.run() == EXIT_GAVE_UP
     finally:
@@ -278,39 +317,59 @@ def test_the_commands_own_exit_status_passes_through(fake: FakeTinker, script: P
         seen.close()
 
 
-def test_a_command_that_fails_on_its_corrupted_run_is_restarted(fake: FakeTinker, script: Path,
-                                                                tmp_path: Path) -> None:
+def test_a_command_that_fails_on_its_corrupted_run_is_restarted(
+    fake: FakeTinker, script: Path, tmp_path: Path
+) -> None:
     run_id = fake.add_run(corrupted=True)
     record = tmp_path / "notes"
     policy = Policy(enabled=True, poll_interval_ms=60_000, max_recoveries=1, backoff_ms=0, max_backoff_ms=0)
     sup, seen = supervisor(fake, [sys.executable, str(script), run_id, "exit3", str(record)], policy=policy)
     try:
-        assert sup.run() == EXIT_GAVE_UP  # exit 3 on a corrupted run: restarted once, then the budget is spent
+        assert (
+            sup.run() == EXIT_GAVE_UP
+        )  # exit 3 on a corrupted run: restarted once, then the budget is spent
     finally:
         seen.close()
-    assert [line.split()[:2] for line in notes(record) if line.startswith("start")] == [["start", "0"],
-                                                                                        ["start", "1"]]
+    assert [line.split()[:2] for line in notes(record) if line.startswith("start")] == [
+        ["start", "0"],
+        ["start", "1"],
+    ]
     assert seen.names == ["detected", "started", "completed", "detected", "exhausted"]
 
 
-def test_the_run_is_learned_from_the_log_and_the_resume_point_prepared(fake: FakeTinker, script: Path,
-                                                                        tmp_path: Path) -> None:
+def test_the_run_is_learned_from_the_log_and_the_resume_point_prepared(
+    fake: FakeTinker, script: Path, tmp_path: Path
+) -> None:
     run_id = fake.add_run(checkpoints=1)
     log_dir = tmp_path / "log"
     log_dir.mkdir()
-    old = {"name": "000005", "batch": 5, "epoch": 0, "final": False,
-           "state_path": f"tinker://{fake.add_run(checkpoints=0)}/weights/000005"}  # an older run's record
+    old = {
+        "name": "000005",
+        "batch": 5,
+        "epoch": 0,
+        "final": False,
+        "state_path": f"tinker://{fake.add_run(checkpoints=0)}/weights/000005",
+    }  # an older run's record
     (log_dir / CHECKPOINTS_FILE).write_text(json.dumps(old) + "\n")
     fake.corrupt(run_id)
     record = tmp_path / "notes"
-    sup, seen = supervisor(fake, [sys.executable, str(script), run_id, "record", str(record), str(log_dir)],
-                           log_path=log_dir, answer="resume")
+    sup, seen = supervisor(
+        fake,
+        [sys.executable, str(script), run_id, "record", str(record), str(log_dir)],
+        log_path=log_dir,
+        answer="resume",
+    )
     try:
         assert sup.run() == EXIT_GAVE_UP
     finally:
         seen.close()
     path = f"tinker://{run_id}/weights/step-000010"
-    assert notes(record)[:4] == [f"start 0 {log_dir}", f"start 1 {log_dir}", "stdin 'resume'", f"resume {path}"]
+    assert notes(record)[:4] == [
+        f"start 0 {log_dir}",
+        f"start 1 {log_dir}",
+        "stdin 'resume'",
+        f"resume {path}",
+    ]
     assert seen.names == ["detected", "started", "checkpoint_selected", "completed", "detected", "exhausted"]
     selected = seen.events[2][1]
     assert selected["checkpoint"].tinker_path == path
@@ -325,8 +384,12 @@ def test_no_loadable_record_gives_up_with_75(fake: FakeTinker, script: Path, tmp
     fake.corrupt(run_id)
     log_dir = tmp_path / "log"
     log_dir.mkdir()
-    sup, seen = supervisor(fake, [sys.executable, str(script), run_id, "record", str(tmp_path / "n"), str(log_dir)],
-                           log_path=log_dir, policy=Policy(enabled=True, poll_interval_ms=100, max_recoveries=3))
+    sup, seen = supervisor(
+        fake,
+        [sys.executable, str(script), run_id, "record", str(tmp_path / "n"), str(log_dir)],
+        log_path=log_dir,
+        policy=Policy(enabled=True, poll_interval_ms=100, max_recoveries=3),
+    )
     try:
         assert sup.run() == EXIT_GAVE_UP
     finally:
@@ -347,8 +410,15 @@ def cli_env(fake: FakeTinker) -> dict[str, str]:
 
 def test_cli_usage_errors(fake: FakeTinker, tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "tinker_recovery", "run", *args], env=cli_env(fake),
-                              capture_output=True, text=True, timeout=30, check=False, cwd=tmp_path)
+        return subprocess.run(
+            [sys.executable, "-m", "tinker_recovery", "run", *args],
+            env=cli_env(fake),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            cwd=tmp_path,
+        )
 
     nothing = run("--log-path", str(tmp_path))
     assert nothing.returncode == 2 and "no command given" in nothing.stderr
@@ -361,14 +431,34 @@ def test_cli_usage_errors(fake: FakeTinker, tmp_path: Path) -> None:
     assert (passed.returncode, passed.stdout) == (4, "hi\n")
 
 
-def test_cli_passes_sigint_on_and_exits_with_the_commands_status(fake: FakeTinker, script: Path,
-                                                                 tmp_path: Path) -> None:
+def test_cli_passes_sigint_on_and_exits_with_the_commands_status(
+    fake: FakeTinker, script: Path, tmp_path: Path
+) -> None:
     run_id = fake.add_run()
     journal = tmp_path / "journal.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "tinker_recovery", "run", "--poll-interval", "0.1",
-                             "--journal", str(journal), "--", sys.executable, str(script), run_id, "plain",
-                             str(tmp_path / "n")], env=cli_env(fake), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tinker_recovery",
+            "run",
+            "--poll-interval",
+            "0.1",
+            "--journal",
+            str(journal),
+            "--",
+            sys.executable,
+            str(script),
+            run_id,
+            "plain",
+            str(tmp_path / "n"),
+        ],
+        env=cli_env(fake),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline() == f"training run {run_id}\n"  # passed through as it is printed
@@ -378,5 +468,7 @@ def test_cli_passes_sigint_on_and_exits_with_the_commands_status(fake: FakeTinke
         proc.kill()
         proc.wait()
     assert proc.returncode == 130, err  # the command died of the SIGINT it was passed
-    assert "got signal 2: passing it to the command" in err and "Traceback (most recent" not in err.split(
-        "passing it")[0]
+    assert (
+        "got signal 2: passing it to the command" in err
+        and "Traceback (most recent" not in err.split("passing it")[0]
+    )

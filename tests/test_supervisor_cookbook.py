@@ -62,17 +62,37 @@ class Supervised:
 
     def __init__(self, fake: FakeTinker, log_dir: Path, program: list[str], options: list[str]) -> None:
         env = {key: value for key, value in os.environ.items() if not key.startswith("TINKER_")}
-        env.update(TINKER_API_KEY=fake.api_key, TINKER_BASE_URL=fake.base_url, PYTHONPATH=str(REPO),
-                   TINKER_TELEMETRY="0", PYTHONWARNINGS="ignore::FutureWarning")
-        self.argv = [sys.executable, "-m", "tinker_recovery", "run", "--log-path", str(log_dir), *options, "--",
-                     sys.executable, str(EXAMPLE), f"log_path={log_dir}", *program]
-        self.proc = subprocess.Popen(self.argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, cwd=log_dir.parent)
+        env.update(
+            TINKER_API_KEY=fake.api_key,
+            TINKER_BASE_URL=fake.base_url,
+            PYTHONPATH=str(REPO),
+            TINKER_TELEMETRY="0",
+            PYTHONWARNINGS="ignore::FutureWarning",
+        )
+        self.argv = [
+            sys.executable,
+            "-m",
+            "tinker_recovery",
+            "run",
+            "--log-path",
+            str(log_dir),
+            *options,
+            "--",
+            sys.executable,
+            str(EXAMPLE),
+            f"log_path={log_dir}",
+            *program,
+        ]
+        self.proc = subprocess.Popen(
+            self.argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=log_dir.parent
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         self.arrived: list[tuple[float, str]] = []  # (time.monotonic(), line): for the time break-down
         self.seen: list[str] = []
-        self._readers = [threading.Thread(target=self._read, args=(stream,), daemon=True, name=f"test.{name}")
-                         for name, stream in (("out", self.proc.stdout), ("err", self.proc.stderr))]
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream,), daemon=True, name=f"test.{name}")
+            for name, stream in (("out", self.proc.stdout), ("err", self.proc.stderr))
+        ]
         for reader in self._readers:
             reader.start()
 
@@ -137,7 +157,9 @@ def reference_losses(fake: FakeTinker, batches: list[int]) -> list[float]:
     return losses
 
 
-def check_no_batch_lost(fake: FakeTinker, log_dir: Path, n_batches: int, resumed_at: int) -> tuple[list, list]:
+def check_no_batch_lost(
+    fake: FakeTinker, log_dir: Path, n_batches: int, resumed_at: int
+) -> tuple[list, list]:
     """Both launches' batches and losses against the reference; returns (first, second) launch rows."""
     rows = metrics(log_dir)
     first = [row for row in rows if row["launch"] == 0]
@@ -145,11 +167,13 @@ def check_no_batch_lost(fake: FakeTinker, log_dir: Path, n_batches: int, resumed
     assert {row["launch"] for row in rows} == {0, 1}
     last_first = first[-1]["batch"]
     assert [row["batch"] for row in first] == list(range(last_first + 1))
-    assert [row["batch"] for row in second] == list(range(resumed_at, n_batches))  # nothing lost up to the end
+    assert [row["batch"] for row in second] == list(
+        range(resumed_at, n_batches)
+    )  # nothing lost up to the end
     # the state of record `resumed_at` holds batches 0..resumed_at+1 (submit_ahead=1)
     fed = list(range(resumed_at + 2)) + list(range(resumed_at, n_batches))
     reference = reference_losses(fake, fed)
-    assert [row["loss"] for row in second] == reference[resumed_at + 2:]
+    assert [row["loss"] for row in second] == reference[resumed_at + 2 :]
     uninterrupted = reference_losses(fake, list(range(last_first + 1)))
     assert [row["loss"] for row in first] == uninterrupted
     return first, second
@@ -163,21 +187,40 @@ def journal_events(path: Path) -> list[str]:
     return [json.loads(line)["event"] for line in path.read_text().splitlines()]
 
 
-def report(what: str, seconds: float, poll_interval: str, run: Supervised | None = None,
-           since: float = 0.0) -> None:
-    sys.stderr.write(f"\n[measure] {what}: corruption -> next successful batch {seconds:.2f} s "
-                     f"(poll interval {poll_interval} s)\n")
+def report(
+    what: str, seconds: float, poll_interval: str, run: Supervised | None = None, since: float = 0.0
+) -> None:
+    sys.stderr.write(
+        f"\n[measure] {what}: corruption -> next successful batch {seconds:.2f} s "
+        f"(poll interval {poll_interval} s)\n"
+    )
     for moment, line in sorted(run.arrived if run is not None else []):
         if moment >= since:
             sys.stderr.write(f"[measure]   +{moment - since:6.2f} s  {line[:110]}\n")
 
 
-def test_a_hung_loop_is_detected_stopped_and_resumed_from_its_last_record(fake: FakeTinker, tmp_path: Path) -> None:
+def test_a_hung_loop_is_detected_stopped_and_resumed_from_its_last_record(
+    fake: FakeTinker, tmp_path: Path
+) -> None:
     log_dir = tmp_path / "sl"
     journal = tmp_path / "journal.jsonl"
-    run = Supervised(fake, log_dir, ["n_batches=10", "save_every=2", "hold_after=5"],
-                     ["--poll-interval", "0.2", "--grace", "5", "--answer", "resume", "--backoff", "0",
-                      "--journal", str(journal)])
+    run = Supervised(
+        fake,
+        log_dir,
+        ["n_batches=10", "save_every=2", "hold_after=5"],
+        [
+            "--poll-interval",
+            "0.2",
+            "--grace",
+            "5",
+            "--answer",
+            "resume",
+            "--backoff",
+            "0",
+            "--journal",
+            str(journal),
+        ],
+    )
     try:
         run_id = run.wait_for(r"^training run (\S+)$").group(1)
         run.wait_for(r"^holding after batch 5$")
@@ -190,8 +233,11 @@ def test_a_hung_loop_is_detected_stopped_and_resumed_from_its_last_record(fake: 
         run.kill()
     assert new_run != run_id
     # the prompt has no newline of its own: the answer's effect follows it on the same line
-    assert seen_line(run, f"already exists. What do you want to do? [delete, resume, exit]: "
-                          f"resuming from tinker://{run_id}/weights/000004 at batch 4")
+    assert seen_line(
+        run,
+        f"already exists. What do you want to do? [delete, resume, exit]: "
+        f"resuming from tinker://{run_id}/weights/000004 at batch 4",
+    )
     first, second = check_no_batch_lost(fake, log_dir, 10, resumed_at=4)
     assert sorted({row["batch"] for row in first} & {row["batch"] for row in second}) == [4, 5]  # repeated
     assert fake.load_weights_count(run_id) == 1
@@ -201,9 +247,21 @@ def test_a_hung_loop_is_detected_stopped_and_resumed_from_its_last_record(fake: 
 
 def test_a_loop_that_crashes_on_its_corrupted_run_is_resumed(fake: FakeTinker, tmp_path: Path) -> None:
     log_dir = tmp_path / "sl"
-    run = Supervised(fake, log_dir, ["n_batches=14", "save_every=2"],
-                     ["--poll-interval", "30", "--grace", "5", "--relaunch-arg", "behavior_if_exists=resume",
-                      "--backoff", "0"])
+    run = Supervised(
+        fake,
+        log_dir,
+        ["n_batches=14", "save_every=2"],
+        [
+            "--poll-interval",
+            "30",
+            "--grace",
+            "5",
+            "--relaunch-arg",
+            "behavior_if_exists=resume",
+            "--backoff",
+            "0",
+        ],
+    )
     try:
         run_id = run.wait_for(r"^training run (\S+)$").group(1)
         run.wait_for(r"^batch 5 loss")
@@ -218,14 +276,21 @@ def test_a_loop_that_crashes_on_its_corrupted_run_is_resumed(fake: FakeTinker, t
     assert resumed_at is not None and resumed_at >= 4
     assert seen_line(run, f"resuming from {own[-1].state_path} at batch {resumed_at}")
     _, second = check_no_batch_lost(fake, log_dir, 14, resumed_at=resumed_at)
-    report("loop crashing on the refused call, found at its exit", second[0]["t"] - corrupted_at, "30 (not used)")
+    report(
+        "loop crashing on the refused call, found at its exit", second[0]["t"] - corrupted_at, "30 (not used)"
+    )
 
 
-def test_an_expired_rolling_record_falls_back_to_the_periodic_one(fake: FakeTinker, wall: WallClock,
-                                                                  tmp_path: Path) -> None:
+def test_an_expired_rolling_record_falls_back_to_the_periodic_one(
+    fake: FakeTinker, wall: WallClock, tmp_path: Path
+) -> None:
     log_dir = tmp_path / "sl"
-    run = Supervised(fake, log_dir, ["n_batches=10", "save_every=4", "rolling_save_every=3", "hold_after=6"],
-                     ["--poll-interval", "0.2", "--grace", "5", "--answer", "resume", "--backoff", "0"])
+    run = Supervised(
+        fake,
+        log_dir,
+        ["n_batches=10", "save_every=4", "rolling_save_every=3", "hold_after=6"],
+        ["--poll-interval", "0.2", "--grace", "5", "--answer", "resume", "--backoff", "0"],
+    )
     try:
         run_id = run.wait_for(r"^training run (\S+)$").group(1)
         run.wait_for(r"^holding after batch 6$")
@@ -240,7 +305,9 @@ def test_an_expired_rolling_record_falls_back_to_the_periodic_one(fake: FakeTink
         assert run.finish() == 0, "\n".join(run.seen)
     finally:
         run.kill()
-    assert seen_line(run, f"resuming from tinker://{run_id}/weights/000004 at batch 4")  # not the expired 000006
+    assert seen_line(
+        run, f"resuming from tinker://{run_id}/weights/000004 at batch 4"
+    )  # not the expired 000006
     _, second = check_no_batch_lost(fake, log_dir, 10, resumed_at=4)
     moved = [json.loads(line) for line in (log_dir / SIDECAR_FILE).read_text().splitlines()]
     assert [(m["record"]["name"], m["reason"]) for m in moved] == [("000006", "deleted")]

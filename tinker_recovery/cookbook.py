@@ -93,10 +93,14 @@ def _optional_path(data: Mapping[str, Any], field: str, where: str, segment: str
     try:
         parsed = ParsedCheckpointTinkerPath.from_tinker_path(value)
     except ValueError:
-        raise CheckpointLogError(f"{where}: {field!r} is not a tinker:// path: {escape_text(value, 120)}") from None
+        raise CheckpointLogError(
+            f"{where}: {field!r} is not a tinker:// path: {escape_text(value, 120)}"
+        ) from None
     if not parsed.checkpoint_id.startswith(segment + "/"):
-        raise CheckpointLogError(f"{where}: {field!r} must be a tinker://<run>/{segment}/<name> path, "
-                                 f"got {escape_text(value, 120)}")
+        raise CheckpointLogError(
+            f"{where}: {field!r} must be a tinker://<run>/{segment}/<name> path, "
+            f"got {escape_text(value, 120)}"
+        )
     return value
 
 
@@ -129,11 +133,14 @@ class CheckpointRecord:
             raise CheckpointLogError(f"{where}: expected a JSON object, got {type(data).__name__}")
         name = data.get("name")
         if not isinstance(name, str) or not name:
-            raise CheckpointLogError(f"{where}: 'name' must be a non-empty string, "
-                                     f"got {escape_text(repr(name), 80)}")
+            raise CheckpointLogError(
+                f"{where}: 'name' must be a non-empty string, got {escape_text(repr(name), 80)}"
+            )
         final = data.get("final", False)
         if not isinstance(final, bool):
-            raise CheckpointLogError(f"{where}: 'final' must be true or false, got {escape_text(repr(final), 80)}")
+            raise CheckpointLogError(
+                f"{where}: 'final' must be true or false, got {escape_text(repr(final), 80)}"
+            )
         return cls(
             name=name,
             batch=_optional_int(data, "batch", where),
@@ -159,8 +166,14 @@ class CheckpointRecord:
 
     def to_json(self) -> dict[str, Any]:
         """The record as the cookbook writes it (None paths left out, extras kept)."""
-        data: dict[str, Any] = {"name": self.name, "batch": self.batch, "epoch": self.epoch, "final": self.final,
-                                "state_path": self.state_path, "sampler_path": self.sampler_path}
+        data: dict[str, Any] = {
+            "name": self.name,
+            "batch": self.batch,
+            "epoch": self.epoch,
+            "final": self.final,
+            "state_path": self.state_path,
+            "sampler_path": self.sampler_path,
+        }
         data = {key: value for key, value in data.items() if value is not None}
         data.update(self.extras)
         return data
@@ -279,13 +292,15 @@ class ResumePoint:
         return None if self.record is None else record_step(self.record)
 
 
-def _unusable(record: CheckpointRecord, listing: Sequence[Checkpoint] | None, now: datetime,
-              margin_s: float) -> tuple[str | None, Checkpoint | None]:
+def _unusable(
+    record: CheckpointRecord, listing: Sequence[Checkpoint] | None, now: datetime, margin_s: float
+) -> tuple[str | None, Checkpoint | None]:
     """(None, checkpoint) when the record is loadable, else (reason, None)."""
     if listing is None:
         return "run not found", None
-    found = next((c for c in listing if c.tinker_path == record.state_path and c.checkpoint_type == "training"),
-                 None)
+    found = next(
+        (c for c in listing if c.tinker_path == record.state_path and c.checkpoint_type == "training"), None
+    )
     if found is None:
         return "deleted", None
     if found.is_expired(now):
@@ -353,13 +368,20 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def _moved_entries(log_file: CheckpointLog, keep_through: int, reasons: Mapping[int, str],
-                   now: datetime) -> list[dict[str, Any]]:
+def _moved_entries(
+    log_file: CheckpointLog, keep_through: int, reasons: Mapping[int, str], now: datetime
+) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     for record in log_file.records:
         if record.line > keep_through:
-            entries.append({"moved_at": now.isoformat(), "reason": reasons.get(record.line, "saved after the "
-                            "resume point"), "line": record.line, "record": json.loads(record.raw)})
+            entries.append(
+                {
+                    "moved_at": now.isoformat(),
+                    "reason": reasons.get(record.line, "saved after the resume point"),
+                    "line": record.line,
+                    "record": json.loads(record.raw),
+                }
+            )
     if log_file.torn_line is not None:
         entries.append({"moved_at": now.isoformat(), "reason": "torn last line", "raw": log_file.torn_line})
     return entries
@@ -428,15 +450,27 @@ def prepare_resume(
         moved_lines = _moved_entries(log_file, keep_through=10**18, reasons={}, now=moment)
         sidecar = _rewrite(log_file, 10**18, moved_lines) if moved_lines else None
         return ResumePoint(log_file.path, None, None, (), len(moved_lines), sidecar)
-    record, checkpoint, skipped = select_resume(candidates, listing_of, moment, max_fallbacks=max_fallbacks,
-                                                expiry_margin_s=expiry_margin_s)
+    record, checkpoint, skipped = select_resume(
+        candidates, listing_of, moment, max_fallbacks=max_fallbacks, expiry_margin_s=expiry_margin_s
+    )
     reasons = {s.record.line: s.reason for s in skipped}
     moved_lines = _moved_entries(log_file, keep_through=record.line, reasons=reasons, now=moment)
     sidecar = _rewrite(log_file, record.line, moved_lines) if moved_lines else None
     for entry in skipped:
-        log.warning("%s: record %s (line %d, %s) is unusable: %s; moved to %s", log_file.path,
-                    escape_text(entry.record.name, 40), entry.record.line,
-                    escape_text(entry.record.state_path or "", 200), entry.reason, SIDECAR_FILE)
-    log.info("%s: a rerun resumes from record %s (line %d, %s)", log_file.path, escape_text(record.name, 40),
-             record.line, escape_text(record.state_path or "", 200))
+        log.warning(
+            "%s: record %s (line %d, %s) is unusable: %s; moved to %s",
+            log_file.path,
+            escape_text(entry.record.name, 40),
+            entry.record.line,
+            escape_text(entry.record.state_path or "", 200),
+            entry.reason,
+            SIDECAR_FILE,
+        )
+    log.info(
+        "%s: a rerun resumes from record %s (line %d, %s)",
+        log_file.path,
+        escape_text(record.name, 40),
+        record.line,
+        escape_text(record.state_path or "", 200),
+    )
     return ResumePoint(log_file.path, record, checkpoint, skipped, len(moved_lines), sidecar)

@@ -20,11 +20,11 @@ its last checkpoint when restarted), and that cannot take a restored client in-p
    its environment, ``--relaunch-arg`` arguments appended, and ``--answer`` text (e.g. ``resume``, for the
    cookbook's ``behavior_if_exists="ask"`` prompt) written to its stdin.
 
-At most ``max_recoveries`` restarts within ``recovery_window_s`` (``--max-recoveries``, ``--recovery-window``);
-restart ``k`` of the window waits ``min(backoff * 2**(k-2), max_backoff)`` for k >= 2 (the first is at once).
-Signals ``detected``, ``started``, ``checkpoint_selected``, ``completed`` (the command was relaunched; ``client``
-and ``new_run_id`` None), ``failed``, ``exhausted`` and ``poll_error`` are sent with the Supervisor as sender;
-``--journal PATH`` records them.
+At most ``max_recoveries`` restarts within ``recovery_window_s`` (``--max-recoveries``,
+``--recovery-window``); restart ``k`` of the window waits ``min(backoff * 2**(k-2), max_backoff)`` for
+k >= 2 (the first is at once). Signals ``detected``, ``started``, ``checkpoint_selected``, ``completed``
+(the command was relaunched; ``client`` and ``new_run_id`` None), ``failed``, ``exhausted`` and
+``poll_error`` are sent with the Supervisor as sender; ``--journal PATH`` records them.
 
 Exit status: the command's own when it ends by itself (128 + N if a signal N ended it); 75
 (``EXIT_GAVE_UP``) when the restart budget is spent or no resume point could be prepared; 2 usage; when
@@ -85,7 +85,9 @@ log = logging.getLogger("tinker_recovery.supervisor")
 EXIT_GAVE_UP = 75
 """Exit status when restarts are given up (budget spent, no resume point): EX_TEMPFAIL."""
 DEFAULT_RUN_ID_PATTERN = (
-    r"(?<![\w/.:-])(?P<run_id>[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}:train:[0-9]+)(?![\w/-]|:\w)"
+    r"(?<![\w/.:-])"
+    r"(?P<run_id>[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}:train:[0-9]+)"
+    r"(?![\w/-]|:\w)"
 )
 """A bare Tinker run id ``<uuid>:train:<n>`` anywhere in a line, not inside a ``tinker://`` path."""
 RESTARTS_ENV = "TINKER_RECOVERY_RESTARTS"
@@ -130,9 +132,14 @@ class _PollingDetector:
     (a ``monitor_run`` per learned run id, and a ``signals.detected`` receiver for that sender).
     """
 
-    def __init__(self, rest: RestClient, interval_s: float, target: Callable[[], tuple[int, str] | None],
-                 on_corrupted: Callable[[int, TrainingRun], None],
-                 on_error: Callable[[str, TinkerRecoveryError], None]) -> None:
+    def __init__(
+        self,
+        rest: RestClient,
+        interval_s: float,
+        target: Callable[[], tuple[int, str] | None],
+        on_corrupted: Callable[[int, TrainingRun], None],
+        on_error: Callable[[str, TinkerRecoveryError], None],
+    ) -> None:
         self._rest = rest
         self._interval_s = interval_s
         self._target = target
@@ -140,7 +147,9 @@ class _PollingDetector:
         self._on_error = on_error
         self._stop = threading.Event()
         self._reported: set[tuple[int, str]] = set()
-        self._thread = threading.Thread(target=self._loop, name="tinker_recovery.supervisor.poll", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="tinker_recovery.supervisor.poll", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -158,8 +167,9 @@ class _PollingDetector:
                     continue
                 run_id = target[1]
                 try:
-                    run = self._rest.get_training_run(run_id, timeout_s=max(1.0, min(self._interval_s, 30.0)),
-                                                      max_retries=0)
+                    run = self._rest.get_training_run(
+                        run_id, timeout_s=max(1.0, min(self._interval_s, 30.0)), max_retries=0
+                    )
                 except TinkerRecoveryError as error:
                     self._on_error(run_id, error)
                     continue
@@ -176,8 +186,14 @@ class _PollingDetector:
 class _Launch:
     """One run of the command: the process, its output pumps, what it told us."""
 
-    def __init__(self, number: int, proc: subprocess.Popen[bytes], log_lines: int, run_id: str | None,
-                 wake: threading.Event) -> None:
+    def __init__(
+        self,
+        number: int,
+        proc: subprocess.Popen[bytes],
+        log_lines: int,
+        run_id: str | None,
+        wake: threading.Event,
+    ) -> None:
         self.number = number
         self.proc = proc
         self.log_lines = log_lines  # records in the log before it started: not its own
@@ -313,7 +329,9 @@ class Supervisor:
         self._stderr = stderr if stderr is not None else sys.stderr.buffer
         self._handle_signals = handle_signals
         self._budget = RestartBudget(self.policy.max_recoveries, self.policy.recovery_window_s)
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # set by: the command's exit, a detection, a signal
+        self._interrupt = threading.Event()  # set by a signal to the supervisor itself
+        self._waker = threading.Event()  # the event the current backoff wait is on
         self._lock = threading.Lock()  # guards the three fields below (poll thread vs. main thread)
         self._corrupted: tuple[int, TrainingRun] | None = None  # (launch number, run)
         self._interrupted: int | None = None
@@ -323,7 +341,9 @@ class Supervisor:
         """Relaunches so far."""
 
     def __repr__(self) -> str:
-        return f"Supervisor(command={self.command[0]!r}, log_path={self.log_path!r}, restarts={self.restarts})"
+        return (
+            f"Supervisor(command={self.command[0]!r}, log_path={self.log_path!r}, restarts={self.restarts})"
+        )
 
     # --- what the command trains ------------------------------------------------------------
 
@@ -340,7 +360,7 @@ class Supervisor:
             except (CheckpointLogError, OSError) as error:
                 log.warning("cannot read the checkpoint log: %s", escape_text(error, 300))
                 records = ()
-            own = [record for record in records[launch.log_lines:] if record.run_id is not None]
+            own = [record for record in records[launch.log_lines :] if record.run_id is not None]
             if own:
                 return own[-1].run_id
         return launch.given_run_id
@@ -353,9 +373,16 @@ class Supervisor:
     # --- signals ------------------------------------------------------------------------------
 
     def _send(self, signal_: Any, run_id: str, attempt: int, recovery_id: str | None, **extra: Any) -> None:
-        fields = payload(run_id=run_id, attempt=attempt, strategy=self.policy.strategy_name, metadata={},
-                         time=self._clock.now(), lineage_id=self._lineage_id or run_id, recovery_id=recovery_id,
-                         **extra)
+        fields = payload(
+            run_id=run_id,
+            attempt=attempt,
+            strategy=self.policy.strategy_name,
+            metadata={},
+            time=self._clock.now(),
+            lineage_id=self._lineage_id or run_id,
+            recovery_id=recovery_id,
+            **extra,
+        )
         send_guarded(signal_, self, **fields)
 
     def _on_corrupted(self, launch_number: int, run: TrainingRun) -> None:
@@ -366,11 +393,20 @@ class Supervisor:
 
     def _on_poll_error(self, run_id: str, error: TinkerRecoveryError) -> None:
         log.warning("poll of %s failed: %s", escape_text(run_id, 200), escape_text(error, 300))
-        self._send(poll_error, run_id, 0, None, error=error, reason=f"poll failed: {type(error).__name__}",
-                   reason_class=reason_class(error))
+        self._send(
+            poll_error,
+            run_id,
+            0,
+            None,
+            error=error,
+            reason=f"poll failed: {type(error).__name__}",
+            reason_class=reason_class(error),
+        )
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self._interrupted = signum
+        self._interrupt.set()
+        self._waker.set()
         self._wake.set()
 
     # --- running ------------------------------------------------------------------------------
@@ -383,8 +419,13 @@ class Supervisor:
                 previous[sig] = signal.signal(sig, self._on_signal)
         if self._journal is not None:
             self._journal.subscribe(self)
-        detector = _PollingDetector(self._rest, self.policy.poll_interval_ms / 1000.0, self._target,
-                                    self._on_corrupted, self._on_poll_error)
+        detector = _PollingDetector(
+            self._rest,
+            self.policy.poll_interval_ms / 1000.0,
+            self._target,
+            self._on_corrupted,
+            self._on_poll_error,
+        )
         try:
             self._start(restart=False, resume=None)
             detector.start()
@@ -432,12 +473,18 @@ class Supervisor:
         try:
             run = self._rest.get_training_run(run_id)
         except TinkerRecoveryError as error:
-            log.warning("the command exited with %d; could not check run %s: %s", code, escape_text(run_id, 200),
-                        escape_text(error, 300))
+            log.warning(
+                "the command exited with %d; could not check run %s: %s",
+                code,
+                escape_text(run_id, 200),
+                escape_text(error, 300),
+            )
             return None
         if not run.corrupted:
             return None
-        log.warning("the command exited with %d and its run %s reads corrupted", code, escape_text(run_id, 200))
+        log.warning(
+            "the command exited with %d and its run %s reads corrupted", code, escape_text(run_id, 200)
+        )
         self._send(detected, run.training_run_id, 0, None, checkpoint=run.last_checkpoint)
         return run
 
@@ -477,8 +524,16 @@ class Supervisor:
         if self._budget.spent(now):
             error = BudgetExhausted(self._budget.describe(now))
             self._stop_command(launch)
-            self._send(exhausted, run_id, 0, recovery_id, error=error, reason=str(error), reason_class="budget",
-                       duration_s=0.0)
+            self._send(
+                exhausted,
+                run_id,
+                0,
+                recovery_id,
+                error=error,
+                reason=str(error),
+                reason_class="budget",
+                duration_s=0.0,
+            )
             log.error("giving up: %s", error)
             return EXIT_GAVE_UP
         used = self._budget.used(now)
@@ -500,45 +555,83 @@ class Supervisor:
             log.info("restart %d of the window in %.2f s", used + 1, delay)
             if self._wait_interruptible(delay):
                 return 128 + (self._interrupted or signal.SIGINT)
+        if self._interrupted is not None:  # interrupted while stopping or preparing: do not relaunch
+            return 128 + self._interrupted
         self._start(restart=True, resume=resume)
-        self._send(completed, run_id, 1, recovery_id, checkpoint=None if resume is None else resume.checkpoint,
-                   client=None, new_run_id=None, duration_s=self._clock.monotonic() - began)
+        self._send(
+            completed,
+            run_id,
+            1,
+            recovery_id,
+            checkpoint=None if resume is None else resume.checkpoint,
+            client=None,
+            new_run_id=None,
+            duration_s=self._clock.monotonic() - began,
+        )
         return None
 
     def _prepare(self, run_id: str, recovery_id: str, began: float) -> ResumePoint | int:
         assert self.log_path is not None
         for attempt in range(1, self.policy.max_attempts + 1):
             try:
-                return prepare_resume(self.log_path, self._rest, now=self._clock.now(),
-                                      max_fallbacks=self.policy.max_fallbacks, expiry_margin_s=self._expiry_margin_s)
+                return prepare_resume(
+                    self.log_path,
+                    self._rest,
+                    now=self._clock.now(),
+                    max_fallbacks=self.policy.max_fallbacks,
+                    expiry_margin_s=self._expiry_margin_s,
+                )
             except (TinkerRecoveryError, CheckpointLogError, OSError) as error:
-                retry = isinstance(error, TinkerRecoveryError) and error.retryable and \
-                    attempt < self.policy.max_attempts
-                self._send(failed, run_id, attempt, recovery_id, error=error, reason=escape_text(error, 300),
-                           reason_class=reason_class(error), checkpoint=None,
-                           duration_s=self._clock.monotonic() - began)
-                log.warning("preparing the resume point failed (attempt %d): %s", attempt, escape_text(error, 300))
+                retry = (
+                    isinstance(error, TinkerRecoveryError)
+                    and error.retryable
+                    and attempt < self.policy.max_attempts
+                )
+                self._send(
+                    failed,
+                    run_id,
+                    attempt,
+                    recovery_id,
+                    error=error,
+                    reason=escape_text(error, 300),
+                    reason_class=reason_class(error),
+                    checkpoint=None,
+                    duration_s=self._clock.monotonic() - began,
+                )
+                log.warning(
+                    "preparing the resume point failed (attempt %d): %s", attempt, escape_text(error, 300)
+                )
                 if retry:
                     if self._wait_interruptible(self.policy.retry_delay_s(attempt, self._rng)):
                         return 128 + (self._interrupted or signal.SIGINT)
                     continue
                 if not isinstance(error, (TinkerRecoveryError, MissingCheckpoint)):
                     error = MissingCheckpoint(f"cannot prepare the resume point: {escape_text(error, 300)}")
-                self._send(exhausted, run_id, attempt, recovery_id, error=error, reason=escape_text(error, 300),
-                           reason_class=reason_class(error), duration_s=self._clock.monotonic() - began)
+                self._send(
+                    exhausted,
+                    run_id,
+                    attempt,
+                    recovery_id,
+                    error=error,
+                    reason=escape_text(error, 300),
+                    reason_class=reason_class(error),
+                    duration_s=self._clock.monotonic() - began,
+                )
                 log.error("giving up: %s", escape_text(error, 300))
                 return EXIT_GAVE_UP
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait_interruptible(self, seconds: float) -> bool:
-        """Wait ``seconds``; True when the supervisor was interrupted meanwhile."""
-        stop = threading.Event()
+        """Wait ``seconds`` on the clock; True when the supervisor was interrupted meanwhile."""
         end = self._clock.monotonic() + seconds
-        while self._interrupted is None:
+        while not self._interrupt.is_set():
             left = end - self._clock.monotonic()
             if left <= 0:
                 return False
-            self._clock.wait(stop, min(left, 0.2))
+            waker = self._waker = threading.Event()  # a clock may set it at the deadline: its own per wait
+            if self._interrupt.is_set():
+                break
+            self._clock.wait(waker, left)
         return True
 
     def _start(self, *, restart: bool, resume: ResumePoint | None) -> None:
@@ -558,10 +651,18 @@ class Supervisor:
                 log.warning("cannot read the checkpoint log: %s", escape_text(error, 300))
         stdin = subprocess.PIPE if restart and self._answer is not None else None
         try:
-            proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+            )
         except OSError as error:
-            raise _LaunchFailed(f"cannot run {escape_text(argv[0], 200)}: {error.strerror or error}") from None
+            raise _LaunchFailed(
+                f"cannot run {escape_text(argv[0], 200)}: {error.strerror or error}"
+            ) from None
         launch = _Launch(number, proc, log_lines, self._given_run_id if number == 0 else None, self._wake)
         assert proc.stdout is not None and proc.stderr is not None
         launch.pump(proc.stdout, self._stdout, self._pattern, "stdout")
@@ -575,7 +676,9 @@ class Supervisor:
         self._launch = launch
         if restart:
             self.restarts += 1
-        log.info("launch %d: pid %d%s", number, proc.pid, "" if not restart else f" (restart {self.restarts})")
+        log.info(
+            "launch %d: pid %d%s", number, proc.pid, "" if not restart else f" (restart {self.restarts})"
+        )
 
 
 class _LaunchFailed(Exception):
@@ -608,30 +711,64 @@ def _count(text: str) -> int:
 def add_run_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Add the ``run`` subcommand to ``commands`` (an argparse subparsers object)."""
     run = commands.add_parser(
-        "run", parents=list(parents), help="run a training command; rerun it from a checkpoint when corrupted",
+        "run",
+        parents=list(parents),
+        help="run a training command; rerun it from a checkpoint when corrupted",
         usage="tinker-recovery run [options] -- COMMAND ...",
-        description="Run COMMAND; when the run it trains turns corrupted, stop it (SIGINT, SIGTERM, SIGKILL), "
-                    "prepare the resume point (--log-path) and run it again. Exit status: the command's own; "
-                    f"{EXIT_GAVE_UP} when restarts are given up; 2 usage.")
+        description="Run COMMAND; when the run it trains turns corrupted, stop it (SIGINT, SIGTERM, "
+        "SIGKILL), prepare the resume point (--log-path) and run it again. Exit status: the command's own; "
+        f"{EXIT_GAVE_UP} when restarts are given up; 2 usage.",
+    )
     run.add_argument("--log-path", metavar="DIR", help="the loop's log_path (its checkpoints.jsonl)")
     run.add_argument("--run-id", metavar="ID", help="the run the first launch trains, if known")
-    run.add_argument("--run-id-pattern", metavar="REGEX", default=DEFAULT_RUN_ID_PATTERN,
-                     help="regex with a run_id group, searched in the command's output (default: a bare run id)")
+    run.add_argument(
+        "--run-id-pattern",
+        metavar="REGEX",
+        default=DEFAULT_RUN_ID_PATTERN,
+        help="regex with a run_id group, searched in the command's output (default: a bare run id)",
+    )
     run.add_argument("--poll-interval", type=_seconds, default=15.0, metavar="S", help="default 15")
-    run.add_argument("--grace", type=_seconds, default=10.0, metavar="S",
-                     help="wait after SIGINT and after SIGTERM (default 10)")
-    run.add_argument("--max-recoveries", type=_count, default=5, metavar="N", help="restarts per window (default 5)")
+    run.add_argument(
+        "--grace",
+        type=_seconds,
+        default=10.0,
+        metavar="S",
+        help="wait after SIGINT and after SIGTERM (default 10)",
+    )
+    run.add_argument(
+        "--max-recoveries", type=_count, default=5, metavar="N", help="restarts per window (default 5)"
+    )
     run.add_argument("--recovery-window", type=_seconds, default=3600.0, metavar="S", help="default 3600")
-    run.add_argument("--backoff", type=_seconds, default=5.0, metavar="S",
-                     help="wait before the 2nd restart of a window, doubling after (default 5)")
+    run.add_argument(
+        "--backoff",
+        type=_seconds,
+        default=5.0,
+        metavar="S",
+        help="wait before the 2nd restart of a window, doubling after (default 5)",
+    )
     run.add_argument("--max-backoff", type=_seconds, default=60.0, metavar="S", help="default 60")
-    run.add_argument("--max-fallbacks", type=_count, default=2, metavar="N",
-                     help="older checkpoint records to try when the newest is unusable (default 2)")
-    run.add_argument("--expiry-margin", type=_seconds, default=DEFAULT_EXPIRY_MARGIN_S, metavar="S",
-                     help="a checkpoint expiring within S seconds counts as expired (default 60)")
+    run.add_argument(
+        "--max-fallbacks",
+        type=_count,
+        default=2,
+        metavar="N",
+        help="older checkpoint records to try when the newest is unusable (default 2)",
+    )
+    run.add_argument(
+        "--expiry-margin",
+        type=_seconds,
+        default=DEFAULT_EXPIRY_MARGIN_S,
+        metavar="S",
+        help="a checkpoint expiring within S seconds counts as expired (default 60)",
+    )
     run.add_argument("--answer", metavar="TEXT", help="written to a relaunch's stdin, e.g. resume")
-    run.add_argument("--relaunch-arg", action="append", default=[], metavar="ARG",
-                     help="appended to the command when it is run again (repeatable)")
+    run.add_argument(
+        "--relaunch-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="appended to the command when it is run again (repeatable)",
+    )
     run.add_argument("--journal", metavar="PATH", help="append every signal to this JSON-lines journal")
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
     return run  # type: ignore[no-any-return]
@@ -669,10 +806,16 @@ class _JournalAdapter:
             def receiver(_sender: Any, _event: str = event, **fields: Any) -> None:
                 checkpoint = fields.get("checkpoint")
                 error = fields.get("error")
-                self._journal.write(fields["time"], _event, fields["run_id"], fields["attempt"],
-                                    checkpoint=None if checkpoint is None else checkpoint.tinker_path,
-                                    error=None if error is None else escape_text(f"{type(error).__name__}: {error}"),
-                                    reason=fields.get("reason"), recovery_id=fields.get("recovery_id"))
+                self._journal.write(
+                    fields["time"],
+                    _event,
+                    fields["run_id"],
+                    fields["attempt"],
+                    checkpoint=None if checkpoint is None else checkpoint.tinker_path,
+                    error=None if error is None else escape_text(f"{type(error).__name__}: {error}"),
+                    reason=fields.get("reason"),
+                    recovery_id=fields.get("recovery_id"),
+                )
 
             sig.connect(receiver, sender=sender, weak=False)
             self._receivers.append((sig, receiver))
@@ -699,15 +842,29 @@ def run_from_args(args: argparse.Namespace, config: Config) -> int:
     journal = None
     try:
         try:
-            policy = Policy(enabled=True, poll_interval_ms=max(1, round(args.poll_interval * 1000)),
-                            max_recoveries=max(1, args.max_recoveries), recovery_window_s=args.recovery_window,
-                            backoff_ms=round(args.backoff * 1000), max_backoff_ms=round(args.max_backoff * 1000),
-                            max_fallbacks=args.max_fallbacks)
+            policy = Policy(
+                enabled=True,
+                poll_interval_ms=max(1, round(args.poll_interval * 1000)),
+                max_recoveries=max(1, args.max_recoveries),
+                recovery_window_s=args.recovery_window,
+                backoff_ms=round(args.backoff * 1000),
+                max_backoff_ms=round(args.max_backoff * 1000),
+                max_fallbacks=args.max_fallbacks,
+            )
             journal = None if args.journal is None else _journal(args.journal)
-            supervisor = Supervisor(argv, config=config, policy=policy, log_path=args.log_path,
-                                    run_id=args.run_id, run_id_pattern=args.run_id_pattern, answer=args.answer,
-                                    relaunch_args=args.relaunch_arg, grace_s=args.grace,
-                                    expiry_margin_s=args.expiry_margin, journal=journal)
+            supervisor = Supervisor(
+                argv,
+                config=config,
+                policy=policy,
+                log_path=args.log_path,
+                run_id=args.run_id,
+                run_id_pattern=args.run_id_pattern,
+                answer=args.answer,
+                relaunch_args=args.relaunch_arg,
+                grace_s=args.grace,
+                expiry_margin_s=args.expiry_margin,
+                journal=journal,
+            )
         except (TypeError, ValueError, OSError) as error:
             sys.stderr.write(f"tinker-recovery: error: run: {escape_text(error, 300)}\n")
             return 2
