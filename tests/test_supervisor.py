@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinker_recovery import Config, Policy, signals
+from tinker_recovery import Config, ManualClock, Policy, signals
 from tinker_recovery.cookbook import CHECKPOINTS_FILE
 from tinker_recovery.supervisor import (
     DEFAULT_RUN_ID_PATTERN,
@@ -94,17 +95,25 @@ class Recorded:
     def __init__(self) -> None:
         self.events: list[tuple[str, dict[str, Any]]] = []
         self._connected: list[Any] = []
+        self._changed = threading.Condition()
 
     def attach(self, sender: Any) -> Recorded:
         for sig in signals.ALL:
             event = sig.name.rsplit(".", 1)[1]
 
             def receiver(_sender: Any, _event: str = event, **fields: Any) -> None:
-                self.events.append((_event, fields))
+                with self._changed:
+                    self.events.append((_event, fields))
+                    self._changed.notify_all()
 
             sig.connect(receiver, sender=sender, weak=False)
             self._connected.append((sig, receiver))
         return self
+
+    def wait_for(self, event: str, count: int, timeout: float = 30.0) -> None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.names.count(event) >= count, timeout):
+                raise AssertionError(f"{count} x {event} not sent within {timeout} s: {self.names}")
 
     def close(self) -> None:
         for sig, receiver in self._connected:
@@ -472,3 +481,86 @@ def test_cli_passes_sigint_on_and_exits_with_the_commands_status(
         "got signal 2: passing it to the command" in err
         and "Traceback (most recent" not in err.split("passing it")[0]
     )
+
+
+# --- backoff and budget on an injected clock --------------------------------------------------------
+
+
+def test_restarts_back_off_on_the_clock_then_the_budget_is_spent(
+    fake: FakeTinker, script: Path, tmp_path: Path
+) -> None:
+    run_id = fake.add_run(corrupted=True)
+    record = tmp_path / "notes"
+    clock = ManualClock()
+    policy = Policy(
+        enabled=True,
+        poll_interval_ms=100,
+        max_recoveries=3,
+        backoff_ms=1000,
+        max_backoff_ms=8000,
+        jitter="none",
+    )
+    sup, seen = supervisor(
+        fake, [sys.executable, str(script), run_id, "plain", str(record)], policy=policy, clock=clock
+    )
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(sup.run()), name="test.supervisor", daemon=True)
+    thread.start()
+    try:
+        clock.wait_for_waiters(1, timeout=30)  # restart 2 waits backoff_ms * 2**0 = 1 s
+        assert starts(record) == 2
+        clock.advance(0.999)
+        assert starts(record) == 2
+        clock.advance(0.001)
+        seen.wait_for("completed", 2)  # the old wait is over: a new waiter is restart 3's
+        clock.wait_for_waiters(1, timeout=30)  # restart 3 waits 2 s
+        assert starts(record) == 3
+        clock.advance(2.0)
+        thread.join(30)
+    finally:
+        clock.advance(100.0)
+        thread.join(30)
+        seen.close()
+    assert result == [EXIT_GAVE_UP] and starts(record) == 4
+    assert seen.names.count("completed") == 3 and seen.names[-1] == "exhausted"
+    assert "3 of 3 restarts within 3600 s" in seen.events[-1][1]["reason"]
+
+
+def test_a_signal_during_the_backoff_stops_without_relaunching(
+    fake: FakeTinker, script: Path, tmp_path: Path
+) -> None:
+    run_id = fake.add_run(corrupted=True)
+    record = tmp_path / "notes"
+    clock = ManualClock()
+    policy = Policy(
+        enabled=True,
+        poll_interval_ms=100,
+        max_recoveries=3,
+        backoff_ms=1000,
+        max_backoff_ms=8000,
+        jitter="none",
+    )
+    sup, seen = supervisor(
+        fake, [sys.executable, str(script), run_id, "plain", str(record)], policy=policy, clock=clock
+    )
+    sup._handle_signals = True  # installed by run() on this (the main) thread, restored when it returns
+
+    def interrupt() -> None:
+        clock.wait_for_waiters(1, timeout=30)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    helper = threading.Thread(target=interrupt, name="test.interrupt", daemon=True)
+    helper.start()
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        assert sup.run() == 128 + signal.SIGINT
+    finally:
+        helper.join(30)
+        seen.close()
+    assert signal.getsignal(signal.SIGINT) is previous
+    assert starts(record) == 2  # the third launch never happened
+    assert seen.names == ["detected", "started", "completed", "detected", "started"]
+
+
+def starts(record: Path) -> int:
+    return sum(1 for line in notes(record) if line.startswith("start"))
