@@ -63,6 +63,8 @@ SCRIPT = textwrap.dedent(r"""
     if mode == "exit3":
         print(f"training run {run_id}", flush=True)
         sys.exit(3)
+    if mode == "bigline":
+        sys.stdout.write("x" * 1_000_000 + "\n")
     if mode == "selfkill":
         os.kill(os.getpid(), signal.SIGKILL)
     if mode == "record":  # says which run it trains only through the checkpoint log
@@ -564,3 +566,17 @@ def test_a_signal_during_the_backoff_stops_without_relaunching(
 
 def starts(record: Path) -> int:
     return sum(1 for line in notes(record) if line.startswith("start"))
+
+
+def test_output_passes_through_whole_and_a_huge_line_is_read_in_bounded_pieces(
+    fake: FakeTinker, script: Path, tmp_path: Path
+) -> None:
+    run_id = fake.add_run(corrupted=True)
+    sup, seen = supervisor(fake, [sys.executable, str(script), run_id, "bigline", str(tmp_path / "n")])
+    try:
+        assert sup.run() == EXIT_GAVE_UP  # the run id after the huge line was still learned
+    finally:
+        seen.close()
+    out = sup._stdout.getvalue()  # type: ignore[attr-defined]
+    line = b"x" * 1_000_000 + b"\n" + f"training run {run_id}\n".encode()
+    assert out == line + line  # both launches' output, byte for byte

@@ -92,6 +92,7 @@ DEFAULT_RUN_ID_PATTERN = (
 """A bare Tinker run id ``<uuid>:train:<n>`` anywhere in a line, not inside a ``tinker://`` path."""
 RESTARTS_ENV = "TINKER_RECOVERY_RESTARTS"
 RESUME_PATH_ENV = "TINKER_RECOVERY_RESUME_PATH"
+_MAX_LINE = 64 * 1024  # a longer line is passed on (and searched for a run id) in pieces of this size
 _PUMP_JOIN_S = 5.0  # how long output still flowing after the command exited is passed on
 
 
@@ -213,7 +214,7 @@ class _Launch:
     def pump(self, source: IO[bytes], sink: IO[bytes], pattern: re.Pattern[str], name: str) -> None:
         def loop() -> None:
             try:
-                for line in iter(source.readline, b""):
+                for line in iter(lambda: source.readline(_MAX_LINE), b""):  # bounded: no line can eat memory
                     try:
                         sink.write(line)
                         sink.flush()
