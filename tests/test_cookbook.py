@@ -72,8 +72,8 @@ def listed(
     segment = "weights" if kind == "training" else "sampler_weights"
     return Checkpoint(
         f"{segment}/{name}",
-        kind,
-        NOW - timedelta(hours=1),  # type: ignore[arg-type]
+        kind,  # type: ignore[arg-type]
+        NOW - timedelta(hours=1),
         f"tinker://{run}/{segment}/{name}",
         expires_at=expires_at,
     )

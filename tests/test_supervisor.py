@@ -577,6 +577,8 @@ def test_output_passes_through_whole_and_a_huge_line_is_read_in_bounded_pieces(
         assert sup.run() == EXIT_GAVE_UP  # the run id after the huge line was still learned
     finally:
         seen.close()
-    out = sup._stdout.getvalue()  # type: ignore[attr-defined]
+    sink = sup._stdout
+    assert isinstance(sink, io.BytesIO)
+    out = sink.getvalue()
     line = b"x" * 1_000_000 + b"\n" + f"training run {run_id}\n".encode()
     assert out == line + line  # both launches' output, byte for byte

@@ -159,7 +159,7 @@ def reference_losses(fake: FakeTinker, batches: list[int]) -> list[float]:
 
 def check_no_batch_lost(
     fake: FakeTinker, log_dir: Path, n_batches: int, resumed_at: int
-) -> tuple[list, list]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Both launches' batches and losses against the reference; returns (first, second) launch rows."""
     rows = metrics(log_dir)
     first = [row for row in rows if row["launch"] == 0]
