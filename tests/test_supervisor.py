@@ -549,7 +549,7 @@ def test_a_signal_during_the_backoff_stops_without_relaunching(
 
     def interrupt() -> None:
         clock.wait_for_waiters(1, timeout=30)
-        os.kill(os.getpid(), signal.SIGINT)
+        sup._on_signal(signal.SIGINT, None)  # the handler run() installed (a real SIGINT: the CLI test)
 
     helper = threading.Thread(target=interrupt, name="test.interrupt", daemon=True)
     helper.start()

@@ -55,7 +55,7 @@ from .config import Config
 from .cookbook import DEFAULT_EXPIRY_MARGIN_S, CheckpointLogError, ResumePoint, prepare_resume, read_log
 from .errors import BudgetExhausted, MissingCheckpoint, TinkerRecoveryError
 from .events import payload, reason_class
-from .models import TrainingRun
+from .models import Checkpoint
 from .policy import Policy
 from .rest import RestClient
 from .signals import (
@@ -93,6 +93,7 @@ DEFAULT_RUN_ID_PATTERN = (
 RESTARTS_ENV = "TINKER_RECOVERY_RESTARTS"
 RESUME_PATH_ENV = "TINKER_RECOVERY_RESUME_PATH"
 _MAX_LINE = 64 * 1024  # a longer line is passed on (and searched for a run id) in pieces of this size
+_TICK_S = 0.25  # the longest the main thread blocks at once, so it runs signal handlers in time
 _PUMP_JOIN_S = 5.0  # how long output still flowing after the command exited is passed on
 
 
@@ -138,7 +139,7 @@ class _PollingDetector:
         rest: RestClient,
         interval_s: float,
         target: Callable[[], tuple[int, str] | None],
-        on_corrupted: Callable[[int, TrainingRun], None],
+        on_corrupted: Callable[[int, str, Checkpoint | None], None],
         on_error: Callable[[str, TinkerRecoveryError], None],
     ) -> None:
         self._rest = rest
@@ -176,9 +177,122 @@ class _PollingDetector:
                     continue
                 if run.corrupted:
                     self._reported.add(target)
-                    self._on_corrupted(target[0], run)
+                    self._on_corrupted(target[0], run_id, run.last_checkpoint)
             except Exception:
                 log.error("supervisor poll failed; polling goes on", exc_info=True)
+
+
+class _NoService:
+    """The service a detect-only Monitor is given: the supervisor restarts the command, so no client is
+    ever created here (both methods raise)."""
+
+    def create_training_client_from_state(self, *_: Any, **__: Any) -> Any:
+        raise RuntimeError("tinker-recovery run creates no training client: it reruns the command")
+
+    create_training_client_from_state_with_optimizer = create_training_client_from_state
+
+
+class _MonitorDetector:
+    """The same contract as ``_PollingDetector``, with a detect-only ``Monitor`` doing the polling.
+
+    One named daemon thread follows ``target()`` (a launch number and a run id; learning it may read
+    the checkpoint log) every ``interval_s`` and moves the Monitor's watch when it changes; the
+    Monitor's own threads poll and send ``detected``/``poll_error`` (with the Monitor as sender), which
+    receivers connected here turn into ``on_corrupted``/``on_error`` for the current target only.
+    """
+
+    def __init__(
+        self,
+        rest: RestClient,
+        interval_s: float,
+        target: Callable[[], tuple[int, str] | None],
+        on_corrupted: Callable[[int, str, Checkpoint | None], None],
+        on_error: Callable[[str, TinkerRecoveryError], None],
+    ) -> None:
+        from .monitor import Monitor
+
+        policy = Policy(enabled=True, poll_interval_ms=max(1, round(interval_s * 1000)))
+        self._monitor = Monitor(None, policy, rest=rest, detect_only=True)  # type: ignore[call-arg,unused-ignore]
+        self._interval_s = interval_s
+        self._target = target
+        self._on_corrupted = on_corrupted
+        self._on_error = on_error
+        self._current: tuple[int, str] | None = None
+        self._lock = threading.Lock()
+        self._reported: set[tuple[int, str]] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name="tinker_recovery.supervisor.follow", daemon=True
+        )
+        detected.connect(self._detected, sender=self._monitor, weak=False)
+        poll_error.connect(self._poll_error, sender=self._monitor, weak=False)
+
+    def _detected(self, _sender: Any, **fields: Any) -> None:
+        current = self._current
+        if current is not None and fields.get("run_id") == current[1]:
+            self._report(current, fields.get("checkpoint"))
+
+    def _report(self, target: tuple[int, str], checkpoint: Checkpoint | None) -> None:
+        with self._lock:
+            if target in self._reported:
+                return
+            self._reported.add(target)
+        self._on_corrupted(target[0], target[1], checkpoint)
+
+    def _poll_error(self, _sender: Any, **fields: Any) -> None:
+        error = fields.get("error")
+        current = self._current
+        if (
+            current is not None
+            and fields.get("run_id") == current[1]
+            and isinstance(error, TinkerRecoveryError)
+        ):
+            self._on_error(current[1], error)
+
+    def start(self) -> None:
+        self._monitor.start()
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        detected.disconnect(self._detected, sender=self._monitor)
+        poll_error.disconnect(self._poll_error, sender=self._monitor)
+        self._monitor.stop(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                target = self._target()
+                previous, self._current = self._current, target
+                if target != previous:
+                    if previous is not None and (target is None or target[1] != previous[1]):
+                        self._monitor.stop_monitoring(previous[1])
+                    if target is not None and (previous is None or target[1] != previous[1]):
+                        self._monitor.monitor_run(target[1], _NoService())
+                    elif target is not None and self._monitor.check(target[1]):  # type: ignore[attr-defined,unused-ignore]
+                        # a relaunch on the same run: the Monitor reports a run again only after it read
+                        # healthy, so ask it once
+                        self._report(target, None)
+            except Exception:
+                log.error("supervisor could not follow the command's run; trying again", exc_info=True)
+            if self._stop.wait(self._interval_s):
+                return
+
+
+def _detector() -> type[_PollingDetector] | type[_MonitorDetector]:
+    """THE swap point: a detect-only Monitor when this package's Monitor has that form, else the
+    plain polling loop."""
+    import inspect
+
+    from .monitor import Monitor
+
+    has_detect_only = "detect_only" in inspect.signature(Monitor).parameters
+    return _MonitorDetector if has_detect_only and _USE_MONITOR else _PollingDetector
+
+
+_USE_MONITOR = True  # False keeps the plain polling loop even when the detect-only Monitor exists
 
 
 # --- one launch of the command ----------------------------------------------------------------------
@@ -334,7 +448,7 @@ class Supervisor:
         self._interrupt = threading.Event()  # set by a signal to the supervisor itself
         self._waker = threading.Event()  # the event the current backoff wait is on
         self._lock = threading.Lock()  # guards the three fields below (poll thread vs. main thread)
-        self._corrupted: tuple[int, TrainingRun] | None = None  # (launch number, run)
+        self._corrupted: tuple[int, str] | None = None  # (launch number, run id)
         self._interrupted: int | None = None
         self._launch: _Launch | None = None
         self._lineage_id: str | None = None
@@ -386,10 +500,10 @@ class Supervisor:
         )
         send_guarded(signal_, self, **fields)
 
-    def _on_corrupted(self, launch_number: int, run: TrainingRun) -> None:
-        self._send(detected, run.training_run_id, 0, None, checkpoint=run.last_checkpoint)
+    def _on_corrupted(self, launch_number: int, run_id: str, checkpoint: Checkpoint | None) -> None:
+        self._send(detected, run_id, 0, None, checkpoint=checkpoint)
         with self._lock:
-            self._corrupted = (launch_number, run)
+            self._corrupted = (launch_number, run_id)
         self._wake.set()
 
     def _on_poll_error(self, run_id: str, error: TinkerRecoveryError) -> None:
@@ -420,7 +534,7 @@ class Supervisor:
                 previous[sig] = signal.signal(sig, self._on_signal)
         if self._journal is not None:
             self._journal.subscribe(self)
-        detector = _PollingDetector(
+        detector = _detector()(
             self._rest,
             self.policy.poll_interval_ms / 1000.0,
             self._target,
@@ -445,7 +559,10 @@ class Supervisor:
 
     def _supervise(self) -> int:
         while True:
-            self._wake.wait()
+            # a tick, not a bare wait: a signal the kernel hands to another thread runs its Python
+            # handler only when the main thread next runs, so an untimed wait could miss Ctrl-C
+            if not self._wake.wait(_TICK_S):
+                continue
             self._wake.clear()
             launch = self._launch
             assert launch is not None
@@ -466,7 +583,7 @@ class Supervisor:
                 if code_or_none is not None:
                     return code_or_none
 
-    def _corrupted_after_exit(self, code: int) -> TrainingRun | None:
+    def _corrupted_after_exit(self, code: int) -> str | None:
         """After a non-zero exit, one look at the run: was it corrupted (then restart)?"""
         run_id = self.current_run()
         if code == 0 or run_id is None:
@@ -487,7 +604,7 @@ class Supervisor:
             "the command exited with %d and its run %s reads corrupted", code, escape_text(run_id, 200)
         )
         self._send(detected, run.training_run_id, 0, None, checkpoint=run.last_checkpoint)
-        return run
+        return run.training_run_id
 
     def _pass_interrupt(self, launch: _Launch, signum: int) -> int:
         log.warning("got signal %d: passing it to the command", signum)
@@ -515,9 +632,8 @@ class Supervisor:
         if launch.exited.is_set() and _kill_group(pgid, signal.SIGKILL):
             log.info("killed what was left of process group %d", pgid)
 
-    def _restart(self, launch: _Launch, corrupted: TrainingRun) -> int | None:
+    def _restart(self, launch: _Launch, run_id: str) -> int | None:
         """Stop, prepare, relaunch; the exit status when restarts are given up, else None."""
-        run_id = corrupted.training_run_id
         self._lineage_id = self._lineage_id or run_id
         recovery_id = uuid.uuid4().hex
         began = self._clock.monotonic()
@@ -632,7 +748,8 @@ class Supervisor:
             waker = self._waker = threading.Event()  # a clock may set it at the deadline: its own per wait
             if self._interrupt.is_set():
                 break
-            self._clock.wait(waker, left)
+            # on the real clock in ticks, for the signal handler's sake (see _supervise)
+            self._clock.wait(waker, min(left, _TICK_S) if isinstance(self._clock, SystemClock) else left)
         return True
 
     def _start(self, *, restart: bool, resume: ResumePoint | None) -> None:
