@@ -582,3 +582,21 @@ def test_output_passes_through_whole_and_a_huge_line_is_read_in_bounded_pieces(
     out = sink.getvalue()
     line = b"x" * 1_000_000 + b"\n" + f"training run {run_id}\n".encode()
     assert out == line + line  # both launches' output, byte for byte
+
+
+@pytest.mark.parametrize("use_monitor", [False, True], ids=["polling-loop", "detect-only-monitor"])
+def test_both_detectors_find_a_corrupted_relaunch(
+    fake: FakeTinker, script: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_monitor: bool
+) -> None:
+    from tinker_recovery import supervisor as module
+
+    monkeypatch.setattr(module, "_USE_MONITOR", use_monitor)
+    if use_monitor and module._detector() is module._PollingDetector:
+        pytest.skip("this Monitor has no detect-only form yet")
+    run_id = fake.add_run(corrupted=True)
+    sup, seen = supervisor(fake, [sys.executable, str(script), run_id, "plain", str(tmp_path / "n")])
+    try:
+        assert sup.run() == EXIT_GAVE_UP
+    finally:
+        seen.close()
+    assert seen.names == ["detected", "started", "completed", "detected", "exhausted"]
