@@ -48,6 +48,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
+from ._ids import check_run_id
 from ._text import escape_text
 from .budget import RestartBudget
 from .clock import Clock, SystemClock
@@ -337,7 +338,9 @@ class _Launch:
                     found = None
                     for match in pattern.finditer(line.decode("utf-8", "replace")):
                         found = match.group("run_id")
-                    if found is not None and found != self.printed_run_id:
+                    if found is not None and not _valid_run_id(found):
+                        log.warning("ignored a printed run id that is not one: %s", escape_text(found, 80))
+                    elif found is not None and found != self.printed_run_id:
                         self.printed_run_id = found
                         log.info("the command trains run %s", escape_text(found, 200))
             except (OSError, ValueError):
@@ -353,6 +356,14 @@ class _Launch:
         deadline = time.monotonic() + timeout
         for thread in self.pumps:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _valid_run_id(text: str) -> bool:
+    try:
+        check_run_id(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _kill_group(pgid: int, sig: signal.Signals) -> bool:
@@ -429,6 +440,10 @@ class Supervisor:
         stop_sequence(grace_s)  # validates grace_s
         if answer is not None and ("\n" in answer or "\r" in answer):
             raise ValueError("answer: must be one line (a newline is added)")
+        if run_id is not None:
+            check_run_id(run_id)
+        if isinstance(relaunch_args, str) or not all(isinstance(arg, str) for arg in relaunch_args):
+            raise TypeError("relaunch_args: expected a list of strings")
         self.log_path = None if log_path is None else os.fspath(log_path)
         self._given_run_id = run_id
         self._answer = answer
