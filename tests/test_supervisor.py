@@ -234,7 +234,7 @@ def test_bad_arguments_are_refused(fake: FakeTinker, kwargs: dict[str, Any], mes
         supervisor(fake, ["true"], **kwargs)
     with pytest.raises(ValueError, match="command"):
         supervisor(fake, [])
-    with pytest.raises(ValueError, match="run_id: '../x' is not a valid training run id"):
+    with pytest.raises(ValueError, match=r"run_id: '\.\./x' is not a valid training run id"):
         supervisor(fake, ["true"], run_id="../x")
     with pytest.raises(TypeError, match="relaunch_args"):
         supervisor(fake, ["true"], relaunch_args="resume")
