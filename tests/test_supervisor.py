@@ -592,7 +592,7 @@ def test_output_passes_through_whole_and_a_huge_line_is_read_in_bounded_pieces(
 def test_both_detectors_find_a_corrupted_relaunch(
     fake: FakeTinker, script: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_monitor: bool
 ) -> None:
-    from tinker_recovery import supervisor as module
+    from tinker_recovery import _supervisor_detect as module
 
     monkeypatch.setattr(module, "_USE_MONITOR", use_monitor)
     if use_monitor and module._detector() is module._PollingDetector:
