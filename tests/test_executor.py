@@ -269,7 +269,7 @@ def test_shutdown_reports_queued_requests(scheduler, recorder):
     assert [p["run_id"] for p in recorder.payloads("exhausted")] == ["run-2"]
 
 
-def test_shutdown_returns_within_its_timeout_with_a_hung_attempt(scheduler):
+def test_shutdown_returns_within_its_timeout_with_a_hung_attempt(scheduler, recorder):
     gate = threading.Event()
     service = FakeService(gate=gate)
     ex = tr.Executor(1, scheduler=scheduler).start()
@@ -278,8 +278,11 @@ def test_shutdown_returns_within_its_timeout_with_a_hung_attempt(scheduler):
     done = threading.Event()
     threading.Thread(target=lambda: (ex.shutdown(timeout=0.2), done.set())).start()
     assert done.wait(5)
+    with pytest.raises(tr.Shutdown, match="cut short at shutdown"):  # cut short, and reported
+        future.result(5)
+    assert recorder.names() == ["started", "checkpoint_selected", "failed", "exhausted"]
+    assert recorder.payloads("exhausted")[0]["reason_class"] == "shutdown"
     gate.set()
-    future.result(10)
 
 
 def test_real_scheduler_waits_on_the_injected_clock(recorder):
@@ -287,7 +290,7 @@ def test_real_scheduler_waits_on_the_injected_clock(recorder):
     with tr.Executor(1, clock=clock) as ex:
         future = ex.recover("run-1", FakeService([ServerError("x", status_code=503)]), policy(), last_checkpoint=CP)
         recorder.wait_for("failed")
-        clock.wait_for_waiters(1)
+        clock.wait_for_deadline(1000.0 + 5.0)  # the retry's due time is computed: the scheduler waits for it
         assert not future.done()
         clock.advance(4.9)
         assert not future.done()
