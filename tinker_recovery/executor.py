@@ -398,6 +398,10 @@ class Executor:
                 for when_mono in times:
                     budget.record(when_mono)
 
+    def _has_rest(self) -> bool:
+        """True when recoveries can reach REST without a config of their own."""
+        return self._rest is not None or self._config is not None
+
     def _rest_for(self, config: Config | None) -> RestClient | None:
         """The REST client for a request: ``rest=``, else one built (once) from a config."""
         if config is None:
