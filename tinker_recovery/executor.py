@@ -248,6 +248,8 @@ class Executor:
                 cut_short = self._running > mine
             if cut_short:
                 self._stop_attempts("cut short at shutdown")
+            elif not in_worker:
+                self._pool.shutdown(wait=True)  # every worker is idle: they exit at once
         if first:
             for rest in self._rest_by_config.values():
                 rest.close()
@@ -510,7 +512,7 @@ class Executor:
             if self._stopped is not None:
                 box.stop(self._stopped)
         try:
-            run_on_thread(f"{self._name}.attempt[{request.run_id}]", lambda: self._body(request, box, deadline))
+            run_on_thread(f"{self._name}.call", lambda: self._body(request, box, deadline))
             note = self._follow(request, box, deadline)
         finally:
             with self._lock:
