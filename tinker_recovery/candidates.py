@@ -96,6 +96,11 @@ class Candidates:
         if not self.yielded:
             raise MissingCheckpoint(self._nothing_found())
 
+    @property
+    def run(self) -> TrainingRun | None:
+        """The corrupted run as known now: given, or fetched for the first choice; None if neither."""
+        return self._run
+
     def sampler_path(self, checkpoint: Checkpoint) -> str | None:
         """The sampler checkpoint saved under ``checkpoint``'s name in the same run, if listed."""
         try:

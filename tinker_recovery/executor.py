@@ -564,10 +564,10 @@ class Executor:
                 current = candidate
                 box.post(Selected(candidate))
                 metadata = restored_metadata(
-                    request.run, lineage_id=request.lineage_id, recovery_id=request.recovery_id, checkpoint=candidate
+                    candidates.run, lineage_id=request.lineage_id, recovery_id=request.recovery_id, checkpoint=candidate
                 )
                 try:
-                    client = create_client(request.service, request.policy, candidate, request.run, metadata,
+                    client = create_client(request.service, request.policy, candidate, candidates.run, metadata,
                                            self._remaining(deadline))
                 except Exception as error:
                     if not is_unloadable(error) or box.stopped is not None:
