@@ -20,7 +20,7 @@ from .attempt import Done, Failed, Mailbox, Note, Selected, Unloadable
 from .budget import RestartBudget
 from .candidates import SOURCE_KEY, Candidates
 from .classify import classify, is_unloadable
-from .clock import MAX_WAIT_S, Clock, SystemClock
+from .clock import MAX_WAIT_S, Clock, SystemClock, bounded_wait_s
 from .config import Config
 from .errors import (
     AlreadyPending,
@@ -70,6 +70,7 @@ class _Request:
     began: float
     attempt: int = 1
     attempt_began: float = 0.0
+    previous: tuple[threading.Thread, Mailbox] | None = None  # the last attempt's body, maybe still running
 
 
 @attrs.frozen
@@ -512,7 +513,9 @@ class Executor:
             if self._stopped is not None:
                 box.stop(self._stopped)
         try:
-            run_on_thread(f"{self._name}.call", lambda: self._body(request, box, deadline))
+            previous = request.previous
+            thread = run_on_thread(f"{self._name}.call", lambda: self._body(request, box, deadline, previous))
+            request.previous = (thread, box)
             note = self._follow(request, box, deadline)
         finally:
             with self._lock:
@@ -543,15 +546,27 @@ class Executor:
                 continue
             left = deadline - self._clock.monotonic()
             if left <= 0:
+                box.stop("abandoned at its time-out")  # the body starts no create call after this
                 timeout_ms = request.policy.attempt_timeout_ms
                 error = AttemptTimeout(f"run {request.run_id}: the attempt did not finish within {timeout_ms} ms")
                 return Failed(error, current)
             self._clock.wait(box.wake, left)
 
-    def _body(self, request: _Request, box: Mailbox, deadline: float | None) -> None:
-        """The attempt's I/O, on its own daemon thread: adopt, or try the candidates in turn."""
+    def _body(
+        self, request: _Request, box: Mailbox, deadline: float | None,
+        previous: tuple[threading.Thread, Mailbox] | None,
+    ) -> None:
+        """The attempt's I/O, on its own daemon thread: wait for the previous attempt's body (a retry
+        never overlaps a create call still under way), take its late client, adopt a run this recovery
+        created, or try the candidates in turn."""
         current: Checkpoint | None = None
         try:
+            if previous is not None:
+                late = self._after_previous(request, previous, deadline)
+                if late is not None:
+                    box.post(Selected(late.checkpoint))
+                    box.post(late)
+                    return
             rest = request.rest
             if rest is not None and (request.attempt > 1 or request.resumed):
                 created = find_created_run(rest, request.recovery_id)
@@ -566,6 +581,8 @@ class Executor:
                 metadata = restored_metadata(
                     candidates.run, lineage_id=request.lineage_id, recovery_id=request.recovery_id, checkpoint=candidate
                 )
+                if box.stopped is not None:
+                    return  # the worker gave this attempt up: start nothing more
                 try:
                     client = create_client(request.service, request.policy, candidate, candidates.run, metadata,
                                            self._remaining(deadline))
@@ -581,6 +598,24 @@ class Executor:
             box.post(last)
         except BaseException as error:  # noqa: BLE001 - handed to the worker, which reports it
             box.post(Failed(error, current))
+
+    def _after_previous(
+        self, request: _Request, previous: tuple[threading.Thread, Mailbox], deadline: float | None
+    ) -> Done | None:
+        """Wait (within this attempt's deadline) for the previous attempt's body; return the client it
+        made after it was given up, if any. Raises AttemptTimeout if it is still running."""
+        thread, old_box = previous
+        thread.join(bounded_wait_s(self._remaining(deadline)))
+        if thread.is_alive():
+            raise AttemptTimeout(
+                f"run {request.run_id}: the previous attempt's create call is still running; "
+                "no second one is started while it may still create a run"
+            )
+        late = next((note for note in old_box.take() if isinstance(note, Done)), None)
+        if late is not None:
+            log.warning("run %s: the previous attempt's create call finished after its time-out; its client is used",
+                        request.run_id)
+        return late
 
     def _adopted(self, request: _Request, created: TrainingRun, deadline: float | None) -> Done:
         source_path = (created.user_metadata or {}).get(SOURCE_KEY)
