@@ -171,3 +171,14 @@ def test_sampler_path_of_the_same_name():
     assert list(cands)[:1] == [C30]
     assert cands.sampler_path(C30) == S30.tinker_path and cands.sampler_path(C10) is None
     assert T0 < NOW
+
+
+def test_a_gone_source_is_skipped_without_counting_and_older_ones_go_by_step():
+    parent = "run-0"
+    p10 = checkpoint(parent, "step-000010", minutes=50)  # listed times can lie; steps decide here
+    p20 = checkpoint(parent, "step-000020", minutes=20)
+    p40 = checkpoint(parent, "step-000040", minutes=40)
+    rest = Rest({RUN: [], parent: [p10, p20, p40]})
+    source = f"tinker://{parent}/weights/step-000030"  # deleted: not listed
+    got = list(make(policy(max_fallbacks=1), rest, run=training_run(RUN), sources={RUN: source}))
+    assert got == [p10]  # newest first by time among the older-by-step ones: p10 (minutes=50) before p20

@@ -9,10 +9,12 @@ Order for ``"latest"``:
 1. the run's last checkpoint (``given``, else ``run.last_checkpoint``, else the run fetched);
 2. the run's other training checkpoints, newest first;
 3. up the lineage: the checkpoint the run was restored from (its *source*), then the source run's
-   checkpoints older than the source, newest first; then that run's own source, and so on.
+   checkpoints older than the source (by time; by step when the source is no longer listed), newest
+   first; then that run's own source, and so on (at most ``MAX_LINEAGE_DEPTH`` runs up).
 
-Steps 2 and 3 together yield at most ``policy.max_fallbacks`` checkpoints. Expired checkpoints and
-checkpoints already yielded are skipped without being counted. ``"best"`` yields the top-scored
+Steps 2 and 3 together yield at most ``policy.max_fallbacks`` checkpoints. Expired checkpoints, a
+source that its run no longer lists (deleted) and checkpoints already yielded are skipped without
+being counted. ``"best"`` yields the top-scored
 checkpoint and then the next ``max_fallbacks`` by score; ``Specific`` yields its one path.
 """
 
@@ -175,11 +177,18 @@ class Candidates:
                 return
             listing = self._listing(parent)
             source = next((cp for cp in listing if cp.tinker_path == source_path), None)
-            if source is None:  # not listed (no REST, or gone): try the path as it is
-                source = Checkpoint.from_path(source_path, time=self._now)
             log.info("run %s: going up the lineage to %s", self._run_id, source_path)
-            yield source
-            older = [cp for cp in listing if source in listing and cp.time < source.time]
+            if source is not None:
+                yield source
+                older = [cp for cp in listing if cp.time < source.time]
+            else:
+                source = Checkpoint.from_path(source_path, time=self._now)
+                if self._list is None:  # nothing listed: try the path as it is
+                    yield source
+                else:  # listed without it: it is gone (deleted); skipped, like an expired one
+                    log.warning("run %s: source checkpoint %s is gone; older ones of %s are tried",
+                                self._run_id, source_path, parent)
+                older = [cp for cp in listing if source.step is None or (cp.step is not None and cp.step < source.step)]
             yield from newest_first(older, self._now, {source_path})
             run_id, run = parent, None
 
