@@ -10,9 +10,9 @@ import sys
 
 os.environ.setdefault("TINKER_TELEMETRY", "0")
 
-import tinker  # noqa: E402
+import tinker
 
-import tinker_recovery as tr  # noqa: E402
+import tinker_recovery as tr
 
 
 def main() -> int:

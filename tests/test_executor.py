@@ -7,10 +7,10 @@ import random
 import threading
 
 import pytest
+from conftest import FakeClient, FakeService, StubRest, checkpoint, training_run
 
 import tinker_recovery as tr
 from tinker_recovery.errors import ServerError
-from conftest import FakeClient, FakeService, StubRest, checkpoint, training_run
 
 CP = checkpoint("run-1", "step-000010", minutes=10)
 

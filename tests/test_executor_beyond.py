@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 
 import pytest
+from conftest import FakeService, StubRest, checkpoint, training_run
 
 import tinker_recovery as tr
 from tinker_recovery.classify import classify, is_unloadable
 from tinker_recovery.errors import NotFound, ServerError
-from conftest import FakeService, StubRest, checkpoint, training_run
 
 RUN = "run-1"
 OLDEST = checkpoint(RUN, "step-000010", minutes=10)
@@ -147,15 +147,13 @@ def test_best_scorer_that_raises_is_fatal(scheduler):
 
 def test_best_without_rest_is_missing_checkpoint(scheduler):
     pol = policy(checkpoint_strategy="best", best_by=lambda cp: 1.0)
-    with tr.Executor(1, scheduler=scheduler) as ex:
-        with pytest.raises(tr.MissingCheckpoint, match="REST"):
-            ex.recover(RUN, FakeService(), pol).result(10)
+    with tr.Executor(1, scheduler=scheduler) as ex, pytest.raises(tr.MissingCheckpoint, match="REST"):
+        ex.recover(RUN, FakeService(), pol).result(10)
 
 
 def test_sampler_checkpoint_given_is_fatal(scheduler):
-    with tr.Executor(1, scheduler=scheduler) as ex:
-        with pytest.raises(tr.InvalidCheckpointPath):
-            ex.recover(RUN, FakeService(), policy(), last_checkpoint=SAMPLER).result(10)
+    with tr.Executor(1, scheduler=scheduler) as ex, pytest.raises(tr.InvalidCheckpointPath):
+        ex.recover(RUN, FakeService(), policy(), last_checkpoint=SAMPLER).result(10)
     assert scheduler.delays == []
 
 

@@ -6,11 +6,11 @@ import math
 
 import attrs
 import pytest
+from conftest import T0, checkpoint, training_run
 
 import tinker_recovery as tr
 from tinker_recovery.candidates import SOURCE_KEY, Candidates
 from tinker_recovery.selection import as_checkpoint, check_training_checkpoint, newest_first, ranked_by_score
-from conftest import T0, checkpoint, training_run
 
 RUN = "run-1"
 C10 = checkpoint(RUN, "step-000010", minutes=10)

@@ -72,7 +72,7 @@ def classify(error: BaseException, retry_on: Callable[[BaseException], bool | No
     if retry_on is not None:
         try:
             opinion = retry_on(error)
-        except BaseException:  # noqa: BLE001 - KeyboardInterrupt/SystemExit too: this runs on a library thread
+        except BaseException:
             log.error("retry_on raised on %s; using the built-in classification", type(error).__name__, exc_info=True)
             opinion = None
         if opinion is True:

@@ -16,7 +16,7 @@ import attrs
 
 from . import events, signals
 from ._ids import check_run_id
-from .attempt import Done, Failed, Mailbox, Note, Selected, Unloadable
+from .attempt import Done, Failed, Mailbox, Selected, Unloadable
 from .budget import RestartBudget
 from .candidates import SOURCE_KEY, Candidates
 from .classify import classify, is_unloadable
@@ -89,7 +89,7 @@ def _at_interpreter_exit() -> None:
     for executor in list(_LIVE):
         try:
             executor._interrupt("interpreter exit")
-        except BaseException:  # noqa: BLE001 - exit must go on
+        except BaseException:
             log.error("stopping %r at interpreter exit failed", executor, exc_info=True)
 
 
@@ -478,7 +478,7 @@ class Executor:
             self._running += 1
         try:
             self._attempt(request)
-        except BaseException as error:  # noqa: BLE001 - a bug here must not kill the worker or lose the request
+        except BaseException as error:
             log.error("recovery attempt of %s crashed", request.run_id, exc_info=True)
             wrapped = RecoveryError(f"internal error in the recovery attempt of {request.run_id}")
             wrapped.__cause__ = error
@@ -596,7 +596,7 @@ class Executor:
                 return
             assert last is not None  # Candidates raises MissingCheckpoint when it yields nothing
             box.post(last)
-        except BaseException as error:  # noqa: BLE001 - handed to the worker, which reports it
+        except BaseException as error:
             box.post(Failed(error, current))
 
     def _after_previous(

@@ -121,7 +121,7 @@ class RetryScheduler:
             for callback in due:
                 try:
                     callback()
-                except BaseException:  # noqa: BLE001 - the one thread behind every retry must not die
+                except BaseException:
                     log.error("scheduled callback %r raised; ignored", callback, exc_info=True)
             if not due:
                 try:
