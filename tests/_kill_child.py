@@ -32,9 +32,14 @@ def main() -> int:
 
     tr.signals.started.connect(journal, weak=False)
     config = tr.Config(api_key=api_key, base_url=base_url, timeout_s=5.0, max_retries=0)
-    policy = tr.Policy(enabled=True, jitter="none", backoff_ms=10, max_backoff_ms=10, attempt_timeout_ms=20_000)
+    policy = tr.Policy(
+        enabled=True, jitter="none", backoff_ms=10, max_backoff_ms=10, attempt_timeout_ms=20_000
+    )
     print("ready", flush=True)
-    with tinker.ServiceClient(base_url=base_url, api_key=api_key) as service, tr.Executor(1, config=config) as ex:
+    with (
+        tinker.ServiceClient(base_url=base_url, api_key=api_key) as service,
+        tr.Executor(1, config=config) as ex,
+    ):
         recovery = ex.recover(run_id, service, policy, recovery_id=recovery_id).result(60)
         print(f"done {recovery.new_run_id} attempts={recovery.attempts}", flush=True)
     return 0

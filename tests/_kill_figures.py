@@ -32,12 +32,24 @@ def main() -> None:
         for trial in range(trials):
             run_id = fake.add_run(checkpoints=2)
             fake.corrupt(run_id)
-            args = [sys.executable, str(CHILD), fake.base_url, fake.api_key, run_id, os.path.join(tmp, f"id-{trial}")]
+            args = [
+                sys.executable,
+                str(CHILD),
+                fake.base_url,
+                fake.api_key,
+                run_id,
+                os.path.join(tmp, f"id-{trial}"),
+            ]
 
-            def created() -> int:
-                return sum((fake.get_run(r).get("user_metadata") or {}).get(LINEAGE_KEY) == run_id for r in fake.run_ids)
+            def created(run_id: str = run_id) -> int:
+                return sum(
+                    (fake.get_run(r).get("user_metadata") or {}).get(LINEAGE_KEY) == run_id
+                    for r in fake.run_ids
+                )
 
-            child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+            child = subprocess.Popen(
+                args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+            )
             assert child.stdout is not None and child.stdout.readline().strip() == "ready"
             delay = rng.uniform(0, span)
             try:
@@ -53,10 +65,15 @@ def main() -> None:
             kills += killed
             after_create += killed and before > 0
             restored += count
-            print(f"trial {trial:2d}: kill at {delay:.3f} s killed={killed} runs before restart={before} "
-                  f"after={count} rc={again.returncode}", flush=True)
-    print(f"corruptions {trials}, kills {kills} ({after_create} after the restored run existed), restored runs "
-          f"{restored}: {restored / trials:.2f} per corruption")
+            print(
+                f"trial {trial:2d}: kill at {delay:.3f} s killed={killed} runs before restart={before} "
+                f"after={count} rc={again.returncode}",
+                flush=True,
+            )
+    print(
+        f"corruptions {trials}, kills {kills} ({after_create} after the restored run existed), restored runs "
+        f"{restored}: {restored / trials:.2f} per corruption"
+    )
 
 
 if __name__ == "__main__":

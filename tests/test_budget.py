@@ -41,9 +41,16 @@ def test_records_out_of_order_are_counted_in_order():
 
 @pytest.mark.parametrize(
     ("limit", "window", "error", "field"),
-    [(0, 1, ValueError, "limit"), (True, 1, TypeError, "limit"), (1.5, 1, TypeError, "limit"),
-     (1, 0, ValueError, "window_s"), (1, -1, ValueError, "window_s"), (1, math.nan, ValueError, "window_s"),
-     (1, math.inf, ValueError, "window_s"), (1, "60", TypeError, "window_s")],
+    [
+        (0, 1, ValueError, "limit"),
+        (True, 1, TypeError, "limit"),
+        (1.5, 1, TypeError, "limit"),
+        (1, 0, ValueError, "window_s"),
+        (1, -1, ValueError, "window_s"),
+        (1, math.nan, ValueError, "window_s"),
+        (1, math.inf, ValueError, "window_s"),
+        (1, "60", TypeError, "window_s"),
+    ],
 )
 def test_bad_settings_are_refused_naming_the_field(limit, window, error, field):
     with pytest.raises(error, match=field):
@@ -58,8 +65,11 @@ def test_nan_times_are_refused():
         budget.used(math.nan)
 
 
-@given(st.lists(st.floats(min_value=0, max_value=1e6), max_size=30), st.floats(min_value=0, max_value=2e6),
-       st.floats(min_value=0.001, max_value=1e5))
+@given(
+    st.lists(st.floats(min_value=0, max_value=1e6), max_size=30),
+    st.floats(min_value=0, max_value=2e6),
+    st.floats(min_value=0.001, max_value=1e5),
+)
 def test_used_counts_exactly_the_restarts_inside_the_window(times, now, window):
     budget = RestartBudget(limit=1, window_s=window)
     for when in times:

@@ -23,7 +23,9 @@ def test_retry_on_raising_anything_is_logged_and_ignored(raised, caplog):
     with caplog.at_level(logging.ERROR, logger="tinker_recovery.classify"):
         verdict = classify(ServerError("x", status_code=503), retry_on)
     assert verdict == Verdict(True, "transient: HTTP 503 from the service")
-    assert [r.getMessage() for r in caplog.records] == ["retry_on raised on ServerError; using the built-in classification"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "retry_on raised on ServerError; using the built-in classification"
+    ]
 
 
 def test_retry_on_opinions():

@@ -38,7 +38,9 @@ for name in ("failed", "exhausted"):
     on(name)
 """
 
-RETURN_FROM_MAIN = PRELUDE + """
+RETURN_FROM_MAIN = (
+    PRELUDE
+    + """
 ex = tr.Executor(1).start()
 future = ex.recover("run-1", HangingService(), tr.Policy(enabled=True),
                     last_checkpoint="tinker://run-1/weights/step-000010")
@@ -47,8 +49,11 @@ assert entered.wait(10)
 print("ready", flush=True)
 # main returns without shutdown()
 """
+)
 
-SIGINT_DURING_WAIT = PRELUDE + """
+SIGINT_DURING_WAIT = (
+    PRELUDE
+    + """
 from tinker_recovery.testing import FakeTinker, LoopbackService
 
 fake = FakeTinker(seed=1).start()
@@ -65,12 +70,18 @@ except KeyboardInterrupt:
     print("interrupted", flush=True)
     raise
 """
+)
 
 
 def run_child(script: str, *, interrupt: bool) -> tuple[float, str, int]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert child.stdout is not None
         lines = []
@@ -79,11 +90,13 @@ def run_child(script: str, *, interrupt: bool) -> tuple[float, str, int]:
             if line.strip() == "ready":
                 break
         else:
-            raise AssertionError(f"child never got ready: {lines} {child.stderr.read() if child.stderr else ''}")
+            raise AssertionError(
+                f"child never got ready: {lines} {child.stderr.read() if child.stderr else ''}"
+            )
         began = time.monotonic()
         if interrupt:
             child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=10)
+        out, _ = child.communicate(timeout=10)
         elapsed = time.monotonic() - began
         return elapsed, "".join(lines) + out, child.returncode
     finally:

@@ -58,7 +58,9 @@ def test_base_exception_from_retry_on_and_callbacks_breaks_nothing(scheduler, re
     with tr.Executor(1, scheduler=scheduler) as ex:
         pol = policy(retry_on=retry_on, on_failure=on_failure, on_recovery=on_recovery, max_attempts=1)
         with pytest.raises(ServerError):
-            ex.recover("run-1", FakeService([ServerError("x", status_code=503)]), pol, last_checkpoint=CP).result(10)
+            ex.recover(
+                "run-1", FakeService([ServerError("x", status_code=503)]), pol, last_checkpoint=CP
+            ).result(10)
         assert ex.recover("run-2", FakeService(), pol, last_checkpoint=CP).result(10).run_id == "run-2"
         assert ex.join(10)
         assert ex.recover("run-3", FakeService(), policy(), last_checkpoint=CP).result(10)  # workers alive
@@ -158,8 +160,9 @@ def test_lineage_future_of_and_a_given_recovery_id(scheduler, recorder):
     with tr.Executor(1, scheduler=scheduler) as ex:
         first = ex.recover("run-1", FakeService(), policy(), last_checkpoint=CP).result(10)
         assert ex.lineage_of(first.new_run_id) == "run-1" and ex.lineage_of("other") == "other"
-        future = ex.recover(first.new_run_id, FakeService(gate=gate), policy(), last_checkpoint=CP,
-                            recovery_id="resumed-1")
+        future = ex.recover(
+            first.new_run_id, FakeService(gate=gate), policy(), last_checkpoint=CP, recovery_id="resumed-1"
+        )
         assert ex.future_of(first.new_run_id) is future and ex.future_of("nope") is None
         gate.set()
         second = future.result(10)
@@ -178,11 +181,13 @@ def test_seed_budget_keeps_a_restarted_watchers_budget(scheduler):
         now = clock.now()
         ex.seed_budget("run-1", [now - timedelta(seconds=50), now - timedelta(seconds=10)])
         with pytest.raises(tr.BudgetExhausted, match="2 of 2"):
-            ex.recover("run-1", FakeService(), policy(max_recoveries=2, recovery_window_s=60),
-                       last_checkpoint=CP).result(10)
+            ex.recover(
+                "run-1", FakeService(), policy(max_recoveries=2, recovery_window_s=60), last_checkpoint=CP
+            ).result(10)
         clock.advance(10.0)  # the restart 50 s ago leaves the window at exactly 60 s
-        assert ex.recover("run-1", FakeService(), policy(max_recoveries=2, recovery_window_s=60),
-                          last_checkpoint=CP).result(10)
+        assert ex.recover(
+            "run-1", FakeService(), policy(max_recoveries=2, recovery_window_s=60), last_checkpoint=CP
+        ).result(10)
         with pytest.raises(TypeError, match="time-zone aware"):
             ex.seed_budget("run-1", [datetime(2026, 1, 1)])
 
@@ -278,3 +283,13 @@ def test_reason_classes_are_from_the_shared_list(scheduler, recorder):
         ex.recover("run-1", FakeService([tr.BadRequest("x", status_code=400)]), policy(), last_checkpoint=CP)
         recorder.wait_for("exhausted")
     assert {p["reason_class"] for p in recorder.payloads("failed")} <= set(events.REASON_CLASSES)
+
+
+def test_a_nan_budget_window_is_refused_at_recover(scheduler):
+    import attrs
+
+    pol = policy()
+    object.__setattr__(pol, "recovery_window_s", float("nan"))  # past Policy's own check
+    with tr.Executor(1, scheduler=scheduler) as ex, pytest.raises(ValueError, match="recovery_window_s"):
+        ex.recover("run-1", FakeService(), pol, last_checkpoint=CP)
+    assert attrs.has(tr.Policy)

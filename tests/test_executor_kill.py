@@ -8,7 +8,6 @@ import os
 import random
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -39,7 +38,9 @@ def fake(sdk_env):
 
 
 def restored_from(fake: FakeTinker, run_id: str) -> list[str]:
-    return [r for r in fake.run_ids if (fake.get_run(r).get("user_metadata") or {}).get(LINEAGE_KEY) == run_id]
+    return [
+        r for r in fake.run_ids if (fake.get_run(r).get("user_metadata") or {}).get(LINEAGE_KEY) == run_id
+    ]
 
 
 @pytest.mark.timeout(300)
@@ -50,7 +51,14 @@ def test_kill_9_at_random_points_never_makes_a_second_restored_run(fake, tmp_pat
     for trial in range(KILLS):
         run_id = fake.add_run(checkpoints=2)
         fake.corrupt(run_id)
-        args = [sys.executable, str(CHILD), fake.base_url, fake.api_key, run_id, str(tmp_path / f"id-{trial}")]
+        args = [
+            sys.executable,
+            str(CHILD),
+            fake.base_url,
+            fake.api_key,
+            run_id,
+            str(tmp_path / f"id-{trial}"),
+        ]
         child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         try:
             assert child.stdout is not None and child.stdout.readline().strip() == "ready"
@@ -88,8 +96,10 @@ def test_a_failed_read_after_the_load_adopts_the_run_instead_of_loading_again(fa
         metadata = fake.get_run(recovery.new_run_id)["user_metadata"]
         assert metadata["renderer_name"] == "llama3" and metadata[RECOVERY_KEY] == recovery.recovery_id
         assert recovery.checkpoint.tinker_path.endswith("/weights/step-000020") and recovery.step == 20
-        datum = tinker.types.Datum(model_input=tinker.types.ModelInput.from_ints([1, 2, 3]),
-                                   loss_fn_inputs={"target_tokens": [2, 3, 4], "weights": [1.0, 1.0, 1.0]})
+        datum = tinker.types.Datum(
+            model_input=tinker.types.ModelInput.from_ints([1, 2, 3]),
+            loss_fn_inputs={"target_tokens": [2, 3, 4], "weights": [1.0, 1.0, 1.0]},
+        )
         assert recovery.client.forward_backward([datum], "cross_entropy").result(30) is not None  # it trains
     assert recorder.count("failed") == 1 and recorder.count("completed") == 1
 
@@ -102,16 +112,19 @@ def test_the_sdks_async_create_calls_are_awaited(fake):
         """A service whose create calls are the SDK's ``async def`` ones."""
 
         def __init__(self, sdk):
-            self.create_training_client_from_state_with_optimizer = sdk.create_training_client_from_state_with_optimizer_async
+            self.create_training_client_from_state_with_optimizer = (
+                sdk.create_training_client_from_state_with_optimizer_async
+            )
             self.create_training_client_from_state = sdk.create_training_client_from_state_async
 
     config = tr.Config(api_key=fake.api_key, base_url=fake.base_url, timeout_s=5.0, max_retries=0)
-    with tinker.ServiceClient(base_url=fake.base_url, api_key=fake.api_key) as sdk:
-        with tr.Executor(1, config=config) as ex:
-            for optimizer in (True, False):
-                pol = tr.Policy(enabled=True, restore_optimizer=optimizer, attempt_timeout_ms=30_000)
-                recovery = ex.recover(run_id, AsyncOnly(sdk), pol).result(60)
-                assert isinstance(recovery.client, tinker.TrainingClient)
-                assert recovery.new_run_id == recovery.client.model_id and recovery.new_run_id in fake.run_ids
+    with (
+        tinker.ServiceClient(base_url=fake.base_url, api_key=fake.api_key) as sdk,
+        tr.Executor(1, config=config) as ex,
+    ):
+        for optimizer in (True, False):
+            pol = tr.Policy(enabled=True, restore_optimizer=optimizer, attempt_timeout_ms=30_000)
+            recovery = ex.recover(run_id, AsyncOnly(sdk), pol).result(60)
+            assert isinstance(recovery.client, tinker.TrainingClient)
+            assert recovery.new_run_id == recovery.client.model_id and recovery.new_run_id in fake.run_ids
     assert fake.load_weights_count(run_id) == 2
-    assert threading.active_count() > 0

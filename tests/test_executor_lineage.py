@@ -24,14 +24,24 @@ def config(fake):
 
 
 def policy(**overrides):
-    return tr.Policy(**{"enabled": True, "jitter": "none", "backoff_ms": 10, "max_backoff_ms": 10,
-                        "attempt_timeout_ms": 30_000, **overrides})
+    return tr.Policy(
+        **{
+            "enabled": True,
+            "jitter": "none",
+            "backoff_ms": 10,
+            "max_backoff_ms": 10,
+            "attempt_timeout_ms": 30_000,
+            **overrides,
+        }
+    )
 
 
 def test_a_second_corruption_before_any_save_restores_from_the_parents_checkpoint(fake, config, recorder):
     first_run = fake.add_run(checkpoints=2)
-    with LoopbackService(fake.base_url, fake.api_key, timeout_s=5.0) as service, \
-            tr.Executor(1, config=config) as ex:
+    with (
+        LoopbackService(fake.base_url, fake.api_key, timeout_s=5.0) as service,
+        tr.Executor(1, config=config) as ex,
+    ):
         first = ex.recover(first_run, service, policy()).result(30)
         assert first.checkpoint.name == "step-000020" and fake.list_checkpoints(first.new_run_id) == []
         second = ex.recover(first.new_run_id, service, policy()).result(30)
@@ -43,8 +53,10 @@ def test_a_second_corruption_before_any_save_restores_from_the_parents_checkpoin
 
 def test_the_parents_older_checkpoint_when_the_source_is_gone_within_max_fallbacks(fake, config):
     first_run = fake.add_run(checkpoints=3)
-    with LoopbackService(fake.base_url, fake.api_key, timeout_s=5.0) as service, \
-            tr.Executor(1, config=config) as ex:
+    with (
+        LoopbackService(fake.base_url, fake.api_key, timeout_s=5.0) as service,
+        tr.Executor(1, config=config) as ex,
+    ):
         first = ex.recover(first_run, service, policy()).result(30)
         assert first.checkpoint.name == "step-000030"
         fake.delete_checkpoint(first_run, "weights/step-000030")

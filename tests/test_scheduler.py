@@ -21,6 +21,7 @@ class Fired:
             with self._cond:
                 self.keys.append(key)
                 self._cond.notify_all()
+
         return run
 
     def wait(self, count: int) -> list[str]:

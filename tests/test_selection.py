@@ -31,6 +31,7 @@ def names(cps):
 
 # --- selection.py -----------------------------------------------------------------------------
 
+
 def test_newest_first_keeps_usable_training_checkpoints_only():
     listed = [C10, S30, EXPIRED, C30, C20]
     assert newest_first(listed, NOW, set()) == [C30, C20, C10]
@@ -60,6 +61,7 @@ def test_as_checkpoint_and_the_training_check():
 
 # --- candidates.py ----------------------------------------------------------------------------
 
+
 class Rest:
     def __init__(self, listings=None, runs=None):
         self.listings = listings or {}
@@ -78,10 +80,15 @@ class Rest:
 def make(pol, rest=None, *, given=None, run=None, sources=None):
     sources = sources or {}
     return Candidates(
-        pol, run_id=RUN, given=given, run=run,
+        pol,
+        run_id=RUN,
+        given=given,
+        run=run,
         fetch_run=None if rest is None else rest.get_training_run,
         list_checkpoints=None if rest is None else rest.list_checkpoints,
-        source_of=lambda run_id, r: sources.get(run_id) or ((r.user_metadata or {}).get(SOURCE_KEY) if r else None),
+        source_of=lambda run_id, r: (
+            sources.get(run_id) or ((r.user_metadata or {}).get(SOURCE_KEY) if r else None)
+        ),
         now=NOW,
     )
 

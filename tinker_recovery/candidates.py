@@ -90,8 +90,12 @@ class Candidates:
                 continue
             seen.add(candidate.tinker_path)
             if candidate.is_expired(self._now):
-                log.warning("run %s: checkpoint %s expired at %s; skipped", self._run_id,
-                            candidate.tinker_path, candidate.expires_at)
+                log.warning(
+                    "run %s: checkpoint %s expired at %s; skipped",
+                    self._run_id,
+                    candidate.tinker_path,
+                    candidate.expires_at,
+                )
                 continue
             self.yielded.append(candidate)
             yield candidate
@@ -150,7 +154,9 @@ class Candidates:
     def _best(self) -> Iterator[Checkpoint]:
         best_by = self._policy.best_by
         if self._list is None or best_by is None:
-            raise MissingCheckpoint("strategy 'best' needs REST access (a config or RestClient) to list checkpoints")
+            raise MissingCheckpoint(
+                "strategy 'best' needs REST access (a config or RestClient) to list checkpoints"
+            )
         ranked = ranked_by_score(self._listing(self._run_id), self._now, set(), best_by)
         yield from ranked[: 1 + self._policy.max_fallbacks]
 
@@ -172,8 +178,11 @@ class Candidates:
             try:
                 parent = ParsedCheckpointTinkerPath.from_tinker_path(source_path).training_run_id
             except ValueError:
-                log.warning("run %s: source checkpoint %r is not a tinker path; lineage not followed",
-                            run_id, source_path)
+                log.warning(
+                    "run %s: source checkpoint %r is not a tinker path; lineage not followed",
+                    run_id,
+                    source_path,
+                )
                 return
             listing = self._listing(parent)
             source = next((cp for cp in listing if cp.tinker_path == source_path), None)
@@ -186,9 +195,17 @@ class Candidates:
                 if self._list is None:  # nothing listed: try the path as it is
                     yield source
                 else:  # listed without it: it is gone (deleted); skipped, like an expired one
-                    log.warning("run %s: source checkpoint %s is gone; older ones of %s are tried",
-                                self._run_id, source_path, parent)
-                older = [cp for cp in listing if source.step is None or (cp.step is not None and cp.step < source.step)]
+                    log.warning(
+                        "run %s: source checkpoint %s is gone; older ones of %s are tried",
+                        self._run_id,
+                        source_path,
+                        parent,
+                    )
+                older = [
+                    cp
+                    for cp in listing
+                    if source.step is None or (cp.step is not None and cp.step < source.step)
+                ]
             yield from newest_first(older, self._now, {source_path})
             run_id, run = parent, None
 

@@ -73,7 +73,11 @@ def classify(error: BaseException, retry_on: Callable[[BaseException], bool | No
         try:
             opinion = retry_on(error)
         except BaseException:
-            log.error("retry_on raised on %s; using the built-in classification", type(error).__name__, exc_info=True)
+            log.error(
+                "retry_on raised on %s; using the built-in classification",
+                type(error).__name__,
+                exc_info=True,
+            )
             opinion = None
         if opinion is True:
             return Verdict(True, f"transient: retry_on chose to retry {type(error).__name__}")

@@ -80,8 +80,9 @@ class ManualClock:
       waiting (a scheduler) is counted too, so this alone cannot say a new wait has begun.
     """
 
-    def __init__(self, start: float = 1000.0, *, wall_start: datetime | None = None,
-                 real_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, start: float = 1000.0, *, wall_start: datetime | None = None, real_timeout_s: float = 30.0
+    ) -> None:
         self._now = start
         self._start = start
         self._wall_start = wall_start or datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -112,7 +113,9 @@ class ManualClock:
         try:
             done = event.wait(self._real_timeout_s)
             if not done and self.monotonic() < deadline:
-                raise TimeoutError(f"ManualClock.wait: nothing advanced the clock for {self._real_timeout_s} s")
+                raise TimeoutError(
+                    f"ManualClock.wait: nothing advanced the clock for {self._real_timeout_s} s"
+                )
             return event.is_set()
         finally:
             with self._cond:
@@ -146,12 +149,16 @@ class ManualClock:
         plus the wait's time-out); TimeoutError after ``timeout`` real seconds."""
 
         def found() -> bool:
-            return any(math.isclose(when, deadline, rel_tol=0, abs_tol=1e-9) for when, _ in self._waiters.values())
+            return any(
+                math.isclose(when, deadline, rel_tol=0, abs_tol=1e-9) for when, _ in self._waiters.values()
+            )
 
         with self._cond:
             if not self._cond.wait_for(found, timeout):
                 deadlines = sorted(when for when, _ in self._waiters.values())
-                raise TimeoutError(f"ManualClock: no wait with deadline {deadline}; waiting until {deadlines}")
+                raise TimeoutError(
+                    f"ManualClock: no wait with deadline {deadline}; waiting until {deadlines}"
+                )
 
     def wait_for_waiters(self, count: int, timeout: float = 10.0) -> None:
         """Block until at least ``count`` threads are in ``wait``; TimeoutError after ``timeout``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import weakref
@@ -198,7 +199,9 @@ class Executor:
             if self._started:
                 return self
             self._started = True
-            self._dispatcher = threading.Thread(target=self._dispatch, name=f"{self._name}.dispatch", daemon=True)
+            self._dispatcher = threading.Thread(
+                target=self._dispatch, name=f"{self._name}.dispatch", daemon=True
+            )
         self._scheduler.start()
         self._dispatcher.start()
         return self
@@ -327,7 +330,12 @@ class Executor:
         if not isinstance(policy, Policy):
             raise TypeError(f"policy: expected a Policy, got {type(policy).__name__}")
         if not policy.enabled:
-            raise RecoveryDisabled(f"recovery of {run_id} refused: the policy is not enabled (Policy(enabled=True))")
+            raise RecoveryDisabled(
+                f"recovery of {run_id} refused: the policy is not enabled (Policy(enabled=True))"
+            )
+        for field, value in (("recovery_window_s", policy.recovery_window_s),):
+            if not math.isfinite(value):  # a NaN window would never empty the budget
+                raise ValueError(f"{field}: must be a finite number of seconds, got {value}")
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata: expected a mapping or None, got {type(metadata).__name__}")
         if run is not None and not isinstance(run, TrainingRun):
@@ -335,7 +343,9 @@ class Executor:
         if lineage_id is not None:
             check_run_id(lineage_id)
         if recovery_id is not None and (not isinstance(recovery_id, str) or not 0 < len(recovery_id) <= 256):
-            raise ValueError(f"recovery_id: expected a non-empty str of at most 256 characters, got {recovery_id!r}")
+            raise ValueError(
+                f"recovery_id: expected a non-empty str of at most 256 characters, got {recovery_id!r}"
+            )
         given = as_checkpoint(last_checkpoint, self._clock.now())
         rest = self._rest_for(config)
         with self._lock:
@@ -453,7 +463,9 @@ class Executor:
         with self._lock:
             request = self._pending.get(run_id)
         if request is not None:
-            self._give_up(request, Shutdown(f"recovery of {run_id} {reason}"), f"shutdown: {reason}", attempted=False)
+            self._give_up(
+                request, Shutdown(f"recovery of {run_id} {reason}"), f"shutdown: {reason}", attempted=False
+            )
 
     # --- signals --------------------------------------------------------------------------------
 
@@ -501,7 +513,9 @@ class Executor:
                 now = self._clock.monotonic()
                 spent, reason = budget.spent(now), budget.describe(now)
             if spent:
-                self._give_up(request, BudgetExhausted(f"run {request.run_id}: {reason}"), reason, attempted=False)
+                self._give_up(
+                    request, BudgetExhausted(f"run {request.run_id}: {reason}"), reason, attempted=False
+                )
                 return
         request.attempt_began = self._clock.monotonic()
         self._send(signals.started, request)
@@ -534,8 +548,12 @@ class Executor:
                     current = note.checkpoint
                     self._send(signals.checkpoint_selected, request, checkpoint=note.checkpoint)
                 elif isinstance(note, Unloadable):
-                    log.warning("run %s: checkpoint %s cannot be loaded (%s)", request.run_id,
-                                note.checkpoint.tinker_path, type(note.error).__name__)
+                    log.warning(
+                        "run %s: checkpoint %s cannot be loaded (%s)",
+                        request.run_id,
+                        note.checkpoint.tinker_path,
+                        type(note.error).__name__,
+                    )
                 else:
                     return note
             why = box.stopped
@@ -548,12 +566,17 @@ class Executor:
             if left <= 0:
                 box.stop("abandoned at its time-out")  # the body starts no create call after this
                 timeout_ms = request.policy.attempt_timeout_ms
-                error = AttemptTimeout(f"run {request.run_id}: the attempt did not finish within {timeout_ms} ms")
+                error = AttemptTimeout(
+                    f"run {request.run_id}: the attempt did not finish within {timeout_ms} ms"
+                )
                 return Failed(error, current)
             self._clock.wait(box.wake, left)
 
     def _body(
-        self, request: _Request, box: Mailbox, deadline: float | None,
+        self,
+        request: _Request,
+        box: Mailbox,
+        deadline: float | None,
         previous: tuple[threading.Thread, Mailbox] | None,
     ) -> None:
         """The attempt's I/O, on its own daemon thread: wait for the previous attempt's body (a retry
@@ -579,13 +602,22 @@ class Executor:
                 current = candidate
                 box.post(Selected(candidate))
                 metadata = restored_metadata(
-                    candidates.run, lineage_id=request.lineage_id, recovery_id=request.recovery_id, checkpoint=candidate
+                    candidates.run,
+                    lineage_id=request.lineage_id,
+                    recovery_id=request.recovery_id,
+                    checkpoint=candidate,
                 )
                 if box.stopped is not None:
                     return  # the worker gave this attempt up: start nothing more
                 try:
-                    client = create_client(request.service, request.policy, candidate, candidates.run, metadata,
-                                           self._remaining(deadline))
+                    client = create_client(
+                        request.service,
+                        request.policy,
+                        candidate,
+                        candidates.run,
+                        metadata,
+                        self._remaining(deadline),
+                    )
                 except Exception as error:
                     if not is_unloadable(error) or box.stopped is not None:
                         raise
@@ -613,14 +645,20 @@ class Executor:
             )
         late = next((note for note in old_box.take() if isinstance(note, Done)), None)
         if late is not None:
-            log.warning("run %s: the previous attempt's create call finished after its time-out; its client is used",
-                        request.run_id)
+            log.warning(
+                "run %s: the previous attempt's create call finished after its time-out; its client is used",
+                request.run_id,
+            )
         return late
 
     def _adopted(self, request: _Request, created: TrainingRun, deadline: float | None) -> Done:
         source_path = (created.user_metadata or {}).get(SOURCE_KEY)
-        log.warning("recovery %s of run %s: run %s was already created by it; adopting it instead of creating another",
-                    request.recovery_id, request.run_id, created.training_run_id)
+        log.warning(
+            "recovery %s of run %s: run %s was already created by it; adopted instead of creating another",
+            request.recovery_id,
+            request.run_id,
+            created.training_run_id,
+        )
         client = adopt_client(request.service, created.training_run_id, self._remaining(deadline))
         checkpoint = Checkpoint.from_path(source_path, time=self._clock.now()) if source_path else None
         if checkpoint is None:
@@ -662,8 +700,15 @@ class Executor:
         new_run_id = new_run_id if isinstance(new_run_id, str) else None
         old_client = request.metadata.get("training_client")
         recovery = Recovery(
-            request.run_id, new_run_id, checkpoint, client, old_client, request.attempt,
-            recovery_id=request.recovery_id, lineage_id=request.lineage_id, sampler_path=done.sampler_path,
+            request.run_id,
+            new_run_id,
+            checkpoint,
+            client,
+            old_client,
+            request.attempt,
+            recovery_id=request.recovery_id,
+            lineage_id=request.lineage_id,
+            sampler_path=done.sampler_path,
         )
         now = self._clock.monotonic()
         with self._lock:
@@ -682,22 +727,39 @@ class Executor:
         if request.policy.on_recovery is not None:
             callback = request.policy.on_recovery
             _guard(f"on_recovery callback {callback!r}", callback, old_client, client, checkpoint)
-        log.info("run %s recovered from %s into %s (attempt %d%s)", request.run_id, checkpoint.tinker_path,
-                 new_run_id, request.attempt, ", adopted" if done.adopted else "")
+        log.info(
+            "run %s recovered from %s into %s (attempt %d%s)",
+            request.run_id,
+            checkpoint.tinker_path,
+            new_run_id,
+            request.attempt,
+            ", adopted" if done.adopted else "",
+        )
 
     def _attempt_failed(self, request: _Request, error: BaseException, checkpoint: Checkpoint | None) -> None:
         cause = error
         if not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit, GeneratorExit
-            log.error("run %s: the attempt raised %s; the recovery is given up", request.run_id,
-                      type(error).__name__, exc_info=error)
-            error = RecoveryError(f"run {request.run_id}: the attempt raised {type(error).__name__}; not retried")
+            log.error(
+                "run %s: the attempt raised %s; the recovery is given up",
+                request.run_id,
+                type(error).__name__,
+                exc_info=error,
+            )
+            error = RecoveryError(
+                f"run {request.run_id}: the attempt raised {type(error).__name__}; not retried"
+            )
             error.__cause__ = cause
         verdict = classify(cause, request.policy.retry_on)
         if isinstance(cause, Shutdown):
             verdict = attrs.evolve(verdict, retryable=False, reason=f"shutdown: {cause}")
         self._send(
-            signals.failed, request, error=error, reason=verdict.reason, reason_class=events.reason_class(cause),
-            checkpoint=checkpoint, duration_s=self._clock.monotonic() - request.attempt_began,
+            signals.failed,
+            request,
+            error=error,
+            reason=verdict.reason,
+            reason_class=events.reason_class(cause),
+            checkpoint=checkpoint,
+            duration_s=self._clock.monotonic() - request.attempt_began,
         )
         attempts_left = request.attempt < request.policy.max_attempts
         if not verdict.retryable or not attempts_left:
@@ -708,16 +770,29 @@ class Executor:
             return
         try:
             delay = request.policy.retry_delay_s(request.attempt, self._rng)
-            log.warning("run %s: attempt %d failed (%s); retry in %.2f s", request.run_id, request.attempt,
-                        verdict.reason, delay)
+            log.warning(
+                "run %s: attempt %d failed (%s); retry in %.2f s",
+                request.run_id,
+                request.attempt,
+                verdict.reason,
+                delay,
+            )
             request.attempt += 1
             self._scheduler.schedule(delay, request.run_id, lambda: self._requeue(request))
         except RuntimeError:  # shut down between the failure and now
-            self._give_up(request, Shutdown(f"recovery of {request.run_id} cancelled at shutdown"), "shutdown",
-                          failed_sent=True)
+            self._give_up(
+                request,
+                Shutdown(f"recovery of {request.run_id} cancelled at shutdown"),
+                "shutdown",
+                failed_sent=True,
+            )
         except Exception as bad:  # a delay the scheduler refuses: give up, saying why
-            self._give_up(request, RecoveryError(f"run {request.run_id}: retry not scheduled: {bad}"),
-                          f"retry not scheduled: {bad}", failed_sent=True)
+            self._give_up(
+                request,
+                RecoveryError(f"run {request.run_id}: retry not scheduled: {bad}"),
+                f"retry not scheduled: {bad}",
+                failed_sent=True,
+            )
 
     def _requeue(self, request: _Request) -> None:
         with self._lock:
@@ -728,10 +803,17 @@ class Executor:
         self._cancel(request.run_id, "cancelled at shutdown while waiting to retry")
 
     def _give_up(
-        self, request: _Request, error: BaseException, reason: str, *, attempted: bool = True,
-        failed_sent: bool = False, cause: BaseException | None = None,
+        self,
+        request: _Request,
+        error: BaseException,
+        reason: str,
+        *,
+        attempted: bool = True,
+        failed_sent: bool = False,
+        cause: BaseException | None = None,
     ) -> None:
-        """Send ``exhausted`` (and ``failed`` first, for a cancelled request), fail the Future, call on_failure."""
+        """Send ``exhausted`` (and ``failed`` first, for a cancelled request), fail the Future, call
+        on_failure; once per request (later calls do nothing)."""
         now = self._clock.monotonic()
         with self._lock:
             if self._pending.get(request.run_id) is not request:
@@ -740,11 +822,29 @@ class Executor:
             self._lock.notify_all()
         label = events.reason_class(cause if cause is not None else error)
         if isinstance(error, Shutdown) and not failed_sent:
-            self._send(signals.failed, request, error=error, reason=reason, reason_class=label, checkpoint=None,
-                       duration_s=0.0)
-        self._send(signals.exhausted, request, error=error, reason=reason, reason_class=label,
-                   duration_s=now - request.began)
-        log.log(logging.ERROR if attempted else logging.WARNING, "recovery of %s given up: %s", request.run_id, reason)
+            self._send(
+                signals.failed,
+                request,
+                error=error,
+                reason=reason,
+                reason_class=label,
+                checkpoint=None,
+                duration_s=0.0,
+            )
+        self._send(
+            signals.exhausted,
+            request,
+            error=error,
+            reason=reason,
+            reason_class=label,
+            duration_s=now - request.began,
+        )
+        log.log(
+            logging.ERROR if attempted else logging.WARNING,
+            "recovery of %s given up: %s",
+            request.run_id,
+            reason,
+        )
         request.future.set_exception(error)
         if request.policy.on_failure is not None:
             callback = request.policy.on_failure
@@ -755,11 +855,14 @@ class Executor:
             return self._budget_locked(request)
 
     def _budget_locked(self, request: _Request) -> RestartBudget:
-        """The lineage's budget, sized by the policy of the lineage's first recovery (caller holds the lock)."""
+        """The lineage's budget, sized by the policy of the lineage's first recovery; the caller holds
+        the lock."""
         budget = self._budgets.get(request.lineage_id)
         if budget is None:
             policy = request.policy
-            budget = self._budgets[request.lineage_id] = RestartBudget(policy.max_recoveries, policy.recovery_window_s)
+            budget = self._budgets[request.lineage_id] = RestartBudget(
+                policy.max_recoveries, policy.recovery_window_s
+            )
             for when in self._seeds.pop(request.lineage_id, []):
                 budget.record(when)
             while len(self._budgets) > MAX_LINEAGES:

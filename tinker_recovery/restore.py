@@ -19,7 +19,14 @@ from .errors import RecoveryError
 from .models import Checkpoint, TrainingRun
 from .policy import Policy
 
-__all__ = ["restored_metadata", "create_client", "resolve", "find_created_run", "adopt_client", "MAX_ADOPT_RUNS"]
+__all__ = [
+    "restored_metadata",
+    "create_client",
+    "resolve",
+    "find_created_run",
+    "adopt_client",
+    "MAX_ADOPT_RUNS",
+]
 
 log = logging.getLogger("tinker_recovery.restore")
 
@@ -91,7 +98,9 @@ def resolve(value: Any, timeout_s: float | None) -> Any:
     Raises TypeError when the value is still awaitable after a few layers (it is never a client).
     """
     for _ in range(_MAX_RESOLVE):
-        if inspect.iscoroutine(value) or (inspect.isawaitable(value) and not callable(getattr(value, "result", None))):
+        if inspect.iscoroutine(value) or (
+            inspect.isawaitable(value) and not callable(getattr(value, "result", None))
+        ):
             value = asyncio.run(_awaited(value))
             continue
         result = getattr(value, "result", None)
@@ -102,7 +111,9 @@ def resolve(value: Any, timeout_s: float | None) -> Any:
     if inspect.isawaitable(value):
         if inspect.iscoroutine(value):
             value.close()
-        raise TypeError(f"the create call gave {type(value).__name__} awaitables nested too deep; not a client")
+        raise TypeError(
+            f"the create call gave {type(value).__name__} awaitables nested too deep; not a client"
+        )
     return value
 
 
@@ -117,8 +128,11 @@ def find_created_run(rest: Any, recovery_id: str) -> TrainingRun | None:
         if (run.user_metadata or {}).get(RECOVERY_KEY) == recovery_id:
             return run  # type: ignore[no-any-return]
         if seen + 1 >= MAX_ADOPT_RUNS:
-            log.warning("recovery %s: no run of it among the first %d listed; a new one is created",
-                        recovery_id, MAX_ADOPT_RUNS)
+            log.warning(
+                "recovery %s: no run of it among the first %d listed; a new one is created",
+                recovery_id,
+                MAX_ADOPT_RUNS,
+            )
             return None
     return None
 

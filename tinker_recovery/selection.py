@@ -25,7 +25,9 @@ def as_checkpoint(value: Any, now: datetime) -> Checkpoint | None:
         return Checkpoint.from_json(value)
     if isinstance(value, str):
         return Checkpoint.from_path(value, time=now)
-    raise TypeError(f"last_checkpoint: expected a Checkpoint, a mapping or a path, got {type(value).__name__}")
+    raise TypeError(
+        f"last_checkpoint: expected a Checkpoint, a mapping or a path, got {type(value).__name__}"
+    )
 
 
 def check_training_checkpoint(checkpoint: Checkpoint) -> Checkpoint:
@@ -36,7 +38,8 @@ def check_training_checkpoint(checkpoint: Checkpoint) -> Checkpoint:
         raise InvalidCheckpointPath(str(error)) from None
     if parsed.checkpoint_type != "training" or checkpoint.checkpoint_type != "training":
         raise InvalidCheckpointPath(
-            f"{checkpoint.tinker_path!r} is a {checkpoint.checkpoint_type} checkpoint, not a training checkpoint"
+            f"{checkpoint.tinker_path!r} is a {checkpoint.checkpoint_type} checkpoint, "
+            "not a training checkpoint"
         )
     return checkpoint
 
@@ -71,7 +74,9 @@ def ranked_by_score(
                 f"best_by raised {type(error).__name__} on {cp.tinker_path}: {error}"
             ) from error
         if math.isnan(score):
-            raise CheckpointStrategyNotSupported(f"best_by scored {cp.tinker_path} NaN; scores must be numbers")
+            raise CheckpointStrategyNotSupported(
+                f"best_by scored {cp.tinker_path} NaN; scores must be numbers"
+            )
         scored.append((score, cp.time, cp))
     scored.sort(key=lambda item: (item[0], item[1]), reverse=True)
     return [cp for _, _, cp in scored]
