@@ -83,3 +83,15 @@ def test_a_restarted_executor_follows_the_lineage_from_user_metadata(fake, confi
             second = fresh.recover(first.new_run_id, service, policy()).result(60)
     assert second.checkpoint.tinker_path == first.checkpoint.tinker_path
     assert fake.get_run(second.new_run_id)["user_metadata"]["renderer_name"] == "qwen3"
+
+
+def test_recovery_gives_the_sampler_path_saved_with_the_checkpoint(fake, config):
+    run_id = fake.add_run(checkpoints=2, sampler_checkpoints=2)
+    plain = fake.add_run(checkpoints=1)
+    with (
+        LoopbackService(fake.base_url, fake.api_key, timeout_s=5.0) as service,
+        tr.Executor(1, config=config) as ex,
+    ):
+        recovery = ex.recover(run_id, service, policy()).result(30)
+        assert recovery.sampler_path == f"tinker://{run_id}/sampler_weights/step-000020"
+        assert ex.recover(plain, service, policy()).result(30).sampler_path is None

@@ -108,7 +108,9 @@ class Candidates:
         return self._run
 
     def sampler_path(self, checkpoint: Checkpoint) -> str | None:
-        """The sampler checkpoint saved under ``checkpoint``'s name in the same run, if listed."""
+        """The sampler checkpoint saved under ``checkpoint``'s name in the same run, when a listing
+        made for the fallbacks or the run's ``last_sampler_checkpoint`` shows one; no REST call of
+        its own. None otherwise."""
         try:
             owner = ParsedCheckpointTinkerPath.from_tinker_path(checkpoint.tinker_path).training_run_id
         except ValueError:
