@@ -96,9 +96,12 @@ def run_child(script: str, *, interrupt: bool) -> tuple[float, str, int]:
         began = time.monotonic()
         if interrupt:
             child.send_signal(signal.SIGINT)
-        out, _ = child.communicate(timeout=10)
+        # read the rest through the same buffered file (communicate() would read the pipe itself and
+        # lose lines already buffered with "ready"); EOF comes when the child exits
+        out = child.stdout.read()
+        code = child.wait(timeout=10)
         elapsed = time.monotonic() - began
-        return elapsed, "".join(lines) + out, child.returncode
+        return elapsed, "".join(lines) + out, code
     finally:
         if child.poll() is None:
             child.kill()
