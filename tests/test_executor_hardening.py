@@ -295,3 +295,41 @@ def test_a_nan_budget_window_is_refused_at_recover(scheduler):
     with tr.Executor(1, scheduler=scheduler) as ex, pytest.raises(ValueError, match="recovery_window_s"):
         ex.recover("run-1", FakeService(), pol, last_checkpoint=CP)
     assert attrs.has(tr.Policy)
+
+
+def test_a_retry_waits_for_the_previous_create_call_and_takes_its_late_client(scheduler, recorder):
+    clock = tr.ManualClock()
+    gate = threading.Event()
+    service = FakeService(gate=gate)
+    with tr.Executor(1, scheduler=scheduler, clock=clock) as ex:
+        future = ex.recover("run-1", service, policy(attempt_timeout_ms=2_000), last_checkpoint=CP)
+        service.wait_active(1)
+        clock.wait_for_deadline(1000.0 + 2.0)
+        clock.advance(2.0)
+        recorder.wait_for("failed")
+        scheduler.wait_scheduled(1)
+        scheduler.fire()  # attempt 2 begins while attempt 1's create call still runs
+        gate.set()
+        recovery = future.result(10)
+    assert len(service.calls) == 1  # never a second create call
+    assert recovery.attempts == 2 and recovery.new_run_id == "restored:1"
+    assert recorder.payloads("failed")[0]["reason_class"] == "attempt_timeout"
+
+
+def test_a_retry_does_not_overlap_a_create_call_that_still_hangs(scheduler, recorder):
+    clock = tr.ManualClock()
+    gate = threading.Event()
+    service = FakeService(gate=gate)
+    with tr.Executor(1, scheduler=scheduler, clock=clock) as ex:
+        future = ex.recover(
+            "run-1", service, policy(attempt_timeout_ms=200, max_attempts=2), last_checkpoint=CP
+        )
+        service.wait_active(1)
+        clock.wait_for_deadline(1000.0 + 0.2)
+        clock.advance(0.2)
+        scheduler.wait_scheduled(1)
+        scheduler.fire()
+        with pytest.raises(tr.AttemptTimeout, match="previous attempt's create call is still running"):
+            future.result(10)  # attempt 2 gave up within its own 0.2 s, starting nothing
+        assert len(service.calls) == 1
+        gate.set()
