@@ -17,11 +17,11 @@ import attrs
 
 from . import events, signals
 from ._ids import check_run_id
-from .attempt import Done, Failed, Mailbox, Selected, Unloadable
+from .attempt import Body, Done, Failed, Mailbox, Selected, Unloadable
 from .budget import RestartBudget
-from .candidates import SOURCE_KEY, Candidates
-from .classify import classify, is_unloadable
-from .clock import MAX_WAIT_S, Clock, SystemClock, bounded_wait_s
+from .candidates import SOURCE_KEY
+from .classify import classify
+from .clock import MAX_WAIT_S, Clock, SystemClock
 from .config import Config
 from .errors import (
     AlreadyPending,
@@ -35,7 +35,7 @@ from .models import Checkpoint, TrainingRun
 from .policy import Policy
 from .recovery import Recovery, new_recovery_id
 from .rest import RestClient
-from .restore import adopt_client, create_client, find_created_run, restored_metadata, run_on_thread
+from .restore import run_on_thread
 from .scheduler import RetryScheduler, Scheduler
 from .selection import as_checkpoint
 from .service import check_service
@@ -527,8 +527,22 @@ class Executor:
             if self._stopped is not None:
                 box.stop(self._stopped)
         try:
-            previous = request.previous
-            thread = run_on_thread(f"{self._name}.call", lambda: self._body(request, box, deadline, previous))
+            body = Body(
+                run_id=request.run_id,
+                service=request.service,
+                policy=request.policy,
+                rest=request.rest,
+                given=request.given,
+                run=request.run,
+                attempt=request.attempt,
+                look_first=request.attempt > 1 or request.resumed,
+                lineage_id=request.lineage_id,
+                recovery_id=request.recovery_id,
+                clock=self._clock,
+                source_of=self._source_of,
+                previous=request.previous,
+            )
+            thread = run_on_thread(f"{self._name}.call", lambda: body.execute(box, deadline))
             request.previous = (thread, box)
             note = self._follow(request, box, deadline)
         finally:
@@ -571,119 +585,6 @@ class Executor:
                 )
                 return Failed(error, current)
             self._clock.wait(box.wake, left)
-
-    def _body(
-        self,
-        request: _Request,
-        box: Mailbox,
-        deadline: float | None,
-        previous: tuple[threading.Thread, Mailbox] | None,
-    ) -> None:
-        """The attempt's I/O, on its own daemon thread: wait for the previous attempt's body (a retry
-        never overlaps a create call still under way), take its late client, adopt a run this recovery
-        created, or try the candidates in turn."""
-        current: Checkpoint | None = None
-        try:
-            if previous is not None:
-                late = self._after_previous(request, previous, deadline)
-                if late is not None:
-                    box.post(Selected(late.checkpoint))
-                    box.post(late)
-                    return
-            rest = request.rest
-            if rest is not None and (request.attempt > 1 or request.resumed):
-                created = find_created_run(rest, request.recovery_id)
-                if created is not None:
-                    box.post(self._adopted(request, created, deadline))
-                    return
-            candidates = self._candidates(request)
-            last: Failed | None = None
-            for candidate in candidates:
-                current = candidate
-                box.post(Selected(candidate))
-                metadata = restored_metadata(
-                    candidates.run,
-                    lineage_id=request.lineage_id,
-                    recovery_id=request.recovery_id,
-                    checkpoint=candidate,
-                )
-                if box.stopped is not None:
-                    return  # the worker gave this attempt up: start nothing more
-                try:
-                    client = create_client(
-                        request.service,
-                        request.policy,
-                        candidate,
-                        candidates.run,
-                        metadata,
-                        self._remaining(deadline),
-                    )
-                except Exception as error:
-                    if not is_unloadable(error) or box.stopped is not None:
-                        raise
-                    box.post(Unloadable(candidate, error))
-                    last = Failed(error, candidate)
-                    continue
-                box.post(Done(candidate, client, candidates.sampler_path(candidate)))
-                return
-            assert last is not None  # Candidates raises MissingCheckpoint when it yields nothing
-            box.post(last)
-        except BaseException as error:
-            box.post(Failed(error, current))
-
-    def _after_previous(
-        self, request: _Request, previous: tuple[threading.Thread, Mailbox], deadline: float | None
-    ) -> Done | None:
-        """Wait (within this attempt's deadline) for the previous attempt's body; return the client it
-        made after it was given up, if any. Raises AttemptTimeout if it is still running."""
-        thread, old_box = previous
-        thread.join(bounded_wait_s(self._remaining(deadline)))
-        if thread.is_alive():
-            raise AttemptTimeout(
-                f"run {request.run_id}: the previous attempt's create call is still running; "
-                "no second one is started while it may still create a run"
-            )
-        late = next((note for note in old_box.take() if isinstance(note, Done)), None)
-        if late is not None:
-            log.warning(
-                "run %s: the previous attempt's create call finished after its time-out; its client is used",
-                request.run_id,
-            )
-        return late
-
-    def _adopted(self, request: _Request, created: TrainingRun, deadline: float | None) -> Done:
-        source_path = (created.user_metadata or {}).get(SOURCE_KEY)
-        log.warning(
-            "recovery %s of run %s: run %s was already created by it; adopted instead of creating another",
-            request.recovery_id,
-            request.run_id,
-            created.training_run_id,
-        )
-        client = adopt_client(request.service, created.training_run_id, self._remaining(deadline))
-        checkpoint = Checkpoint.from_path(source_path, time=self._clock.now()) if source_path else None
-        if checkpoint is None:
-            raise RecoveryError(f"run {created.training_run_id} names no source checkpoint; cannot adopt it")
-        return Done(checkpoint, client, None, adopted=True)
-
-    def _candidates(self, request: _Request) -> Candidates:
-        policy, rest = request.policy, request.rest
-        refetch = request.attempt > 1 and rest is not None and policy.strategy_name == "latest"
-        fetch_run: Callable[[str], TrainingRun] | None = None
-        list_checkpoints: Callable[[str], list[Checkpoint]] | None = None
-        if rest is not None:
-            fetch_run, list_checkpoints = rest.get_training_run, rest.list_checkpoints
-        if refetch:
-            request.run = rest.get_training_run(request.run_id) if rest is not None else request.run
-        return Candidates(
-            policy,
-            run_id=request.run_id,
-            given=None if refetch else request.given,
-            run=request.run,
-            fetch_run=fetch_run,
-            list_checkpoints=list_checkpoints,
-            source_of=self._source_of,
-            now=self._clock.now(),
-        )
 
     def _source_of(self, run_id: str, run: TrainingRun | None) -> str | None:
         with self._lock:
