@@ -333,3 +333,14 @@ def test_a_retry_does_not_overlap_a_create_call_that_still_hangs(scheduler, reco
             future.result(10)  # attempt 2 gave up within its own 0.2 s, starting nothing
         assert len(service.calls) == 1
         gate.set()
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), -1.0])
+def test_bad_timeouts_of_join_and_shutdown_are_refused(scheduler, timeout):
+    ex = tr.Executor(1, scheduler=scheduler)
+    with pytest.raises(ValueError, match="timeout"):
+        ex.join(timeout)
+    with pytest.raises(ValueError, match="timeout"):
+        ex.shutdown(timeout=timeout)
+    assert ex.join(1e13) is True  # beyond Event.wait's limit: clamped, and nothing is pending
+    ex.shutdown(timeout=1)

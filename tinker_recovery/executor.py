@@ -21,7 +21,7 @@ from .attempt import Body, Done, Failed, Mailbox, Selected, Unloadable
 from .budget import RestartBudget
 from .candidates import SOURCE_KEY
 from .classify import classify
-from .clock import MAX_WAIT_S, Clock, SystemClock
+from .clock import MAX_WAIT_S, Clock, SystemClock, bounded_wait_s
 from .config import Config
 from .errors import (
     AlreadyPending,
@@ -281,7 +281,11 @@ class Executor:
 
     def join(self, timeout: float | None = None) -> bool:
         """Block until no recovery is queued, running or waiting to retry and every worker has returned
-        from its callbacks; False if ``timeout`` (seconds, None: no limit) passed first."""
+        from its callbacks; False if ``timeout`` (seconds, None: no limit) passed first. Raises
+        ValueError for a negative or NaN ``timeout``."""
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout: must be None or a number >= 0, got {timeout}")
+        timeout = bounded_wait_s(timeout)
         with self._lock:
             return self._lock.wait_for(lambda: not self._pending and self._running == 0, timeout)
 
