@@ -108,6 +108,9 @@ class Policy:
       its worker. None: no limit.
     - ``confirm_polls``: consecutive corrupted polls needed before recovery starts (>= 1).
     - ``max_poll_errors``: consecutive 404 polls after which a run is dropped from monitoring (>= 1).
+    - ``restore(service, checkpoint, run) -> client``: restore your own way instead of the service's
+      ``create_training_client_from_state*`` (``run``: the corrupted TrainingRun, or None when not
+      fetched); its result may be a client, a future of one or an awaitable. None: the service's call.
     """
 
     enabled: bool = attrs.field(default=False, validator=_strict(bool))
@@ -134,6 +137,7 @@ class Policy:
     attempt_timeout_ms: int | None = attrs.field(default=None, validator=_strict(int, minimum=1, optional=True))
     confirm_polls: int = attrs.field(default=1, validator=_strict(int, minimum=1))
     max_poll_errors: int = attrs.field(default=5, validator=_strict(int, minimum=1))
+    restore: Callable[[Any, Any, Any], Any] | None = attrs.field(default=None, validator=_callable_or_none)
 
     @jitter.validator
     def _check_jitter(self, _attribute: attrs.Attribute, value: Any) -> None:
