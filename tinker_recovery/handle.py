@@ -205,7 +205,7 @@ class RunHandle:
     # --- waits ------------------------------------------------------------------------------------
 
     def _settled(self) -> bool:
-        return not self._recovering or self._was_dropped
+        return not self._recovering  # _dropped and _failed clear it too
 
     def _arrived(self) -> bool:
         return self._unseen is not None or self._error is not None
