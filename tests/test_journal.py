@@ -165,6 +165,8 @@ def test_exhausted_by_shutdown_is_resumed_still_pending_but_a_give_up_is_not():
     budget = e("exhausted", "a", 2, lineage_id="a", recovery_id="r1", reason_class="budget",
                reason="shutdown-looking text")
     assert resume_plan([*base, budget]) == []
+    for why in ({"reason_class": "interrupted"}, {"reason_class": "connection", "error": "Shutdown: cancelled"}):
+        assert resume_plan([*base, e("exhausted", "a", 2, lineage_id="a", **why)]) == [ResumeItem("a", "a", (), "r1")]
     old_style = e("exhausted", "a", 2, reason="shutdown: the executor stopped")  # no reason_class
     assert lineage_heads([e("watch", "a"), old_style]) == ["a"]
     assert lineage_heads([e("watch", "a"), e("exhausted", "a", reason="no checkpoint")]) == []

@@ -258,12 +258,17 @@ class _Lineage:
         return ResumeItem(self.head, self.lineage_id, tuple(self.restarts), self.pending)
 
 
+_NOT_GIVEN_UP = ("shutdown", "interrupted")
+
+
 def _shutdown(entry: Mapping[str, Any]) -> bool:
-    """True when an ``exhausted``/``unwatched`` entry was caused by a shutdown, not a give-up or a stop."""
+    """True when an ``exhausted``/``unwatched`` entry was caused by a shutdown or an interrupt of the
+    watching process (``reason_class`` "shutdown" or "interrupted", or a ``Shutdown`` error), not by
+    a give-up, a user stop or a drop. Entries of earlier versions: a ``reason`` starting "shutdown"."""
     label = entry.get("reason_class")
-    if isinstance(label, str):
-        return label == "shutdown"
-    return str(entry.get("reason", "")).startswith("shutdown")
+    if label in _NOT_GIVEN_UP or str(entry.get("error", "")).startswith("Shutdown:"):
+        return True
+    return not isinstance(label, str) and str(entry.get("reason", "")).startswith("shutdown")
 
 
 class _ResumeState:
@@ -272,7 +277,8 @@ class _ResumeState:
     - ``watched`` (or ``watch``) starts a lineage, or moves an existing one to that run;
     - ``started`` marks its recovery pending; ``completed`` counts a restart, clears it, and moves
       the lineage to ``new_run_id``;
-    - ``exhausted`` ends it (unless caused by a shutdown: it is then resumed, still pending);
+    - ``exhausted`` ends it (unless caused by a shutdown or an interrupt: it is then resumed,
+      still pending);
     - ``unwatched`` (or ``unwatch``) of its head ends it (a user stop, a drop), unless its
       ``reason_class`` is ``shutdown``;
     - entries of a lineage that ended or was never watched are ignored (a recovery completing
