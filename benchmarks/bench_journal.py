@@ -74,9 +74,18 @@ def write_journal(path: str, entries: int, runs: int) -> tuple[int, float]:
 
     def record(event: str, run_id: str, lineage: str, **extra: object) -> None:
         nonlocal written
-        journal.record(event, events.payload(run_id=run_id, attempt=extra.pop("attempt", 0), strategy="latest",
-                                             metadata={}, time=T0 + timedelta(seconds=written), lineage_id=lineage,
-                                             **extra))
+        journal.record(
+            event,
+            events.payload(
+                run_id=run_id,
+                attempt=extra.pop("attempt", 0),
+                strategy="latest",
+                metadata={},
+                time=T0 + timedelta(seconds=written),
+                lineage_id=lineage,
+                **extra,
+            ),
+        )
         written += 1
 
     heads = {f"run-{i}": f"run-{i}" for i in range(runs)}
@@ -92,17 +101,36 @@ def write_journal(path: str, entries: int, runs: int) -> tuple[int, float]:
                 new = f"{lineage}-r{cycle}"
                 record("detected", head, lineage)
                 record("started", head, lineage, recovery_id=recovery_id, attempt=1)
-                record("checkpoint_selected", head, lineage, recovery_id=recovery_id, attempt=1,
-                       checkpoint=f"tinker://{head}/weights/step-{cycle:06d}")
+                record(
+                    "checkpoint_selected",
+                    head,
+                    lineage,
+                    recovery_id=recovery_id,
+                    attempt=1,
+                    checkpoint=f"tinker://{head}/weights/step-{cycle:06d}",
+                )
                 record("client_created", head, lineage, recovery_id=recovery_id, attempt=1, new_run_id=new)
-                record("completed", head, lineage, recovery_id=recovery_id, attempt=1, new_run_id=new,
-                       duration_s=1.5)
+                record(
+                    "completed",
+                    head,
+                    lineage,
+                    recovery_id=recovery_id,
+                    attempt=1,
+                    new_run_id=new,
+                    duration_s=1.5,
+                )
                 record("watched", new, lineage, reason=f"recovered from {head}")
                 heads[lineage] = new
             else:  # a poll error of a different class each time (none throttled), and a watch/stop cycle
                 error = ConnectionFailed(f"connection refused by 127.0.0.1 (cycle {cycle})")
-                record("poll_error", head, lineage, error=error, reason="connection refused",
-                       reason_class=("connection", "timeout")[cycle % 2])
+                record(
+                    "poll_error",
+                    head,
+                    lineage,
+                    error=error,
+                    reason="connection refused",
+                    reason_class=("connection", "timeout")[cycle % 2],
+                )
                 record("watched", f"tmp-{lineage}-{cycle}", f"tmp-{lineage}-{cycle}", reason="monitor_run")
                 record("unwatched", f"tmp-{lineage}-{cycle}", f"tmp-{lineage}-{cycle}", reason="user")
             if written >= entries:
@@ -119,8 +147,12 @@ def measure(path: str, what: str, root: str = _ROOT) -> dict[str, float] | None:
     for trace in ("plain", "trace"):
         copy = f"{path}.{trace}"
         shutil.copyfile(path, copy)  # "open" compacts its file: each run gets the same input
-        done = subprocess.run([sys.executable, "-c", MEASURE, root, copy, what, trace], capture_output=True,
-                              text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-c", MEASURE, root, copy, what, trace],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if done.returncode != 0:
             print(f"  {what}: failed: {done.stderr.strip().splitlines()[-1:]}")
             return None
@@ -144,19 +176,27 @@ def main() -> None:
         path = os.path.join(directory, "journal.jsonl")
         written, per_entry = write_journal(path, args.entries, args.runs)
         size = os.path.getsize(path)
-        print(f"journal: {written:,} entries, {size / 1e6:.1f} MB, {args.runs} live lineages; "
-              f"Journal.record: {per_entry * 1e6:.1f} µs per entry")
+        print(
+            f"journal: {written:,} entries, {size / 1e6:.1f} MB, {args.runs} live lineages; "
+            f"Journal.record: {per_entry * 1e6:.1f} µs per entry"
+        )
         rows = [("resume_plan(iter_journal(path))", measure(path, "resume"))]
         if os.path.isdir(os.path.join(args.before, "tinker_recovery")):
-            rows.append((f"before: lineage_heads(read_journal(path)) of {args.before}",
-                         measure(path, "before", args.before)))
+            rows.append(
+                (
+                    f"before: lineage_heads(read_journal(path)) of {args.before}",
+                    measure(path, "before", args.before),
+                )
+            )
         opened = measure(path, "open")
         rows.append(("Journal(path): read + compact", opened))
         print(f"{'what':<62} {'seconds':>8} {'peak MB':>8} {'RSS +MB':>8} {'lineages':>8}")
         for name, result in rows:
             if result is not None:
-                print(f"{name:<62} {result['seconds']:>8.2f} {result['peak'] / 1e6:>8.1f} "
-                      f"{result['rss_kib'] / 1024:>8.1f} {int(result['lineages']):>8}")
+                print(
+                    f"{name:<62} {result['seconds']:>8.2f} {result['peak'] / 1e6:>8.1f} "
+                    f"{result['rss_kib'] / 1024:>8.1f} {int(result['lineages']):>8}"
+                )
         if opened is not None:
             print(f"after compaction: {opened['compacted'] / 1e3:.1f} kB")
     finally:

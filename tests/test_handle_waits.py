@@ -8,9 +8,9 @@ import threading
 import tracemalloc
 
 import pytest
+from conftest import FakeClient, checkpoint
 
 import tinker_recovery as tr
-from conftest import FakeClient, checkpoint
 
 CP = checkpoint("run-1", "step-000120")
 
@@ -132,7 +132,9 @@ def test_dropped_makes_blocking_waits_raise_at_once_even_without_a_time_out():
     thread.join(10)
     with pytest.raises(tr.NotFound):
         handle.wait(None)
-    assert not handle.watching and handle.error is gone and not handle.recovering and "dropped" in repr(handle)
+    assert (
+        not handle.watching and handle.error is gone and not handle.recovering and "dropped" in repr(handle)
+    )
 
 
 def test_one_completion_wakes_every_blocked_thread():
@@ -174,7 +176,9 @@ def test_history_keeps_the_last_hundred_and_counts_them_all():
     assert "recoveries=250" in repr(handle)
 
 
-@pytest.mark.parametrize(("timeout", "error"), [(float("nan"), ValueError), ("1", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    ("timeout", "error"), [(float("nan"), ValueError), ("1", TypeError), (True, TypeError)]
+)
 def test_bad_time_outs_are_refused(timeout, error):
     handle = tr.RunHandle("run-1", "client")
     with pytest.raises(error, match="timeout"):
@@ -203,5 +207,7 @@ def test_a_handle_is_small(capsys):
     grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     per_handle = grown / len(handles)
     with capsys.disabled():
-        print(f"\nRunHandle: {per_handle:.0f} bytes per handle (tracemalloc, 10,000 handles, run ids included)")
+        print(
+            f"\nRunHandle: {per_handle:.0f} bytes per handle (tracemalloc, 10,000 handles, run ids included)"
+        )
     assert per_handle < 400, per_handle

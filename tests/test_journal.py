@@ -11,11 +11,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from conftest import checkpoint
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinker_recovery as tr
-from conftest import checkpoint
 from tinker_recovery import events, signals
 from tinker_recovery.journal import (
     EVENTS,
@@ -36,10 +36,25 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def pay(run_id: str = "run-1", *, attempt: int = 0, t: float = 0.0, lineage_id: str | None = None,
-        recovery_id: str | None = None, **extra: Any) -> dict[str, Any]:
-    return events.payload(run_id=run_id, attempt=attempt, strategy="latest", metadata={"key": SECRET},
-                          time=at(t), lineage_id=lineage_id or run_id, recovery_id=recovery_id, **extra)
+def pay(
+    run_id: str = "run-1",
+    *,
+    attempt: int = 0,
+    t: float = 0.0,
+    lineage_id: str | None = None,
+    recovery_id: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return events.payload(
+        run_id=run_id,
+        attempt=attempt,
+        strategy="latest",
+        metadata={"key": SECRET},
+        time=at(t),
+        lineage_id=lineage_id or run_id,
+        recovery_id=recovery_id,
+        **extra,
+    )
 
 
 def e(event: str, run_id: str, t: float = 0.0, **fields: Any) -> dict[str, Any]:
@@ -52,20 +67,42 @@ def e(event: str, run_id: str, t: float = 0.0, **fields: Any) -> dict[str, Any]:
 
 def test_entry_for_a_completed_payload_gives_exactly_the_journal_fields():
     client = object()
-    payload = pay("run-1", attempt=2, t=5, lineage_id="run-0", recovery_id="rec-1",
-                  checkpoint=checkpoint("run-1", "step-000010"), client=client, new_run_id="run-2",
-                  duration_s=1.23456789)
+    payload = pay(
+        "run-1",
+        attempt=2,
+        t=5,
+        lineage_id="run-0",
+        recovery_id="rec-1",
+        checkpoint=checkpoint("run-1", "step-000010"),
+        client=client,
+        new_run_id="run-2",
+        duration_s=1.23456789,
+    )
     assert entry_for("completed", payload) == {
-        "time": "2026-01-01T00:00:05+00:00", "event": "completed", "run_id": "run-1", "attempt": 2,
-        "lineage_id": "run-0", "recovery_id": "rec-1", "new_run_id": "run-2",
-        "checkpoint": "tinker://run-1/weights/step-000010", "duration_s": 1.234568,
+        "time": "2026-01-01T00:00:05+00:00",
+        "event": "completed",
+        "run_id": "run-1",
+        "attempt": 2,
+        "lineage_id": "run-0",
+        "recovery_id": "rec-1",
+        "new_run_id": "run-2",
+        "checkpoint": "tinker://run-1/weights/step-000010",
+        "duration_s": 1.234568,
     }
 
 
 def test_entry_for_an_error_writes_type_and_one_line_text_and_its_class():
-    error = tr.ServerError("boom\nsecond line\x1b[31m", status_code=503) if _takes_status() else tr.ServerError("x")
+    error = (
+        tr.ServerError("boom\nsecond line\x1b[31m", status_code=503)
+        if _takes_status()
+        else tr.ServerError("x")
+    )
     entry = entry_for("poll_error", pay(error=error, reason="server\nerror"))
-    assert entry["error"].startswith("ServerError: ") and "\n" not in entry["error"] and "\x1b" not in entry["error"]
+    assert (
+        entry["error"].startswith("ServerError: ")
+        and "\n" not in entry["error"]
+        and "\x1b" not in entry["error"]
+    )
     assert entry["reason"] == "server\\nerror" and entry["reason_class"] == events.reason_class(error)
     assert "metadata" not in entry and SECRET not in json.dumps(entry)
 
@@ -80,8 +117,13 @@ def _takes_status() -> bool:
 
 def test_entry_for_keeps_a_given_reason_class_and_converts_times_to_utc():
     paris = timezone(timedelta(hours=1))
-    entry = entry_for("exhausted", {**pay(error=tr.Shutdown("stop"), reason_class="shutdown"),
-                                    "time": datetime(2026, 1, 1, 1, 0, tzinfo=paris)})
+    entry = entry_for(
+        "exhausted",
+        {
+            **pay(error=tr.Shutdown("stop"), reason_class="shutdown"),
+            "time": datetime(2026, 1, 1, 1, 0, tzinfo=paris),
+        },
+    )
     assert entry["reason_class"] == "shutdown" and entry["time"] == "2026-01-01T00:00:00+00:00"
     naive = entry_for("detected", {**pay(), "time": datetime(2026, 1, 1, 3)})
     assert naive["time"] == "2026-01-01T03:00:00+00:00"
@@ -93,33 +135,51 @@ def test_entry_for_cuts_long_text():
     assert len(entry["error"]) == len("ValueError: ") + 2000
 
 
-@pytest.mark.parametrize(("event", "payload", "field"), [
-    ("nope", pay(), "event"),
-    ("detected", {**pay(), "run_id": None}, "run_id"),
-    ("detected", {**pay(), "attempt": True}, "attempt"),
-    ("detected", {**pay(), "attempt": "1"}, "attempt"),
-    ("detected", {**pay(), "time": "2026-01-01"}, "time"),
-    ("detected", {k: v for k, v in pay().items() if k != "time"}, "time"),
-    ("detected", {**pay(), "checkpoint": 3}, "checkpoint"),
-    ("completed", {**pay(), "new_run_id": 7}, "new_run_id"),
-    ("completed", {**pay(), "duration_s": float("nan")}, "duration_s"),
-])
+@pytest.mark.parametrize(
+    ("event", "payload", "field"),
+    [
+        ("nope", pay(), "event"),
+        ("detected", {**pay(), "run_id": None}, "run_id"),
+        ("detected", {**pay(), "attempt": True}, "attempt"),
+        ("detected", {**pay(), "attempt": "1"}, "attempt"),
+        ("detected", {**pay(), "time": "2026-01-01"}, "time"),
+        ("detected", {k: v for k, v in pay().items() if k != "time"}, "time"),
+        ("detected", {**pay(), "checkpoint": 3}, "checkpoint"),
+        ("completed", {**pay(), "new_run_id": 7}, "new_run_id"),
+        ("completed", {**pay(), "duration_s": float("nan")}, "duration_s"),
+    ],
+)
 def test_entry_for_refuses_bad_payloads_naming_the_field(event, payload, field):
     with pytest.raises(ValueError, match=field):
         entry_for(event, payload)
 
 
 def test_events_are_the_eight_signals_then_watched_and_unwatched():
-    assert EVENTS == tuple(s.name.rsplit(".", 1)[1] for s in signals.ALL) + ("watched", "unwatched")
+    assert (*tuple(s.name.rsplit(".", 1)[1] for s in signals.ALL), "watched", "unwatched") == EVENTS
     assert signals.watched.name == "tinkex.recovery.watched" and signals.watched not in signals.ALL
     assert signals.unwatched.name == "tinkex.recovery.unwatched" and signals.unwatched not in signals.ALL
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(["run_id", "attempt", "time", "error", "reason", "checkpoint",
-                                        "new_run_id", "duration_s", "reason_class", "lineage_id"]),
-                       st.one_of(st.none(), st.text(), st.integers(), st.floats(), st.datetimes(),
-                                 st.booleans())))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "run_id",
+                "attempt",
+                "time",
+                "error",
+                "reason",
+                "checkpoint",
+                "new_run_id",
+                "duration_s",
+                "reason_class",
+                "lineage_id",
+            ]
+        ),
+        st.one_of(st.none(), st.text(), st.integers(), st.floats(), st.datetimes(), st.booleans()),
+    )
+)
 def test_entry_for_either_builds_an_entry_or_raises_value_error(payload):
     try:
         entry = entry_for("failed", payload)
@@ -152,21 +212,43 @@ def test_completed_moves_the_head_and_counts_a_restart():
 
 
 def test_a_recovery_started_and_never_finished_is_pending():
-    entries = [e("watched", "a", lineage_id="a"), e("started", "a", 1, lineage_id="a", recovery_id="r1"),
-               e("client_created", "a", 2, lineage_id="a", recovery_id="r1", new_run_id="b")]
+    entries = [
+        e("watched", "a", lineage_id="a"),
+        e("started", "a", 1, lineage_id="a", recovery_id="r1"),
+        e("client_created", "a", 2, lineage_id="a", recovery_id="r1", new_run_id="b"),
+    ]
     assert resume_plan(entries) == [ResumeItem("a", "a", (), "r1")]
 
 
 def test_exhausted_by_shutdown_is_resumed_still_pending_but_a_give_up_is_not():
     base = [e("watched", "a", lineage_id="a"), e("started", "a", 1, lineage_id="a", recovery_id="r1")]
-    shutdown = e("exhausted", "a", 2, lineage_id="a", recovery_id="r1", reason_class="shutdown",
-                 reason="budget? no: shutdown")
+    shutdown = e(
+        "exhausted",
+        "a",
+        2,
+        lineage_id="a",
+        recovery_id="r1",
+        reason_class="shutdown",
+        reason="budget? no: shutdown",
+    )
     assert resume_plan([*base, shutdown]) == [ResumeItem("a", "a", (), "r1")]
-    budget = e("exhausted", "a", 2, lineage_id="a", recovery_id="r1", reason_class="budget",
-               reason="shutdown-looking text")
+    budget = e(
+        "exhausted",
+        "a",
+        2,
+        lineage_id="a",
+        recovery_id="r1",
+        reason_class="budget",
+        reason="shutdown-looking text",
+    )
     assert resume_plan([*base, budget]) == []
-    for why in ({"reason_class": "interrupted"}, {"reason_class": "connection", "error": "Shutdown: cancelled"}):
-        assert resume_plan([*base, e("exhausted", "a", 2, lineage_id="a", **why)]) == [ResumeItem("a", "a", (), "r1")]
+    for why in (
+        {"reason_class": "interrupted"},
+        {"reason_class": "connection", "error": "Shutdown: cancelled"},
+    ):
+        assert resume_plan([*base, e("exhausted", "a", 2, lineage_id="a", **why)]) == [
+            ResumeItem("a", "a", (), "r1")
+        ]
     old_style = e("exhausted", "a", 2, reason="shutdown: the executor stopped")  # no reason_class
     assert lineage_heads([e("watch", "a"), old_style]) == ["a"]
     assert lineage_heads([e("watch", "a"), e("exhausted", "a", reason="no checkpoint")]) == []
@@ -183,15 +265,24 @@ def test_a_user_stop_is_not_resumed_even_when_its_recovery_completes_later():
 
 
 def test_a_dropped_run_is_not_resumed_and_an_unwatch_of_an_older_run_changes_nothing():
-    assert resume_plan([e("watched", "a", lineage_id="a"),
-                        e("unwatched", "a", 1, lineage_id="a", reason="dropped: not found")]) == []
-    moved = [e("watched", "a", lineage_id="a"),
-             e("completed", "a", 1, lineage_id="a", new_run_id="b"),
-             e("unwatched", "a", 2, lineage_id="a", reason="recovered into b")]
+    assert (
+        resume_plan(
+            [
+                e("watched", "a", lineage_id="a"),
+                e("unwatched", "a", 1, lineage_id="a", reason="dropped: not found"),
+            ]
+        )
+        == []
+    )
+    moved = [
+        e("watched", "a", lineage_id="a"),
+        e("completed", "a", 1, lineage_id="a", new_run_id="b"),
+        e("unwatched", "a", 2, lineage_id="a", reason="recovered into b"),
+    ]
     assert resume_plan(moved) == [ResumeItem("b", "a", (at(1),), None)]
-    assert resume_plan([e("watched", "a", lineage_id="a"),
-                        e("unwatched", "a", 1, lineage_id="a", reason_class="shutdown")]) == [
-        ResumeItem("a", "a", (), None)]
+    assert resume_plan(
+        [e("watched", "a", lineage_id="a"), e("unwatched", "a", 1, lineage_id="a", reason_class="shutdown")]
+    ) == [ResumeItem("a", "a", (), None)]
 
 
 def test_entries_of_lineages_never_watched_are_ignored_and_order_is_first_watch():
@@ -206,29 +297,55 @@ def test_entries_of_lineages_never_watched_are_ignored_and_order_is_first_watch(
 
 
 def test_a_journal_of_an_earlier_version_resumes_like_before():
-    entries = [e("watch", "run-1", reason="monitor_run"), e("watch", "run-2"), e("watch", "run-3"),
-               e("unwatch", "run-3", reason="stop_monitoring"), e("detected", "run-1"),
-               e("completed", "run-1", 5, new_run_id="restored:1"), e("watch", "restored:1")]
-    assert resume_plan(entries) == [ResumeItem("restored:1", "run-1", (at(5),), None),
-                                    ResumeItem("run-2", "run-2", (), None)]
+    entries = [
+        e("watch", "run-1", reason="monitor_run"),
+        e("watch", "run-2"),
+        e("watch", "run-3"),
+        e("unwatch", "run-3", reason="stop_monitoring"),
+        e("detected", "run-1"),
+        e("completed", "run-1", 5, new_run_id="restored:1"),
+        e("watch", "restored:1"),
+    ]
+    assert resume_plan(entries) == [
+        ResumeItem("restored:1", "run-1", (at(5),), None),
+        ResumeItem("run-2", "run-2", (), None),
+    ]
 
 
 def test_a_restored_lineage_entry_and_a_bad_time_are_read():
-    snapshot = e("lineage", "c", lineage_id="a", restarts=[at(30).isoformat(), "garbage", at(9).isoformat()],
-                 pending_recovery_id="r3")
+    snapshot = e(
+        "lineage",
+        "c",
+        lineage_id="a",
+        restarts=[at(30).isoformat(), "garbage", at(9).isoformat()],
+        pending_recovery_id="r3",
+    )
     assert resume_plan([snapshot]) == [ResumeItem("c", "a", (at(9), at(30)), "r3")]
     assert resume_plan([e("watched", "a"), {**e("completed", "a", new_run_id="b"), "time": "x"}]) == [
-        ResumeItem("b", "a", (), None)]
+        ResumeItem("b", "a", (), None)
+    ]
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.fixed_dictionaries(
-    {"event": st.sampled_from([*EVENTS, "watch", "unwatch", "lineage", "other"]),
-     "run_id": st.sampled_from(["a", "b", "c"])},
-    optional={"lineage_id": st.sampled_from(["a", "b", 3]), "new_run_id": st.sampled_from(["b", "c", None]),
-              "recovery_id": st.sampled_from(["r1", "r2", None]), "reason_class": st.sampled_from(["shutdown", "x"]),
-              "time": st.one_of(st.text(max_size=5), st.just(T0.isoformat())),
-              "restarts": st.one_of(st.none(), st.lists(st.just(T0.isoformat())))}), max_size=30))
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "event": st.sampled_from([*EVENTS, "watch", "unwatch", "lineage", "other"]),
+                "run_id": st.sampled_from(["a", "b", "c"]),
+            },
+            optional={
+                "lineage_id": st.sampled_from(["a", "b", 3]),
+                "new_run_id": st.sampled_from(["b", "c", None]),
+                "recovery_id": st.sampled_from(["r1", "r2", None]),
+                "reason_class": st.sampled_from(["shutdown", "x"]),
+                "time": st.one_of(st.text(max_size=5), st.just(T0.isoformat())),
+                "restarts": st.one_of(st.none(), st.lists(st.just(T0.isoformat()))),
+            },
+        ),
+        max_size=30,
+    )
+)
 def test_resume_plan_takes_any_entries_and_its_compaction_replays_to_the_same_plan(entries):
     from tinker_recovery.journal import _ResumeState
 
@@ -247,10 +364,23 @@ def test_resume_plan_takes_any_entries_and_its_compaction_replays_to_the_same_pl
 def test_read_skips_torn_garbage_binary_and_overlong_lines_with_one_warning(tmp_path, caplog):
     path = tmp_path / "j.jsonl"
     good = json.dumps(e("watched", "a")) + "\n"
-    path.write_bytes(b"".join([
-        good.encode(), b'{"event":"watch', b"\n", b"\xff\xfe garbage\n", b"[1,2]\n", b'{"event":1,"run_id":"x"}\n',
-        b"\n", b"x" * (3 << 20) + b"\n", good.encode(), b'{"run_id":"b"}\n', b'{"event":"detected","run_id":"a"',
-    ]))
+    path.write_bytes(
+        b"".join(
+            [
+                good.encode(),
+                b'{"event":"watch',
+                b"\n",
+                b"\xff\xfe garbage\n",
+                b"[1,2]\n",
+                b'{"event":1,"run_id":"x"}\n',
+                b"\n",
+                b"x" * (3 << 20) + b"\n",
+                good.encode(),
+                b'{"run_id":"b"}\n',
+                b'{"event":"detected","run_id":"a"',
+            ]
+        )
+    )
     with caplog.at_level(logging.WARNING, logger="tinker_recovery.journal"):
         entries = read_journal(path)
     assert [x["run_id"] for x in entries] == ["a", "a"]
@@ -268,7 +398,9 @@ def test_read_a_missing_journal_gives_nothing_and_iter_streams(tmp_path):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.one_of(st.binary(max_size=40), st.just(json.dumps(e("watched", "ok")).encode())), max_size=12))
+@given(
+    st.lists(st.one_of(st.binary(max_size=40), st.just(json.dumps(e("watched", "ok")).encode())), max_size=12)
+)
 def test_any_bytes_read_without_raising_and_keep_only_whole_entries(tmp_path_factory, chunks):
     path = tmp_path_factory.mktemp("j") / "j.jsonl"
     path.write_bytes(b"\n".join(chunks))
@@ -296,8 +428,10 @@ def test_open_ends_a_torn_last_line_so_the_next_entry_is_not_glued(tmp_path, cap
 def test_entries_are_one_flushed_line_each_with_mode_0600_and_no_secret(tmp_path):
     path = tmp_path / "j.jsonl"
     journal = Journal(path)
-    journal.record("client_created", pay(client=object(), checkpoint=checkpoint("run-1", "step-000001"),
-                                         new_run_id="run-2", error=None))
+    journal.record(
+        "client_created",
+        pay(client=object(), checkpoint=checkpoint("run-1", "step-000001"), new_run_id="run-2", error=None),
+    )
     assert os.stat(path).st_mode & 0o777 == 0o600
     assert json.loads(path.read_text())["new_run_id"] == "run-2"  # flushed before close
     journal.close()
@@ -349,8 +483,13 @@ def test_a_write_error_is_reported_once_then_writing_resumes_on_a_fresh_line(tmp
 def test_a_full_disk_for_real_on_a_tiny_tmpfs(tmp_path, caplog):
     mount = tmp_path / "tiny"
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("mounting a tmpfs needs root")
     try:
         path = mount / "j.jsonl"
@@ -363,7 +502,7 @@ def test_a_full_disk_for_real_on_a_tiny_tmpfs(tmp_path, caplog):
         assert sum(r.levelno >= logging.ERROR for r in caplog.records) == 1
         journal.close()
         assert lineage_heads(read_journal(path)) == ["a"]
-        filler = [p for p in mount.iterdir()]
+        filler = list(mount.iterdir())
         assert filler == [path]
         with open(path, "r+b") as file:  # free space, mid-line; a new journal appends on a fresh line
             file.truncate(os.path.getsize(path) // 2 + 5)
@@ -401,7 +540,9 @@ def test_a_refused_payload_is_logged_once_per_event_and_counted(tmp_path, caplog
         journal.record("detected", {**pay(), "run_id": 5})
         journal.record("detected", {**pay(), "run_id": 6})
     journal.close()
-    assert journal.skipped_payloads == 2 and sum("not journaled" in r.getMessage() for r in caplog.records) == 1
+    assert (
+        journal.skipped_payloads == 2 and sum("not journaled" in r.getMessage() for r in caplog.records) == 1
+    )
 
 
 def test_a_payload_without_time_is_stamped_by_the_journal_clock(tmp_path):
@@ -430,11 +571,18 @@ def test_poll_errors_are_journaled_when_a_streak_starts_or_changes_and_its_end_c
     journal.record("poll_error", pay(error=down))  # a new streak
     journal.record("poll_error", pay("run-2", error=down))  # another run has its own streak
     journal.close()
-    got = [(x["event"], x["run_id"], x.get("reason_class"), x.get("poll_errors_suppressed"))
-           for x in read_journal(tmp_path / "j.jsonl")]
-    assert got == [("poll_error", "run-1", "connection", None), ("poll_error", "run-1", "timeout", None),
-                   ("poll_error", "run-1", "timeout", None), ("detected", "run-1", None, 1),
-                   ("poll_error", "run-1", "connection", None), ("poll_error", "run-2", "connection", None)]
+    got = [
+        (x["event"], x["run_id"], x.get("reason_class"), x.get("poll_errors_suppressed"))
+        for x in read_journal(tmp_path / "j.jsonl")
+    ]
+    assert got == [
+        ("poll_error", "run-1", "connection", None),
+        ("poll_error", "run-1", "timeout", None),
+        ("poll_error", "run-1", "timeout", None),
+        ("detected", "run-1", None, 1),
+        ("poll_error", "run-1", "connection", None),
+        ("poll_error", "run-2", "connection", None),
+    ]
 
 
 def test_compaction_rewrites_atomically_keeping_what_resume_needs(tmp_path):
@@ -471,14 +619,20 @@ def test_a_failed_compaction_is_logged_and_the_journal_goes_on(tmp_path, caplog,
             journal.record("watched", pay(f"r{i}"))
     monkeypatch.undo()
     journal.close()
-    assert len(read_journal(path)) == 8 and sum("compaction failed" in r.getMessage() for r in caplog.records) == 1
+    assert (
+        len(read_journal(path)) == 8
+        and sum("compaction failed" in r.getMessage() for r in caplog.records) == 1
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["j.jsonl"]
 
 
 def test_a_journal_over_its_threshold_is_compacted_when_opened(tmp_path):
     path = tmp_path / "j.jsonl"
-    path.write_text("".join(json.dumps(e("detected", "a", i, lineage_id="a")) + "\n" for i in range(100))
-                    + json.dumps(e("watched", "a", 100, lineage_id="a")) + "\n")
+    path.write_text(
+        "".join(json.dumps(e("detected", "a", i, lineage_id="a")) + "\n" for i in range(100))
+        + json.dumps(e("watched", "a", 100, lineage_id="a"))
+        + "\n"
+    )
     Journal(path, compact_entries=10).close()
     assert [x["event"] for x in read_journal(path)] == ["lineage"]
 
@@ -501,15 +655,20 @@ def test_subscribe_journals_every_signal_of_its_senders_only_until_close(tmp_pat
     journal.close()
     signals.send_guarded(signals.detected, mine, **pay())
     assert [x["event"] for x in read_journal(path)] == list(EVENTS)
-    assert not any(s.receivers for s in (*signals.ALL, signals.watched, signals.unwatched)
-                   if any(r for r in s.receivers_for(mine)))
+    assert not any(
+        s.receivers
+        for s in (*signals.ALL, signals.watched, signals.unwatched)
+        if any(r for r in s.receivers_for(mine))
+    )
 
 
 class FakeMonitor:
     def __init__(self, service: Any = "service", refuse: str | None = None) -> None:
         self.service, self.calls, self.refuse = service, [], refuse
 
-    def monitor_run(self, run_id: str, service: Any, *, lineage_id: str, pending_recovery_id: str | None) -> None:
+    def monitor_run(
+        self, run_id: str, service: Any, *, lineage_id: str, pending_recovery_id: str | None
+    ) -> None:
         if run_id == self.refuse:
             raise tr.NotFound("gone") if hasattr(tr, "NotFound") else ValueError("gone")
         self.calls.append((run_id, service, lineage_id, pending_recovery_id))
@@ -526,11 +685,19 @@ class FakeExecutor:
 
 def test_attach_subscribes_seeds_budgets_and_resumes_through_the_public_api(tmp_path):
     path = tmp_path / "j.jsonl"
-    path.write_text("".join(json.dumps(x) + "\n" for x in [
-        e("watched", "a", 0, lineage_id="a"), e("completed", "a", 5, lineage_id="a", new_run_id="b"),
-        e("watched", "c", 6, lineage_id="c"), e("started", "c", 7, lineage_id="c", recovery_id="rc"),
-        e("watched", "../etc", 8), e("watched", "gone", 9),
-    ]))
+    path.write_text(
+        "".join(
+            json.dumps(x) + "\n"
+            for x in [
+                e("watched", "a", 0, lineage_id="a"),
+                e("completed", "a", 5, lineage_id="a", new_run_id="b"),
+                e("watched", "c", 6, lineage_id="c"),
+                e("started", "c", 7, lineage_id="c", recovery_id="rc"),
+                e("watched", "../etc", 8),
+                e("watched", "gone", 9),
+            ]
+        )
+    )
     monitor, executor = FakeMonitor(refuse="gone"), FakeExecutor()
     journal = Journal(path)
     resumed = journal.attach(monitor, executor)
@@ -540,7 +707,11 @@ def test_attach_subscribes_seeds_budgets_and_resumes_through_the_public_api(tmp_
     signals.send_guarded(signals.detected, executor, **pay("b", lineage_id="a"))
     journal.close()
     tail = read_journal(path)[-3:]
-    assert [(x["event"], x["run_id"]) for x in tail] == [("watched", "b"), ("watched", "c"), ("detected", "b")]
+    assert [(x["event"], x["run_id"]) for x in tail] == [
+        ("watched", "b"),
+        ("watched", "c"),
+        ("detected", "b"),
+    ]
 
 
 def test_attach_without_a_service_resumes_nothing_with_one_warning(tmp_path, caplog):

@@ -48,8 +48,13 @@ CHILD = textwrap.dedent("""
 
 def child(path: Path, mode: str, name: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(path), mode, name], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path), mode, name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def kill(process: subprocess.Popen[str]) -> None:
@@ -71,8 +76,15 @@ def test_a_child_killed_mid_line_leaves_a_torn_line_the_next_open_does_not_glue_
         kill(process)
     assert not path.read_bytes().endswith(b"\n")  # torn for real
     journal = Journal(path)
-    journal.record("watched", {"run_id": "run-b", "attempt": 0, "lineage_id": "run-b",
-                               "time": __import__("datetime").datetime.now(__import__("datetime").timezone.utc)})
+    journal.record(
+        "watched",
+        {
+            "run_id": "run-b",
+            "attempt": 0,
+            "lineage_id": "run-b",
+            "time": __import__("datetime").datetime.now(__import__("datetime").timezone.utc),
+        },
+    )
     journal.close()
     lines = path.read_bytes().split(b"\n")
     assert json.loads(lines[-2])["run_id"] == "run-b" and lines[-1] == b""
@@ -101,5 +113,7 @@ def test_twenty_kills_at_random_points_keep_the_journal_readable_and_the_plan_ex
     # run leaves that one watched: so exactly the 20 runs in order, plus at most one per child
     assert [h for h in heads if h in names] == names
     extra = [h for h in heads if h not in names]
-    assert len(extra) == len({h.rsplit("-", 1)[0] for h in extra}) and all(h.rsplit("-", 1)[0] in names for h in extra)
+    assert len(extra) == len({h.rsplit("-", 1)[0] for h in extra}) and all(
+        h.rsplit("-", 1)[0] in names for h in extra
+    )
     assert os.path.getsize(path) < 400 * 1024  # compaction kept it bounded across the restarts

@@ -9,6 +9,7 @@ Event for as long as it waits, and a coroutine that waits a Future of its own lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
@@ -42,7 +43,7 @@ class _ThreadWaiter:
 class _AsyncWaiter:
     """A coroutine awaiting ``wait_async`` or ``wait_for_recovery_async`` on its event loop."""
 
-    __slots__ = ("loop", "future")
+    __slots__ = ("future", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
         self.loop = loop
@@ -100,21 +101,21 @@ class RunHandle:
     """How many recoveries ``recoveries`` keeps (the newest); older ones are let go with their clients."""
 
     __slots__ = (
-        "original_run_id",
-        "_run_id",
-        "_client",
-        "_stop",
-        "_poll",
-        "_check",
-        "_recovering",
-        "_watching",
-        "_was_dropped",
-        "_error",
-        "_unseen",
-        "_history",
-        "_count",
-        "_waiters",
         "__weakref__",
+        "_check",
+        "_client",
+        "_count",
+        "_error",
+        "_history",
+        "_poll",
+        "_recovering",
+        "_run_id",
+        "_stop",
+        "_unseen",
+        "_waiters",
+        "_was_dropped",
+        "_watching",
+        "original_run_id",
     )
 
     def __init__(
@@ -313,10 +314,8 @@ class RunHandle:
 
     def _remove_waiter(self, waiter: _ThreadWaiter | _AsyncWaiter) -> None:
         if self._waiters is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
-            except ValueError:
-                pass
             if not self._waiters:
                 self._waiters = None
 

@@ -23,6 +23,7 @@ lineage. One process writes a journal at a time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -87,7 +88,9 @@ def _checkpoint_path(checkpoint: Any) -> str:
         return checkpoint
     path = getattr(checkpoint, "tinker_path", None)
     if not isinstance(path, str):
-        raise ValueError(f"payload field 'checkpoint': expected a Checkpoint or a path, got {type(checkpoint).__name__}")
+        raise ValueError(
+            f"payload field 'checkpoint': expected a Checkpoint or a path, got {type(checkpoint).__name__}"
+        )
     return path
 
 
@@ -117,7 +120,9 @@ def entry_for(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         value = payload.get(key)
         if value is not None:
             if not isinstance(value, str):
-                raise ValueError(f"payload field {key!r} of {event}: expected str, got {type(value).__name__}")
+                raise ValueError(
+                    f"payload field {key!r} of {event}: expected str, got {type(value).__name__}"
+                )
             entry[key] = value
     checkpoint = payload.get("checkpoint")
     if checkpoint is not None:
@@ -135,15 +140,24 @@ def entry_for(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         entry["reason_class"] = escape_text(label, 40)
     duration = payload.get("duration_s")
     if duration is not None:
-        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration):
-            raise ValueError(f"payload field 'duration_s' of {event}: expected a finite number, got {duration!r}")
+        if (
+            isinstance(duration, bool)
+            or not isinstance(duration, (int, float))
+            or not math.isfinite(duration)
+        ):
+            raise ValueError(
+                f"payload field 'duration_s' of {event}: expected a finite number, got {duration!r}"
+            )
         entry["duration_s"] = round(float(duration), 6)
     return entry
 
 
 def _line(entry: Mapping[str, Any]) -> bytes:
     """One journal line: ASCII JSON (so no raw newline or control character) and ``\\n``."""
-    return json.dumps(entry, separators=(",", ":"), ensure_ascii=True, allow_nan=False, default=str).encode() + b"\n"
+    return (
+        json.dumps(entry, separators=(",", ":"), ensure_ascii=True, allow_nan=False, default=str).encode()
+        + b"\n"
+    )
 
 
 # --- reading --------------------------------------------------------------------------------------
@@ -154,7 +168,11 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
         entry = json.loads(raw)
     except ValueError:  # includes UnicodeDecodeError
         return None
-    if not isinstance(entry, dict) or not isinstance(entry.get("event"), str) or not isinstance(entry.get("run_id"), str):
+    if (
+        not isinstance(entry, dict)
+        or not isinstance(entry.get("event"), str)
+        or not isinstance(entry.get("run_id"), str)
+    ):
         return None
     return entry
 
@@ -184,7 +202,9 @@ def _entries(file: IO[bytes], name: str) -> Iterator[dict[str, Any]]:
     finally:
         if bad:
             shown = ", ".join(str(n) for n in bad[:5]) + (", ..." if len(bad) > 5 else "")
-            log.warning("journal %s: skipped %d torn or garbage line(s) (line %s)", escape_text(name), len(bad), shown)
+            log.warning(
+                "journal %s: skipped %d torn or garbage line(s) (line %s)", escape_text(name), len(bad), shown
+            )
 
 
 def iter_journal(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
@@ -209,8 +229,11 @@ def read_journal(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def _utc_list(value: Any) -> tuple[datetime, ...]:
-    return tuple(sorted(when for when in (_parse_time(v) for v in value) if when is not None)) if isinstance(
-        value, list) else ()
+    return (
+        tuple(sorted(when for when in (_parse_time(v) for v in value) if when is not None))
+        if isinstance(value, list)
+        else ()
+    )
 
 
 def _as_utc(when: datetime) -> datetime:
@@ -246,7 +269,7 @@ class ResumeItem:
 
 
 class _Lineage:
-    __slots__ = ("lineage_id", "head", "restarts", "pending")
+    __slots__ = ("head", "lineage_id", "pending", "restarts")
 
     def __init__(self, lineage_id: str, head: str) -> None:
         self.lineage_id = lineage_id
@@ -338,9 +361,8 @@ class _ResumeState:
         elif event == "exhausted":
             if not _shutdown(entry):
                 self._end(lineage)
-        elif event in ("unwatched", "unwatch"):
-            if run_id == lineage.head and not _shutdown(entry):
-                self._end(lineage)
+        elif event in ("unwatched", "unwatch") and run_id == lineage.head and not _shutdown(entry):
+            self._end(lineage)
 
     def plan(self) -> list[ResumeItem]:
         return [lineage.item() for lineage in self.lineages.values()]
@@ -350,9 +372,14 @@ class _ResumeState:
         time = _iso(now)
         out = []
         for lineage in self.lineages.values():
-            entry: dict[str, Any] = {"time": time, "event": "lineage", "run_id": lineage.head, "attempt": 0,
-                                     "lineage_id": lineage.lineage_id,
-                                     "restarts": [_iso(when) for when in lineage.restarts]}
+            entry: dict[str, Any] = {
+                "time": time,
+                "event": "lineage",
+                "run_id": lineage.head,
+                "attempt": 0,
+                "lineage_id": lineage.lineage_id,
+                "restarts": [_iso(when) for when in lineage.restarts],
+            }
             if lineage.pending is not None:
                 entry["pending_recovery_id"] = lineage.pending
             out.append(entry)
@@ -380,7 +407,7 @@ def lineage_heads(entries: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def _open_append(path: str) -> IO[bytes]:
-    return open(path, "ab", buffering=0, opener=lambda p, flags: os.open(p, flags, 0o600))  # noqa: SIM115
+    return open(path, "ab", buffering=0, opener=lambda p, flags: os.open(p, flags, 0o600))
 
 
 class Journal:
@@ -416,8 +443,11 @@ class Journal:
         for name, value in (("compact_bytes", compact_bytes), ("compact_entries", compact_entries)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: expected an int >= 0, got {value!r}")
-        if isinstance(poll_error_every_s, bool) or not isinstance(poll_error_every_s, (int, float)) or not (
-                0 <= poll_error_every_s < math.inf):
+        if (
+            isinstance(poll_error_every_s, bool)
+            or not isinstance(poll_error_every_s, (int, float))
+            or not (0 <= poll_error_every_s < math.inf)
+        ):
             raise ValueError(f"poll_error_every_s: expected finite seconds >= 0, got {poll_error_every_s!r}")
         self.path = os.fspath(path)
         self._clock: Clock = clock or SystemClock()
@@ -434,7 +464,8 @@ class Journal:
         self._file_entries = 0
         self._next_bytes = compact_bytes
         self._next_entries = compact_entries
-        self._streaks: dict[str, tuple[str, int, float]] = {}  # run -> (reason class, suppressed, last written)
+        # run id -> (reason class, poll errors left out, monotonic time of the last one written)
+        self._streaks: dict[str, tuple[str, int, float]] = {}
         self._receivers: list[tuple[NamedSignal, Any, Any]] = []
         self._warned_closed = False
         self._warned_payload: set[str] = set()
@@ -511,8 +542,11 @@ class Journal:
             return []
         service = getattr(monitor, "service", None)
         if service is None:
-            log.warning("journal %s lists %d run(s) but the monitor has no service= to recover them; not resumed",
-                        self.path, len(plan))
+            log.warning(
+                "journal %s lists %d run(s) but the monitor has no service= to recover them; not resumed",
+                self.path,
+                len(plan),
+            )
             return []
         seed = getattr(executor, "seed_budget", None)
         resumed = []
@@ -520,13 +554,21 @@ class Journal:
             try:
                 check_run_id(item.run_id)
             except (TypeError, ValueError):
-                log.warning("journal %s lists %r, not a valid run id; skipped", self.path, escape_text(item.run_id, 80))
+                log.warning(
+                    "journal %s lists %r, not a valid run id; skipped",
+                    self.path,
+                    escape_text(item.run_id, 80),
+                )
                 continue
             try:
                 if seed is not None and item.restarts:
                     seed(item.lineage_id, item.restarts)
-                monitor.monitor_run(item.run_id, service, lineage_id=item.lineage_id,
-                                    pending_recovery_id=item.pending_recovery_id)
+                monitor.monitor_run(
+                    item.run_id,
+                    service,
+                    lineage_id=item.lineage_id,
+                    pending_recovery_id=item.pending_recovery_id,
+                )
             except Exception as error:
                 log.warning("journal %s: could not resume %s: %s", self.path, item.run_id, _error_text(error))
                 continue
@@ -561,8 +603,12 @@ class Journal:
                 first = event not in self._warned_payload
                 self._warned_payload.add(event)
             if first:
-                log.warning("journal %s: a %s payload was not journaled: %s", self.path, escape_text(event, 40),
-                            escape_text(error, 300))
+                log.warning(
+                    "journal %s: a %s payload was not journaled: %s",
+                    self.path,
+                    escape_text(event, 40),
+                    escape_text(error, 300),
+                )
             return
         self.write_entry(entry)
 
@@ -593,14 +639,20 @@ class Journal:
                     self.lost_entries += 1
                     if not self._warned_closed:
                         self._warned_closed = True
-                        log.warning("journal %s is closed; dropped a %s entry for %s (and any later ones)",
-                                    self.path, escape_text(event, 40), escape_text(run_id, 80))
+                        log.warning(
+                            "journal %s is closed; dropped a %s entry for %s (and any later ones)",
+                            self.path,
+                            escape_text(event, 40),
+                            escape_text(run_id, 80),
+                        )
                     return
                 if self._write(line):
                     self._file_entries += 1
                     self._maybe_compact()
         except Exception:  # never let the journal break a sender (it runs inside signal receivers)
-            log.error("journal %s: could not journal a %s entry", self.path, escape_text(event, 40), exc_info=True)
+            log.error(
+                "journal %s: could not journal a %s entry", self.path, escape_text(event, 40), exc_info=True
+            )
 
     def _throttled(self, event: Any, run_id: str, entry: Mapping[str, Any]) -> bool:
         """True when this poll error continues a streak already journaled recently (lock held)."""
@@ -609,8 +661,11 @@ class Journal:
         label = str(entry.get("reason_class", entry.get("error", "")))
         now = self._clock.monotonic()
         streak = self._streaks.get(run_id)
-        if streak is not None and streak[0] == label and (
-                self._poll_error_every_s == 0 or now - streak[2] < self._poll_error_every_s):
+        if (
+            streak is not None
+            and streak[0] == label
+            and (self._poll_error_every_s == 0 or now - streak[2] < self._poll_error_every_s)
+        ):
             self._streaks[run_id] = (label, streak[1] + 1, streak[2])
             return True
         self._streaks[run_id] = (label, 0, now)
@@ -633,15 +688,22 @@ class Journal:
             self._torn = True
             self.lost_entries += 1 if line else 0
             if self.write_error is None:
-                log.error("journal %s: cannot write (%s); entries are lost until it can be written again, "
-                          "recovery goes on", self.path, escape_text(error, 300))
+                log.error(
+                    "journal %s: cannot write (%s); entries are lost until it can be written again, "
+                    "recovery goes on",
+                    self.path,
+                    escape_text(error, 300),
+                )
             self.write_error = error
             return False
         self._torn = False
         self._file_bytes += len(data)
         if self.write_error is not None:
-            log.warning("journal %s: writable again (%d entries lost in all; rewriting what resume needs)",
-                        self.path, self.lost_entries)
+            log.warning(
+                "journal %s: writable again (%d entries lost in all; rewriting what resume needs)",
+                self.path,
+                self.lost_entries,
+            )
             self.write_error = None
             self._resync = True  # compact, so the file again holds all that resume needs
         return True
@@ -680,19 +742,18 @@ class Journal:
             _sync_directory(os.path.dirname(os.path.abspath(self.path)))
             file = _open_append(self.path)
         except OSError as error:
-            log.error("journal %s: compaction failed (%s); the journal goes on uncompacted", self.path,
-                      escape_text(error, 300))
-            try:
+            log.error(
+                "journal %s: compaction failed (%s); the journal goes on uncompacted",
+                self.path,
+                escape_text(error, 300),
+            )
+            with contextlib.suppress(OSError):
                 os.unlink(temporary)
-            except OSError:
-                pass
             self._next_bytes, self._next_entries = 2 * self._next_bytes, 2 * self._next_entries
             return
         old, self._file = self._file, file
-        try:
+        with contextlib.suppress(OSError):
             old.close()
-        except OSError:
-            pass
         log.info("journal %s: compacted %d entries into %d", self.path, self._file_entries, len(entries))
         self._torn = False
         self._file_bytes, self._file_entries = size, len(entries)
