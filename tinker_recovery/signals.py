@@ -90,7 +90,6 @@ def send_guarded(signal: NamedSignal, sender: Any, **payload: Any) -> None:
                 exc_info=True,
             )
 
-
 # Not recovery events, so not in ALL: the journal records them to know which runs a restarted
 # watcher must follow. Payload: events.payload(...) plus ``reason`` ("monitor_run", "resumed",
 # "recovered from <id>", "user", "dropped: ...").
