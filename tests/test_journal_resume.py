@@ -6,6 +6,7 @@ a journal-like ``journal=``) and Executor (``seed_budget``); with older ones the
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 
 import pytest
@@ -88,11 +89,9 @@ def test_a_restart_keeps_the_restart_budget_and_the_head_of_the_lineage(
 def test_a_user_stop_is_kept_across_a_restart(fake, config, service, tmp_path):
     path = tmp_path / "journal.jsonl"
     kept, stopped = fake.add_run(), fake.add_run()
-    with tr.Executor(1, config=config) as executor:
-        with tr.Monitor(executor, policy(), config, journal=Journal(path), service=service) as monitor:
-            monitor.monitor_run(kept, service)
-            monitor.monitor_run(stopped, service).stop()
+    with watcher(config, service, Journal(path)) as monitor:
+        monitor.monitor_run(kept, service)
+        monitor.monitor_run(stopped, service).stop()
     assert resume_plan(read_journal(path)) == [ResumeItem(kept, kept)]
-    with tr.Executor(1, config=config) as executor:
-        with tr.Monitor(executor, policy(), config, journal=str(path), service=service) as again:
-            assert again.watched == [kept]
+    with watcher(config, service, str(path)) as again:
+        assert again.watched == [kept]
