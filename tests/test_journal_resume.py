@@ -53,35 +53,36 @@ def policy(**overrides):
     )
 
 
-def test_a_restart_keeps_the_restart_budget_and_the_head_of_the_lineage(
-    fake, config, service, recorder, tmp_path
-):
+@contextlib.contextmanager
+def watcher(config, service, journal, **overrides):
+    """An Executor and a Monitor on ``journal``, stopped at the end: one run of a watching process."""
+    with (
+        tr.Executor(1, config=config) as executor,
+        tr.Monitor(executor, policy(**overrides), config, journal=journal, service=service) as monitor,
+    ):
+        yield monitor
+
+
+def test_a_restart_keeps_the_restart_budget_and_the_head_of_the_lineage(fake, config, service, tmp_path):
     path = tmp_path / "journal.jsonl"
     run_id = fake.add_run(checkpoints=1)
-    with tr.Executor(1, config=config) as executor:
-        with tr.Monitor(
-            executor, policy(max_recoveries=1), config, journal=Journal(path), service=service
-        ) as monitor:
-            handle = monitor.monitor_run(run_id, service)
-            fake.corrupt(run_id)
-            recovery = handle.wait_for_recovery(timeout=20)
+    with watcher(config, service, Journal(path), max_recoveries=1) as monitor:
+        handle = monitor.monitor_run(run_id, service)
+        fake.corrupt(run_id)
+        recovery = handle.wait_for_recovery(timeout=20)
     new_run = recovery.new_run_id
     assert new_run is not None
     [item] = resume_plan(read_journal(path))
     assert item.run_id == new_run and item.lineage_id == run_id and len(item.restarts) == 1
     assert item.pending_recovery_id is None
 
-    # the watcher restarts; the restored run saves, then reads corrupted: the budget (1) is spent
+    # the watcher restarts; the restored run reads corrupted: the budget (1) is spent
     fake.corrupt(new_run)
-    with tr.Executor(1, config=config) as executor:
-        with tr.Monitor(
-            executor, policy(max_recoveries=1), config, journal=Journal(path), service=service
-        ) as again:
-            assert again.watched == [new_run] or again.handle(new_run) is not None
-            resumed = again.handle(new_run)
-            assert resumed is not None
-            with pytest.raises(tr.BudgetExhausted):
-                resumed.wait_for_recovery(timeout=20)
+    with watcher(config, service, Journal(path), max_recoveries=1) as again:
+        resumed = again.handle(new_run)
+        assert resumed is not None
+        with pytest.raises(tr.BudgetExhausted):
+            resumed.wait_for_recovery(timeout=20)
     assert fake.load_weights_count(new_run) == 0  # not restored a second time
     assert resume_plan(read_journal(path)) == []  # given up: a third start resumes nothing
 
