@@ -753,3 +753,22 @@ def test_many_threads_write_whole_lines(tmp_path):
         thread.join(30)
     journal.close()
     assert len(read_journal(path)) == 800 and len(path.read_text().splitlines()) == 800
+
+
+def test_watch_and_stop_cycles_leave_a_small_file_and_no_state(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "j.jsonl"
+    journal = Journal(path, compact_entries=3000)
+    journal.record("watched", pay("kept", lineage_id="kept"))
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(5_000):
+        journal.record("watched", pay(f"run-{i}", reason="monitor_run"))
+        journal.record("poll_error", pay(f"run-{i}", error=ConnectionError("down")))
+        journal.record("unwatched", pay(f"run-{i}", reason="user"))
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    journal.close()
+    assert grown < 64 * 1024, grown  # nothing kept per stopped run
+    assert len(path.read_text().splitlines()) <= 3001 and lineage_heads(read_journal(path)) == ["kept"]
