@@ -772,3 +772,29 @@ def test_watch_and_stop_cycles_leave_a_small_file_and_no_state(tmp_path):
     journal.close()
     assert grown < 64 * 1024, grown  # nothing kept per stopped run
     assert len(path.read_text().splitlines()) <= 3001 and lineage_heads(read_journal(path)) == ["kept"]
+
+
+class Hostile(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+class HostileCheckpoint:
+    @property
+    def tinker_path(self) -> str:
+        raise RuntimeError("no path")
+
+
+def test_payload_objects_that_raise_never_reach_the_sender(tmp_path, caplog):
+    journal = Journal(tmp_path / "j.jsonl")
+    with caplog.at_level(logging.WARNING, logger="tinker_recovery.journal"):
+        signals_sent = [
+            ("failed", pay(error=Hostile())),
+            ("detected", pay(checkpoint=HostileCheckpoint())),
+            ("no-such-event", pay()),
+        ]
+        for event, payload in signals_sent:
+            journal.record(event, payload)  # raises nothing
+    journal.close()
+    assert journal.skipped_payloads == 3 and read_journal(tmp_path / "j.jsonl") == []
+    assert sum("not journaled" in r.getMessage() for r in caplog.records) == 3

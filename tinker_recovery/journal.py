@@ -597,17 +597,18 @@ class Journal:
             if payload.get("time") is None:
                 payload = {**payload, "time": self._clock.now()}
             entry = entry_for(event, payload)
-        except (TypeError, ValueError) as error:
+        except Exception as error:  # a bad payload, or an object in it whose str() or attribute raises
+            kind = event if event in EVENTS else "unknown event"
             with self._lock:
                 self.skipped_payloads += 1
-                first = event not in self._warned_payload
-                self._warned_payload.add(event)
+                first = kind not in self._warned_payload
+                self._warned_payload.add(kind)
             if first:
                 log.warning(
                     "journal %s: a %s payload was not journaled: %s",
                     self.path,
-                    escape_text(event, 40),
-                    escape_text(error, 300),
+                    escape_text(kind, 40),
+                    _safe_text(error),
                 )
             return
         self.write_entry(entry)
@@ -785,6 +786,14 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _safe_text(error: BaseException) -> str:
+    """``Type: text`` of an error whose own ``__str__`` may raise."""
+    try:
+        return f"{type(error).__name__}: {escape_text(error, 300)}"
+    except Exception:
+        return type(error).__name__
 
 
 def _sync_directory(directory: str) -> None:
