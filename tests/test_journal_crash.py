@@ -3,8 +3,8 @@ the run exactly once: child processes watching a FakeTinker served by the test o
 
 Needs the redesigned Monitor (journal attach, ``pending_recovery_id``) and Executor (adoption by
 recovery id); skipped otherwise. The watcher uses the official SDK, whose create calls carry the
-``user_metadata`` a restarted executor finds its run by. ``JOURNAL_KILLS=N`` runs N kills (spread over the points) and
-prints the figure: restored runs per corruption.
+``user_metadata`` a restarted executor finds its run by. ``JOURNAL_KILLS=N`` runs N kills (spread
+over the points) and prints the figure: restored runs per corruption.
 """
 
 from __future__ import annotations
