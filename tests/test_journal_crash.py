@@ -73,11 +73,17 @@ def watcher(fake: FakeTinker, path: Path, run_id: str) -> subprocess.Popen[str]:
     )
 
 
-def read_until(process: subprocess.Popen[str], event: str) -> None:
+def read_until(process: subprocess.Popen[str], event: str, run_id: str | None = None) -> None:
+    """Read the watcher's lines until ``event`` (of ``run_id`` when given); fail on its exhausted."""
     assert process.stdout is not None
     for line in process.stdout:
-        if line.split()[:1] == [event]:
+        words = line.split()
+        if run_id is not None and words[1:2] != [run_id]:
+            continue
+        if words[:1] == [event]:
             return
+        if words[:1] == ["exhausted"]:
+            raise AssertionError(f"the recovery of {run_id} was given up")
     raise AssertionError(f"the watcher ended before {event!r}")
 
 
@@ -103,7 +109,7 @@ def crash_and_resume(fake: FakeTinker, path: Path, point: str) -> int:
         read_until(second, "ready")
         heads = {item.lineage_id: item for item in resume_plan(read_journal(path))}
         if heads[run_id].run_id == run_id:  # the recovery had not been journaled complete: it goes on
-            read_until(second, "completed")
+            read_until(second, "completed", run_id)
     finally:
         kill(second)
     return fake.load_weights_count(run_id)
