@@ -798,3 +798,20 @@ def test_payload_objects_that_raise_never_reach_the_sender(tmp_path, caplog):
     journal.close()
     assert journal.skipped_payloads == 3 and read_journal(tmp_path / "j.jsonl") == []
     assert sum("not journaled" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_a_second_journal_on_the_same_file_appends_never_compacts_and_follows_a_compaction(tmp_path, caplog):
+    path = tmp_path / "j.jsonl"
+    owner = Journal(path, compact_entries=20)
+    with caplog.at_level(logging.WARNING, logger="tinker_recovery.journal"):
+        other = Journal(path, compact_entries=1)
+    assert sum("another Journal" in r.getMessage() for r in caplog.records) == 1
+    other.record("watched", pay("theirs", lineage_id="theirs"))
+    for i in range(30):  # the owner compacts past 20 entries
+        owner.record("watched", pay(f"r{i}"))
+        owner.record("unwatched", pay(f"r{i}", reason="user"))
+    assert len(path.read_text().splitlines()) <= 20
+    other.record("watched", pay("late", lineage_id="late"))  # lands in the compacted file
+    owner.close()
+    other.close()
+    assert lineage_heads(read_journal(path)) == ["theirs", "late"]

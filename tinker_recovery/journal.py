@@ -18,7 +18,10 @@ Bounded: a run's poll errors are journaled when a streak starts or changes class
 per ``poll_error_every_s``); its end is seen at the run's next journaled event, which then carries
 ``poll_errors_suppressed``. When the file passes ``compact_bytes`` or ``compact_entries``, it is
 rewritten atomically (a temporary file, then ``os.replace``) with one ``lineage`` entry per live
-lineage. One process writes a journal at a time.
+lineage. The first Journal to open a file holds its writer lock (``flock``) and alone compacts it;
+another (in this process or another) appends whole lines too, follows the file when it is
+replaced, and warns once; the owner then compacts from the file (an entry the other appends
+during that rewrite can be lost).
 """
 
 from __future__ import annotations
@@ -410,6 +413,20 @@ def _open_append(path: str) -> IO[bytes]:
     return open(path, "ab", buffering=0, opener=lambda p, flags: os.open(p, flags, 0o600))
 
 
+def _try_lock(file: IO[bytes]) -> bool:
+    """Take the journal's writer lock (an advisory ``flock`` on the open file); False if another
+    Journal (in this process or another) holds it. True where ``flock`` does not exist."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: one writer is assumed
+        return True
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
 class Journal:
     """Appends entries to a JSON-lines file; safe to call from any thread. See the module docstring.
 
@@ -458,6 +475,7 @@ class Journal:
         self._lock = threading.Lock()
         self._file: IO[bytes] | None = None
         self._resync = False
+        self._owner = True  # holds the writer lock: the only one that compacts
         self._torn = False  # the file may end in a partial line: start the next entry on a new one
         self._state = _ResumeState()
         self._file_bytes = 0
@@ -492,7 +510,14 @@ class Journal:
             state.apply(entry)
             count += 1
         file = _open_append(self.path)
+        owner = _try_lock(file)
+        if not owner:
+            log.warning(
+                "journal %s is written by another Journal too: this one appends but never compacts",
+                self.path,
+            )
         with self._lock:
+            self._owner = owner
             self._state, self._file, self._file_entries = state, file, count
             self._file_bytes = os.fstat(file.fileno()).st_size
             self._next_bytes, self._next_entries = self._compact_bytes, self._compact_entries
@@ -675,6 +700,8 @@ class Journal:
     def _write(self, line: bytes) -> bool:
         """Write ``line`` at the end of the file, on a fresh line (lock held); False on an error."""
         assert self._file is not None
+        if not self._owner:
+            self._follow_replaced_file()
         data = (b"\n" + line) if self._torn else line
         try:
             view = memoryview(data)
@@ -687,6 +714,8 @@ class Journal:
                 os.fsync(self._file.fileno())
         except OSError as error:
             self._torn = True
+            with contextlib.suppress(OSError):  # a partial write is not another writer's
+                self._file_bytes = os.fstat(self._file.fileno()).st_size
             self.lost_entries += 1 if line else 0
             if self.write_error is None:
                 log.error(
@@ -711,7 +740,23 @@ class Journal:
 
     # --- compaction -----------------------------------------------------------------------------
 
+    def _follow_replaced_file(self) -> None:
+        """When the writer that owns the journal compacted it, append to the new file (lock held)."""
+        assert self._file is not None
+        try:
+            if os.stat(self.path).st_ino == os.fstat(self._file.fileno()).st_ino:
+                return
+            file = _open_append(self.path)
+        except OSError:
+            return  # the write that follows reports the error
+        old, self._file = self._file, file
+        with contextlib.suppress(OSError):
+            old.close()
+        self._torn = False
+
     def _maybe_compact(self) -> None:
+        if not self._owner:
+            return
         over_bytes = self._compact_bytes and self._file_bytes > self._next_bytes
         over_entries = self._compact_entries and self._file_entries > self._next_entries
         if over_bytes or over_entries or self._resync:
@@ -728,6 +773,15 @@ class Journal:
     def _compact(self) -> None:
         if self._file is None:
             return
+        try:
+            size = os.fstat(self._file.fileno()).st_size
+        except OSError:
+            size = self._file_bytes
+        if size != self._file_bytes:  # another writer appended: what resume needs is in the file
+            state = _ResumeState()
+            for entry in iter_journal(self.path):
+                state.apply(entry)
+            self._state = state
         entries = self._state.snapshot(self._clock.now())
         temporary = f"{self.path}.compact-{os.getpid()}"
         size = 0
@@ -752,6 +806,7 @@ class Journal:
                 os.unlink(temporary)
             self._next_bytes, self._next_entries = 2 * self._next_bytes, 2 * self._next_entries
             return
+        _try_lock(file)  # before the old file's lock goes with it
         old, self._file = self._file, file
         with contextlib.suppress(OSError):
             old.close()
