@@ -73,16 +73,19 @@ class _Run:
     urgent: bool = False  # poll_now during a poll: due again when it ends
     suspect: bool = False  # its last poll of its own timed out
     holds_slot: bool = False
+    unlisted: bool = False  # the last listing left it unread: its next poll is one of its own
 
 
 @attrs.frozen
 class Plan:
     """What to start now: ``pages`` (listing page offsets to read), ``alone`` (runs polled with
-    a GET of their own), and ``waiting`` (due suspects left for a free slot)."""
+    a GET of their own), ``waiting`` (due suspects left for a free slot), and ``unread`` (runs a
+    listing cut short by its time budget left unread; they are in ``alone`` or due)."""
 
     pages: tuple[int, ...] = ()
     alone: tuple[str, ...] = ()
     waiting: tuple[str, ...] = ()
+    unread: tuple[str, ...] = ()
 
 
 @attrs.define
@@ -172,12 +175,13 @@ class PollSchedule:
         """Start what is due at ``now``: marks the returned pages and runs as in flight."""
         horizon = now + self.settings.slack_s
         pages: list[int] = []
+        unread: list[str] = []
         if self.mode == "list" and self._listing is None and self._listing_due(horizon):
             self._start_listing(now)
         if self._listing is not None:
             pages = self._next_pages(now)
             if not pages and self._listing.in_flight == 0:
-                self._end_listing_if_done(now)
+                unread = self._end_listing_if_done(now)  # cut short by its time budget: unread go alone
         alone: list[str] = []
         waiting: list[str] = []
         free = self.settings.suspect_slots - self._suspects_in_flight
@@ -193,17 +197,19 @@ class PollSchedule:
                 self._suspects_in_flight += 1
             run.in_flight = True
             run.in_listing = False
+            run.unlisted = False
             run.urgent = False
             run.next_due = now + self.settings.interval_s
             alone.append(run_id)
         self._waiting = bool(waiting)
-        return Plan(pages=tuple(pages), alone=tuple(alone), waiting=tuple(waiting))
+        return Plan(pages=tuple(pages), alone=tuple(alone), waiting=tuple(waiting), unread=tuple(unread))
 
     def _listing_due(self, horizon: float) -> bool:
         if self._next_listing <= horizon:
             return True
         # read new (or urgent) runs by listing early when that costs fewer requests than alone
-        new = sum(1 for run in self._runs.values() if not run.in_flight and run.next_due <= horizon)
+        new = sum(1 for run in self._runs.values()
+                  if not run.in_flight and not run.unlisted and run.next_due <= horizon)
         pages = self._pages(self._known_total if self._known_total is not None else len(self._runs))
         return new > 0 and new >= pages
 
@@ -211,7 +217,7 @@ class PollSchedule:
         self._listing = _Listing(started=now)
         self._next_listing = now + self.settings.interval_s
         for run in self._runs.values():
-            if not run.in_flight:
+            if not run.in_flight and not run.unlisted:
                 run.in_listing = True
                 run.urgent = False
                 run.next_due = now + self.settings.interval_s
@@ -256,9 +262,10 @@ class PollSchedule:
         if defer_s is not None:
             run.next_due = max(run.next_due, now + defer_s)
 
-    def page_read(self, offset: int, total: int, run_ids: Iterable[str], now: float) -> list[str]:
+    def page_read(self, offset: int, total: int, run_ids: Iterable[str], now: float) -> tuple[list[str], list[str]]:
         """A listing page at ``offset`` answered with ``run_ids`` and ``total_count`` = ``total``.
-        Return the watched runs it read (the caller judges each)."""
+        Return the watched runs it read (the caller judges each), and the runs the listing, if
+        it ended now, left unread (polled alone from now)."""
         listing = self._listing
         read = []
         for run_id in run_ids:
@@ -271,23 +278,23 @@ class PollSchedule:
                     run.next_due = now
                 read.append(run_id)
         if listing is None:
-            return read
+            return read, []
         listing.in_flight -= 1
         if offset == 0:
             self._known_total = max(0, total)
             listing.total_pages = self._pages(total)
             if self.settings.mode == "auto" and listing.total_pages >= len(self._runs):
                 listing.stopped = True  # listing costs more than polling each run
-        self._end_listing_if_done(now)
-        return read
+        return read, self._end_listing_if_done(now)
 
-    def page_failed(self, now: float, *, unavailable: bool = False, defer_s: float | None = None) -> None:
+    def page_failed(self, now: float, *, unavailable: bool = False, defer_s: float | None = None) -> list[str]:
         """A listing page failed at ``now``: no more pages; the runs it left unread are polled
         alone (at once, or after ``defer_s``, a Retry-After, which defers the next listing too).
-        ``unavailable``: the backend has no list endpoint (404/405/501): per-run from now on."""
+        ``unavailable``: the backend has no list endpoint (404/405/501): per-run from now on.
+        Return the runs left unread if the listing ended now."""
         listing = self._listing
         if listing is None:
-            return
+            return []
         listing.in_flight -= 1
         listing.stopped = True
         if unavailable:
@@ -296,23 +303,28 @@ class PollSchedule:
             self._next_listing = max(self._next_listing, now + defer_s)
             for run in self._runs.values():
                 if run.in_listing:
-                    run.next_due = max(now, now + defer_s)
-        self._end_listing_if_done(now, defer_s=defer_s)
+                    run.next_due = now + defer_s
+        return self._end_listing_if_done(now, defer_s=defer_s)
 
-    def _end_listing_if_done(self, now: float, defer_s: float | None = None) -> None:
+    def _end_listing_if_done(self, now: float, defer_s: float | None = None) -> list[str]:
         listing = self._listing
         assert listing is not None
         if listing.in_flight > 0:
-            return
+            return []
         end = None if listing.total_pages is None else listing.total_pages * self.settings.page_size
         if not listing.stopped and end is not None and listing.next_offset < end \
                 and now < listing.started + self.settings.timeout_s:
-            return  # more pages to start
+            return []  # more pages to start
         self._listing = None
-        for run in self._runs.values():
-            if run.in_listing:  # not in the pages read: poll it alone
+        unread = []
+        for run_id, run in self._runs.items():
+            if run.in_listing:  # not in the pages read: poll it alone (after a Retry-After: list again)
                 run.in_listing = False
+                run.urgent = False
+                run.unlisted = defer_s is None
                 run.next_due = now if defer_s is None else now + defer_s
+                unread.append(run_id)
+        return unread
 
     # --- waking ---------------------------------------------------------------------------------
 
@@ -334,6 +346,11 @@ class PollSchedule:
                 continue
             wake = min(wake, run.next_due)
         return wake
+
+    def busy(self, run_id: str) -> bool:
+        """True while a poll of ``run_id``'s own is in flight."""
+        run = self._runs.get(run_id)
+        return run is not None and run.in_flight
 
     def due_now(self) -> list[str]:
         """Runs not in a poll of their own (what ``poll_once`` asks for)."""
