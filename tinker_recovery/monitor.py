@@ -70,6 +70,7 @@ class _Watch:
     handle: RunHandle
     lineage_id: str
     pending_recovery_id: str | None = None
+    lineage_given: bool = False  # monitor_run(lineage_id=...): pass it on (else the executor knows it)
     stopped: bool = False
 
 
@@ -238,6 +239,7 @@ class Monitor:
         self._onces: list[_Once] = []
         self._round_trip_s = 0.05
         self._list_warned = False
+        self._listing_error: BaseException | None = None
         self._workers = _Workers(f"{name}.poll")
         self._notifier: _Notifier | None = None
 
@@ -303,6 +305,10 @@ class Monitor:
         for once in [*self._onces, *(item[1] for item in list(self._inbox) if item[0] == "once")]:
             once.done.set()
         self._workers.shutdown(deadline)
+        if thread is not None and not thread.is_alive():  # the state is ours now: report what polls ended
+            for item in list(self._inbox):
+                if item[0] == "error":
+                    self._on_error(*item[1:])
         if notifier is not None:
             notifier.shutdown(deadline)
         if first:
@@ -324,8 +330,8 @@ class Monitor:
                     pending_recovery_id: str | None = None) -> RunHandle:
         """Watch ``run_id``; return the handle a training loop reads the current client from.
 
-        - ``service`` creates the restored client; ``training_client`` is the current one (also
-          accepted as ``metadata["training_client"]``, as before).
+        - ``service`` creates the restored client (None is accepted by a detect-only monitor);
+          ``training_client`` is the current one (also accepted as ``metadata["training_client"]``).
         - ``lineage_id``: the run id the lineage started from (a journal's resume); None: the
           executor's record, else ``run_id``. ``pending_recovery_id``: a recovery begun before a
           crash and never finished; passed on as ``recovery_id`` so the executor adopts it.
@@ -341,7 +347,8 @@ class Monitor:
             raise RecoveryDisabled(f"monitoring {run_id} refused: the policy is not enabled (Policy(enabled=True))")
         if not self.detect_only and self.executor is None:
             raise NoExecutor(f"monitoring {run_id} refused: the monitor has no executor")
-        check_service(service)
+        if service is not None or not self.detect_only:
+            check_service(service)
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata: expected a mapping or None, got {type(metadata).__name__}")
         data = dict(metadata or {})
@@ -358,18 +365,19 @@ class Monitor:
         if not started:
             log.info("monitor_run(%s): starting the monitor (call start() first to silence this)", run_id)
             self.start()
+        given = lineage_id is not None
         if lineage_id is None:
             lineage_of = getattr(self.executor, "lineage_of", None)
             lineage_id = lineage_of(run_id) if callable(lineage_of) else run_id
         handle = self._new_handle(run_id, data.get("training_client"))
-        watch = _Watch(run_id, service, data, handle, str(lineage_id), pending_recovery_id)
+        watch = _Watch(run_id, service, data, handle, str(lineage_id), pending_recovery_id, given)
         with self._lock:
             existing = self._watches.get(run_id) or self._recovering.get(run_id)
             if existing is None:
                 self._watches[run_id] = watch
         if existing is not None:
             return existing.handle
-        reason = "resumed" if pending_recovery_id is not None or lineage_id != run_id else "monitor_run"
+        reason = "resumed" if given or pending_recovery_id is not None else "monitor_run"
         deliver(signals.watched, self, self._payload(watch, reason=reason))
         self._post("add", run_id)
         return handle
@@ -624,7 +632,7 @@ class Monitor:
         read, unread = self._schedule.page_read(offset, total, by_id, self._clock.monotonic())
         for run_id in read:
             self._judge(run_id, by_id[run_id])
-        del unread  # the listing ended without them: they are polled alone now, and answer then
+        self._listing_ended(unread)
 
     def _on_page_error(self, offset: int, error: BaseException) -> None:
         status = error.status_code if isinstance(error, ApiError) else None
@@ -636,8 +644,23 @@ class Monitor:
         elif not unavailable:
             log.warning("listing training runs failed at offset %d (%s); polling each run this cycle",
                         offset, escape_text(error, 300))
-        self._schedule.page_failed(self._clock.monotonic(), unavailable=unavailable,
-                                   defer_s=getattr(error, "retry_after_s", None))
+        if not unavailable:
+            self._listing_error = error
+        self._listing_ended(self._schedule.page_failed(self._clock.monotonic(), unavailable=unavailable,
+                                                       defer_s=getattr(error, "retry_after_s", None)))
+
+    def _listing_ended(self, unread: list[str]) -> None:
+        """Runs a listing left unread are polled alone now (and answer then); after a failed
+        listing each gets one ``poll_error`` (never counted towards dropping it)."""
+        if self._schedule.listing or self._listing_error is None:
+            return  # pages still in flight: the listing has not ended
+        error, self._listing_error = self._listing_error, None
+        reason = f"listing failed: {type(error).__name__}"
+        for run_id in unread:
+            watch = self._registered(run_id)
+            if watch is not None:
+                self._notify(signals.poll_error, watch, error=error, reason=reason,
+                             reason_class=events.reason_class(error))
 
     def _judge(self, run_id: str, run: TrainingRun, *, confirmed: bool = False) -> None:
         outcome = self._states[run_id].read(bool(run.corrupted), confirmed=confirmed)
@@ -682,7 +705,7 @@ class Monitor:
     def _hand_over(self, watch: _Watch, run: TrainingRun) -> None:
         deliver(signals.detected, self, self._payload(watch, checkpoint=run.last_checkpoint))
         extra: dict[str, Any] = {}
-        if watch.lineage_id != watch.run_id:
+        if watch.lineage_given:
             extra["lineage_id"] = watch.lineage_id
         if watch.pending_recovery_id is not None:
             extra["recovery_id"] = watch.pending_recovery_id

@@ -205,6 +205,8 @@ class PollSchedule:
         return Plan(pages=tuple(pages), alone=tuple(alone), waiting=tuple(waiting), unread=tuple(unread))
 
     def _listing_due(self, horizon: float) -> bool:
+        if not any(not run.in_flight and not run.unlisted for run in self._runs.values()):
+            return False  # nothing a listing would read
         if self._next_listing <= horizon:
             return True
         # read new (or urgent) runs by listing early when that costs fewer requests than alone
