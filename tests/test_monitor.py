@@ -6,14 +6,13 @@ when a test asks (poll_once, poll_now) or advances the clock, so call counts are
 
 from __future__ import annotations
 
-import json
 import threading
 
 import pytest
+from conftest import FakeService, checkpoint, training_run
 
 import tinker_recovery as tr
 from tinker_recovery.errors import NotFound, ServerError
-from conftest import FakeService, checkpoint, training_run
 
 CP = checkpoint("run-1", "step-000010", minutes=10)
 
@@ -60,7 +59,7 @@ class ScriptedRest:
             self.calls.append(("list", offset))
             self._lock.notify_all()
             ids = sorted(self.scripts) + [f"other-{n}" for n in range(self.extra_runs)]
-            page = ids[offset:offset + limit]
+            page = ids[offset : offset + limit]
             runs = [self._answer(i) if i in self.scripts else training_run(i, corrupted=False) for i in page]
             return runs, tr.Cursor(offset=offset, limit=limit, total_count=len(ids))
 
@@ -85,7 +84,6 @@ def watch(monitor, rest, run_id, *args, calls=None, **kwargs):
     handle = monitor.monitor_run(run_id, FakeService(), *args, **kwargs)
     rest.wait_calls(len(rest.calls) + 1 if calls is None else calls)
     return handle
-
 
 
 def test_corrupted_run_is_detected_recovered_and_followed(executor, recorder):
@@ -182,13 +180,23 @@ def test_monitor_run_refusals(executor):
         monitor.monitor_run("run-1", FakeService())
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("poll_timeout_s", float("nan")), ("poll_timeout_s", float("inf")), ("poll_timeout_s", 1e300),
-    ("poll_timeout_s", 0), ("poll_concurrency", 0), ("poll_concurrency", True), ("list_page_size", 0),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("poll_timeout_s", float("nan")),
+        ("poll_timeout_s", float("inf")),
+        ("poll_timeout_s", 1e300),
+        ("poll_timeout_s", 0),
+        ("poll_concurrency", 0),
+        ("poll_concurrency", True),
+        ("list_page_size", 0),
+    ],
+)
 def test_bad_numbers_are_refused_naming_the_field(executor, field, value):
-    with pytest.raises(ValueError, match=field.replace("poll_concurrency", "concurrency")
-                       .replace("list_page_size", "page_size")):
+    with pytest.raises(
+        ValueError,
+        match=field.replace("poll_concurrency", "concurrency").replace("list_page_size", "page_size"),
+    ):
         tr.Monitor(executor, policy(), rest=ScriptedRest({}), **{field: value})
 
 
@@ -381,8 +389,9 @@ def test_stop_is_idempotent_and_leaves_no_thread(executor):
 
 def test_detect_only_sends_detected_and_hands_nothing_over(recorder):
     rest = ScriptedRest({"run-1": [True, True, False, True]})
-    monitor = tr.Monitor(None, tr.Policy(poll_interval_ms=1000), rest=rest, detect_only=True,
-                         clock=tr.ManualClock())
+    monitor = tr.Monitor(
+        None, tr.Policy(poll_interval_ms=1000), rest=rest, detect_only=True, clock=tr.ManualClock()
+    )
     handle = watch(monitor, rest, "run-1")
     for _ in range(3):  # still corrupted (not sent again), healthy, corrupted again (sent again)
         monitor.poll_once()
@@ -419,7 +428,9 @@ def test_two_monitors_sharing_an_executor_follow_the_same_recovery(executor, rec
     second.stop()
 
 
-@pytest.mark.skipif(not hasattr(tr.journal.Journal, "attach"), reason="Journal.attach lands with the journal branch")
+@pytest.mark.skipif(
+    not hasattr(tr.journal.Journal, "attach"), reason="Journal.attach lands with the journal branch"
+)
 def test_journal_is_attached_on_start_and_closed_on_stop(executor, tmp_path):
     rest = ScriptedRest({"run-1": [False]})
     monitor = make_monitor(executor, rest, journal=str(tmp_path / "j.jsonl"), service=FakeService()).start()

@@ -5,6 +5,7 @@ No sleeps: waits are on Events with time-outs; every thread and server started h
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import socket
@@ -18,9 +19,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import FakeService, checkpoint, training_run
 
 import tinker_recovery as tr
-from conftest import FakeService, checkpoint, training_run
 from tinker_recovery import signals
 
 KEY = "tml-" + "t" * 40
@@ -51,10 +52,8 @@ class SilentServer:
         return f"http://127.0.0.1:{self.port}"
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        except OSError:
-            pass
         self._sock.close()
         for conn in self._conns:
             conn.close()
@@ -89,8 +88,10 @@ class Rest:
         return training_run(run_id, checkpoint(run_id, "step-000010"), corrupted=answer)
 
     def list_training_runs(self, limit: int = 20, offset: int = 0, **_: Any) -> Any:
-        ids = sorted(self.answers)[offset:offset + limit]
-        return [self.get_training_run(i) for i in ids], tr.Cursor(offset=offset, limit=limit, total_count=len(self.answers))
+        ids = sorted(self.answers)[offset : offset + limit]
+        return [self.get_training_run(i) for i in ids], tr.Cursor(
+            offset=offset, limit=limit, total_count=len(self.answers)
+        )
 
 
 def connect(signal: Any, receiver: Any) -> Any:
@@ -123,7 +124,9 @@ def test_poll_once_returns_when_stop_runs_meanwhile(silent: SilentServer) -> Non
 
 @pytest.mark.parametrize("signal_name", ["detected", "poll_error"])
 def test_stop_may_be_called_from_a_receiver(signal_name: str) -> None:
-    answers: dict[str, Any] = {"run-1": True if signal_name == "detected" else tr.ServerError("x", status_code=500)}
+    answers: dict[str, Any] = {
+        "run-1": True if signal_name == "detected" else tr.ServerError("x", status_code=500)
+    }
     monitor = tr.Monitor(None, policy(), rest=Rest(answers), detect_only=True)  # type: ignore[arg-type]
     returned = threading.Event()
 
@@ -194,7 +197,9 @@ def test_a_blocking_poll_error_receiver_never_delays_detection() -> None:
 
 
 @pytest.mark.parametrize("raised", [SystemExit(3), KeyboardInterrupt()])
-def test_a_receiver_raising_base_exception_drops_nothing(raised: BaseException, recorder: Any, scheduler: Any) -> None:
+def test_a_receiver_raising_base_exception_drops_nothing(
+    raised: BaseException, recorder: Any, scheduler: Any
+) -> None:
     def receiver(sender: Any, **payload: Any) -> None:
         raise raised
 
@@ -229,7 +234,7 @@ def test_many_threads_calling_public_methods_at_once() -> None:
                 if n % 3 == 0:
                     monitor.stop_monitoring(run_id)
             monitor.poll_once(timeout=10)
-        except BaseException as error:  # noqa: BLE001 - collected for the assertion
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=hammer, args=(i,), name=f"test.hammer-{i}") for i in range(8)]
@@ -277,15 +282,22 @@ def test_hanging_polls_do_not_delay_interpreter_exit(silent: SilentServer) -> No
         import sys
         import tinker_recovery as tr
         config = tr.Config(api_key={KEY!r}, base_url={silent.base_url!r}, max_retries=0)
-        monitor = tr.Monitor(None, tr.Policy(poll_interval_ms=1000), config, detect_only=True, poll_timeout_s=60)
+        monitor = tr.Monitor(None, tr.Policy(poll_interval_ms=1000), config, detect_only=True,
+                             poll_timeout_s=60)
         for n in range(4):
             monitor.monitor_run(f"run-{{n}}", None)
         print("watching", flush=True)
         sys.stdin.readline()  # the parent says when the polls hang
     """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert child.stdout is not None and child.stdin is not None
         assert child.stdout.readline() == "watching\n"
@@ -314,6 +326,7 @@ def test_the_service_gives_the_rest_access_and_a_second_host_is_refused() -> Non
     monitor.stop(timeout=5)
     config = tr.Config(api_key=KEY, base_url="http://127.0.0.1:10")
     other = tr.Monitor(None, policy(), config, detect_only=True)
-    with pytest.raises(ValueError, match="'127.0.0.1:10' differs from the service's host '127.0.0.1:9'"):
+    differs = r"'127\.0\.0\.1:10' differs from the service's host '127\.0\.0\.1:9'"
+    with pytest.raises(ValueError, match=differs):
         other.monitor_run("run-1", Service())
     other.stop(timeout=5)

@@ -23,12 +23,26 @@ def schedule(**overrides: object) -> PollSchedule:
 # --- settings -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("interval_s", float("nan")), ("interval_s", float("inf")), ("interval_s", -1.0), ("interval_s", 0),
-    ("interval_s", threading.TIMEOUT_MAX * 2), ("interval_s", True), ("timeout_s", "1"),
-    ("timeout_s", 0.0005), ("concurrency", 0), ("concurrency", 5000), ("concurrency", 1.5),
-    ("page_size", 0), ("max_pages", 0), ("page_concurrency", 65), ("mode", "sometimes"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("interval_s", float("nan")),
+        ("interval_s", float("inf")),
+        ("interval_s", -1.0),
+        ("interval_s", 0),
+        ("interval_s", threading.TIMEOUT_MAX * 2),
+        ("interval_s", True),
+        ("timeout_s", "1"),
+        ("timeout_s", 0.0005),
+        ("concurrency", 0),
+        ("concurrency", 5000),
+        ("concurrency", 1.5),
+        ("page_size", 0),
+        ("max_pages", 0),
+        ("page_concurrency", 65),
+        ("mode", "sometimes"),
+    ],
+)
 def test_settings_refuse_bad_values_naming_the_field(field: str, value: object) -> None:
     fields: dict[str, object] = {"interval_s": 1.0, "timeout_s": 1.0, field: value}
     with pytest.raises(ValueError, match="poll_mode" if field == "mode" else field):
@@ -287,8 +301,11 @@ def test_auto_never_lists_for_a_single_run() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 7), st.sampled_from(["plan", "ok", "timeout", "now", "rm"])),
-                max_size=60))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 7), st.sampled_from(["plan", "ok", "timeout", "now", "rm"])), max_size=60
+    )
+)
 def test_suspect_slots_are_never_exceeded_and_no_run_is_planned_twice(steps: list[tuple[int, str]]) -> None:
     s = schedule(concurrency=8)
     in_flight: set[str] = set()

@@ -52,13 +52,16 @@ def test_a_still_corrupted_run_is_reported_once_until_it_reads_healthy() -> None
 def test_only_consecutive_404s_of_its_own_get_drop_a_run() -> None:
     state = RunState(max_poll_errors=3)
     gone = NotFound("gone", status_code=404)
-    assert state.failed(gone, interval_s=1.0) == Outcome(Verdict.ERROR, report=True, reason="poll failed: NotFound")
+    assert state.failed(gone, interval_s=1.0) == Outcome(
+        Verdict.ERROR, report=True, reason="poll failed: NotFound"
+    )
     state.failed(gone, interval_s=1.0)
     state.failed(RequestTimeout("slow"), interval_s=1.0)  # another error resets the count
     state.failed(gone, interval_s=1.0)
     state.failed(gone, interval_s=1.0)
     assert state.failed(gone, interval_s=1.0) == Outcome(
-        Verdict.DROPPED, report=True, reason="dropped from monitoring: not found for 3 consecutive polls")
+        Verdict.DROPPED, report=True, reason="dropped from monitoring: not found for 3 consecutive polls"
+    )
     state2 = RunState(max_poll_errors=2)
     state2.failed(gone, interval_s=1.0)
     state2.read(False)  # a read resets it
@@ -77,14 +80,20 @@ def test_auth_errors_are_reported_once_and_slow_the_polls() -> None:
 
 
 def test_retry_after_is_passed_on() -> None:
-    outcome = RunState().failed(RateLimited("slow", status_code=429, retry_after_s=3.0), interval_s=1.0,
-                                retry_after_s=3.0)
+    outcome = RunState().failed(
+        RateLimited("slow", status_code=429, retry_after_s=3.0), interval_s=1.0, retry_after_s=3.0
+    )
     assert outcome == Outcome(Verdict.ERROR, report=True, reason="poll failed: RateLimited", defer_s=3.0)
 
 
-@given(st.lists(st.one_of(st.booleans(), st.just("404"), st.just("500")), max_size=50),
-       st.integers(1, 5), st.integers(1, 5))
-def test_dropped_only_after_max_poll_errors_404s_in_a_row(outcomes: list[object], confirm: int, limit: int) -> None:
+@given(
+    st.lists(st.one_of(st.booleans(), st.just("404"), st.just("500")), max_size=50),
+    st.integers(1, 5),
+    st.integers(1, 5),
+)
+def test_dropped_only_after_max_poll_errors_404s_in_a_row(
+    outcomes: list[object], confirm: int, limit: int
+) -> None:
     state = RunState(confirm_polls=confirm, max_poll_errors=limit)
     streak = corrupted = 0
     for outcome in outcomes:

@@ -210,7 +210,8 @@ def _watch(args: argparse.Namespace, rest: RestClient) -> int:
 
         return receive
 
-    receivers = [(signal, printer(signal.name.rsplit(".", 1)[1])) for signal in (signals.detected, signals.poll_error)]
+    receivers = [(signal, printer(signal.name.rsplit(".", 1)[1]))
+                 for signal in (signals.detected, signals.poll_error)]
     for signal, receiver in receivers:
         signal.connect(receiver, sender=monitor, weak=False)
     heartbeat = sys.stdout.isatty() and not args.json

@@ -53,7 +53,7 @@ from .rest import RestClient
 from .run_state import LIST_UNAVAILABLE_STATUSES, RunState, Verdict
 from .service import check_service
 
-__all__ = ["Monitor", "POLL_MODES"]
+__all__ = ["POLL_MODES", "Monitor"]
 
 log = logging.getLogger("tinker_recovery.monitor")
 
@@ -89,12 +89,16 @@ class _Workers:
 
     def __init__(self, name: str) -> None:
         self._name = name
-        self._jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
         self._threads: list[threading.Thread] = []
 
     def grow(self, size: int) -> None:
         while len(self._threads) < size:
-            thread = threading.Thread(target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True)
+            thread = threading.Thread(
+                target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
+            )
             self._threads.append(thread)
             thread.start()
 
@@ -133,8 +137,13 @@ def deliver(signal: NamedSignal, sender: Any, payload: dict[str, Any]) -> None:
         try:
             receiver(sender, **payload)
         except BaseException:
-            log.error("receiver %r of %s raised; ignored (run %s)", receiver, signal.name,
-                      escape_text(payload.get("run_id"), 200), exc_info=True)
+            log.error(
+                "receiver %r of %s raised; ignored (run %s)",
+                receiver,
+                signal.name,
+                escape_text(payload.get("run_id"), 200),
+                exc_info=True,
+            )
 
 
 class _Notifier:
@@ -151,8 +160,11 @@ class _Notifier:
         if self._queue.qsize() >= _NOTIFY_BACKLOG:
             self._dropped += 1
             if self._dropped == 1:
-                log.error("a %s receiver blocks: %d signals queued; dropping further ones", signal.name,
-                          _NOTIFY_BACKLOG)
+                log.error(
+                    "a %s receiver blocks: %d signals queued; dropping further ones",
+                    signal.name,
+                    _NOTIFY_BACKLOG,
+                )
             return
         self._queue.put((signal, payload))
 
@@ -199,11 +211,23 @@ class Monitor:
     ``threading.TIMEOUT_MAX`` raise ValueError naming the field).
     """
 
-    def __init__(self, executor: Any, policy: Policy | None = None, config: Config | None = None,
-                 rest: RestClient | None = None, *, service: Any = None, journal: Any = None,
-                 clock: Clock | None = None, poll_concurrency: int = 16, poll_timeout_s: float | None = None,
-                 poll_mode: str = "auto", list_page_size: int = 100, detect_only: bool = False,
-                 name: str = "tinker_recovery.monitor") -> None:
+    def __init__(
+        self,
+        executor: Any,
+        policy: Policy | None = None,
+        config: Config | None = None,
+        rest: RestClient | None = None,
+        *,
+        service: Any = None,
+        journal: Any = None,
+        clock: Clock | None = None,
+        poll_concurrency: int = 16,
+        poll_timeout_s: float | None = None,
+        poll_mode: str = "auto",
+        list_page_size: int = 100,
+        detect_only: bool = False,
+        name: str = "tinker_recovery.monitor",
+    ) -> None:
         policy = config.recovery if policy is None and config is not None else policy
         self.policy = policy if policy is not None else Policy()
         if not isinstance(self.policy, Policy):
@@ -216,13 +240,21 @@ class Monitor:
             poll_timeout_s = default_timeout_s(interval_s, base.timeout_s if base is not None else 30.0)
         check_seconds("poll_timeout_s", poll_timeout_s)
         check_seconds("poll_interval_ms", interval_s)
-        self.settings = PollSettings(interval_s=interval_s, timeout_s=float(poll_timeout_s),
-                                     concurrency=poll_concurrency, mode=poll_mode, page_size=list_page_size)
+        self.settings = PollSettings(
+            interval_s=interval_s,
+            timeout_s=float(poll_timeout_s),
+            concurrency=poll_concurrency,
+            mode=poll_mode,
+            page_size=list_page_size,
+        )
         self.executor, self.config, self.detect_only = executor, config, detect_only
         self.poll_mode = poll_mode
-        self._rest = rest if rest is not None else (RestClient(config, pool_size=poll_concurrency) if config else None)
+        self._rest = (
+            rest if rest is not None else (RestClient(config, pool_size=poll_concurrency) if config else None)
+        )
         self._owns_rest = rest is None and config is not None
-        self._service, self._journal_spec, self._journal = service, journal, None
+        self._service, self._journal_spec = service, journal
+        self._journal: Any = None
         self._attached = False
         self._clock = clock or SystemClock()
         self._name = name
@@ -244,8 +276,10 @@ class Monitor:
         self._notifier: _Notifier | None = None
 
     def __repr__(self) -> str:
-        return (f"Monitor(watching={len(self._watches)}, poll_mode={self.poll_mode!r}, "
-                f"detect_only={self.detect_only}, stopped={self._stopping})")
+        return (
+            f"Monitor(watching={len(self._watches)}, poll_mode={self.poll_mode!r}, "
+            f"detect_only={self.detect_only}, stopped={self._stopping})"
+        )
 
     @property
     def service(self) -> Any:
@@ -325,9 +359,16 @@ class Monitor:
 
     # --- watching -------------------------------------------------------------------------------
 
-    def monitor_run(self, run_id: str, service: Any, metadata: Mapping[str, Any] | None = None, *,
-                    training_client: Any = None, lineage_id: str | None = None,
-                    pending_recovery_id: str | None = None) -> RunHandle:
+    def monitor_run(
+        self,
+        run_id: str,
+        service: Any,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        training_client: Any = None,
+        lineage_id: str | None = None,
+        pending_recovery_id: str | None = None,
+    ) -> RunHandle:
         """Watch ``run_id``; return the handle a training loop reads the current client from.
 
         - ``service`` creates the restored client (None is accepted by a detect-only monitor);
@@ -344,7 +385,9 @@ class Monitor:
         """
         check_run_id(run_id)
         if not self.detect_only and not self.policy.enabled:
-            raise RecoveryDisabled(f"monitoring {run_id} refused: the policy is not enabled (Policy(enabled=True))")
+            raise RecoveryDisabled(
+                f"monitoring {run_id} refused: the policy is not enabled (Policy(enabled=True))"
+            )
         if not self.detect_only and self.executor is None:
             raise NoExecutor(f"monitoring {run_id} refused: the monitor has no executor")
         if service is not None or not self.detect_only:
@@ -384,8 +427,7 @@ class Monitor:
 
     def _new_handle(self, run_id: str, client: Any) -> RunHandle:
         try:  # RunHandle.check (if this RunHandle has it) asks Monitor.check
-            return RunHandle(run_id, client, stop=self.stop_monitoring, poll=self.poll_now,
-                             check=self.check)  # type: ignore[call-arg]
+            return RunHandle(run_id, client, stop=self.stop_monitoring, poll=self.poll_now, check=self.check)  # type: ignore[call-arg]
         except TypeError:
             return RunHandle(run_id, client, stop=self.stop_monitoring, poll=self.poll_now)
 
@@ -397,8 +439,10 @@ class Monitor:
             rest = self._rest
             if rest is None:
                 if not isinstance(url, str):
-                    raise ValueError("Monitor needs REST access to poll runs: pass config= or rest=, or a "
-                                     "service exposing its base URL (tinker.ServiceClient(base_url=...))")
+                    raise ValueError(
+                        "Monitor needs REST access to poll runs: pass config= or rest=, or a "
+                        "service exposing its base URL (tinker.ServiceClient(base_url=...))"
+                    )
                 try:
                     config = Config(api_key=key if isinstance(key, str) else None, base_url=url)
                 except (TypeError, ValueError) as error:
@@ -409,8 +453,10 @@ class Monitor:
         if isinstance(url, str) and isinstance(getattr(rest, "config", None), Config):
             mine, theirs = urlsplit(rest.config.base_url), urlsplit(url)
             if (mine.hostname, mine.port) != (theirs.hostname, theirs.port):
-                raise ValueError(f"Monitor: the polled host {mine.netloc!r} differs from the service's "
-                                 f"host {theirs.netloc!r}; give the endpoint once")
+                raise ValueError(
+                    f"Monitor: the polled host {mine.netloc!r} differs from the service's "
+                    f"host {theirs.netloc!r}; give the endpoint once"
+                )
 
     def stop_monitoring(self, run_id: str) -> bool:
         """Stop watching ``run_id`` (a recovery in flight finishes, but its run is not followed);
@@ -517,27 +563,37 @@ class Monitor:
         plan = self._schedule.plan(now)
         work = len(plan.alone) + len(plan.pages)
         if work:
-            self._workers.grow(pool_size(len(self._schedule), self.settings.interval_s, self._round_trip_s,
-                                         self.settings.concurrency, suspect_slots=self.settings.suspect_slots))
+            self._workers.grow(
+                pool_size(
+                    len(self._schedule),
+                    self.settings.interval_s,
+                    self._round_trip_s,
+                    self.settings.concurrency,
+                    suspect_slots=self.settings.suspect_slots,
+                )
+            )
         for offset in plan.pages:
             self._workers.submit(self._read_page, offset)
         for run_id in plan.alone:
             self._workers.submit(self._read_run, run_id)
 
     def _read_run(self, run_id: str) -> None:  # on a poll worker: I/O only
-        began = time.monotonic()
+        began, rest = time.monotonic(), self._rest
         try:
-            run = self._rest.get_training_run(run_id, timeout_s=self.settings.timeout_s,  # type: ignore[union-attr]
-                                              max_retries=0)
+            assert rest is not None  # monitor_run refuses runs without REST access
+            run = rest.get_training_run(run_id, timeout_s=self.settings.timeout_s, max_retries=0)
         except BaseException as error:
             self._post("error", run_id, error, time.monotonic() - began)
         else:
             self._post("read", run_id, run, time.monotonic() - began)
 
     def _read_page(self, offset: int) -> None:  # on a poll worker: I/O only
+        rest = self._rest
         try:
-            runs, cursor = self._rest.list_training_runs(  # type: ignore[union-attr]
-                limit=self.settings.page_size, offset=offset, timeout_s=self.settings.timeout_s, max_retries=0)
+            assert rest is not None
+            runs, cursor = rest.list_training_runs(
+                limit=self.settings.page_size, offset=offset, timeout_s=self.settings.timeout_s, max_retries=0
+            )
         except BaseException as error:
             self._post("page_error", offset, error)
         else:
@@ -569,9 +625,15 @@ class Monitor:
     def _on_once(self, once: _Once) -> None:
         now = self._clock.monotonic()
         self._onces.append(once)
-        for run_id in self._states:  # a poll of its own in flight began before the call: not fresh
-            once.pending[run_id] = 2 if self._schedule.busy(run_id) else 1
-            self._schedule.poll_now(run_id, now)
+        for run_id in self._states:
+            if self._schedule.busy(run_id):  # its poll began before the call: poll again after it
+                once.pending[run_id] = 2
+                self._schedule.poll_now(run_id, now)
+            elif self._schedule.listed(run_id):  # the listing in flight reads it: that answer counts
+                once.pending[run_id] = 1
+            else:
+                once.pending[run_id] = 1
+                self._schedule.poll_now(run_id, now)
         once.count = len(once.pending)
         if not once.pending:
             self._finish_once(once)
@@ -608,10 +670,15 @@ class Monitor:
         if run_id not in self._schedule:
             return
         state = self._states[run_id]
-        outcome = state.failed(error, interval_s=self.settings.interval_s,
-                               retry_after_s=getattr(error, "retry_after_s", None))
-        self._schedule.finished(run_id, self._clock.monotonic(), timed_out=isinstance(error, RequestTimeout),
-                                defer_s=outcome.defer_s)
+        outcome = state.failed(
+            error, interval_s=self.settings.interval_s, retry_after_s=getattr(error, "retry_after_s", None)
+        )
+        self._schedule.finished(
+            run_id,
+            self._clock.monotonic(),
+            timed_out=isinstance(error, RequestTimeout),
+            defer_s=outcome.defer_s,
+        )
         self._answered(run_id)
         watch = self._registered(run_id)
         if watch is None:
@@ -622,8 +689,13 @@ class Monitor:
             self._drop(watch, outcome.reason, error)
         elif outcome.report:
             log.warning("run %s: %s (%s)", run_id, outcome.reason, escape_text(error, 300))
-            self._notify(signals.poll_error, watch, error=error, reason=outcome.reason,
-                         reason_class=events.reason_class(error))
+            self._notify(
+                signals.poll_error,
+                watch,
+                error=error,
+                reason=outcome.reason,
+                reason_class=events.reason_class(error),
+            )
         else:
             log.debug("run %s: %s (%s), reported before", run_id, outcome.reason, escape_text(error, 300))
 
@@ -639,15 +711,25 @@ class Monitor:
         unavailable = status in LIST_UNAVAILABLE_STATUSES
         if unavailable and not self._list_warned:
             self._list_warned = True
-            log.warning("listing training runs answered HTTP %s: no list endpoint; polling each run from now on",
-                        status)
+            log.warning(
+                "listing training runs answered HTTP %s: no list endpoint; polling each run from now on",
+                status,
+            )
         elif not unavailable:
-            log.warning("listing training runs failed at offset %d (%s); polling each run this cycle",
-                        offset, escape_text(error, 300))
+            log.warning(
+                "listing training runs failed at offset %d (%s); polling each run this cycle",
+                offset,
+                escape_text(error, 300),
+            )
         if not unavailable:
             self._listing_error = error
-        self._listing_ended(self._schedule.page_failed(self._clock.monotonic(), unavailable=unavailable,
-                                                       defer_s=getattr(error, "retry_after_s", None)))
+        self._listing_ended(
+            self._schedule.page_failed(
+                self._clock.monotonic(),
+                unavailable=unavailable,
+                defer_s=getattr(error, "retry_after_s", None),
+            )
+        )
 
     def _listing_ended(self, unread: list[str]) -> None:
         """Runs a listing left unread are polled alone now (and answer then); after a failed
@@ -659,8 +741,13 @@ class Monitor:
         for run_id in unread:
             watch = self._registered(run_id)
             if watch is not None:
-                self._notify(signals.poll_error, watch, error=error, reason=reason,
-                             reason_class=events.reason_class(error))
+                self._notify(
+                    signals.poll_error,
+                    watch,
+                    error=error,
+                    reason=reason,
+                    reason_class=events.reason_class(error),
+                )
 
     def _judge(self, run_id: str, run: TrainingRun, *, confirmed: bool = False) -> None:
         outcome = self._states[run_id].read(bool(run.corrupted), confirmed=confirmed)
@@ -670,9 +757,12 @@ class Monitor:
         if self.detect_only:
             watch = self._registered(run_id)
             if watch is not None and outcome.report:
-                threading.Thread(target=deliver, name=f"{self._name}.detect", daemon=True,
-                                 args=(signals.detected, self, self._payload(
-                                     watch, checkpoint=run.last_checkpoint))).start()
+                threading.Thread(
+                    target=deliver,
+                    name=f"{self._name}.detect",
+                    daemon=True,
+                    args=(signals.detected, self, self._payload(watch, checkpoint=run.last_checkpoint)),
+                ).start()
             return
         with self._lock:
             watch = self._watches.pop(run_id, None)
@@ -681,8 +771,9 @@ class Monitor:
         self._forget(run_id)
         if watch is not None:
             watch.handle._began()  # at once, so the handle never says "not recovering" in between
-            threading.Thread(target=self._hand_over, args=(watch, run), name=f"{self._name}.detect",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._hand_over, args=(watch, run), name=f"{self._name}.detect", daemon=True
+            ).start()
 
     def _registered(self, run_id: str) -> _Watch | None:
         with self._lock:
@@ -697,7 +788,9 @@ class Monitor:
         dropped = NotFound(f"run {watch.run_id} {reason}", status_code=404)
         mark = getattr(watch.handle, "_dropped", None)
         (mark if callable(mark) else watch.handle._failed)(dropped)
-        self._notify(signals.poll_error, watch, error=error, reason=reason, reason_class=events.reason_class(error))
+        self._notify(
+            signals.poll_error, watch, error=error, reason=reason, reason_class=events.reason_class(error)
+        )
         self._notify(signals.unwatched, watch, reason=f"dropped: {reason}")
 
     # --- handing over and following (detection thread, executor's thread) -------------------------
@@ -712,9 +805,16 @@ class Monitor:
         has_rest = getattr(self.executor, "_has_rest", None)
         config = None if callable(has_rest) and has_rest() else self.config
         try:
-            future = self.executor.recover(watch.run_id, watch.service, self.policy, config=config,
-                                           metadata=watch.metadata, last_checkpoint=run.last_checkpoint,
-                                           run=run, **extra)
+            future = self.executor.recover(
+                watch.run_id,
+                watch.service,
+                self.policy,
+                config=config,
+                metadata=watch.metadata,
+                last_checkpoint=run.last_checkpoint,
+                run=run,
+                **extra,
+            )
         except AlreadyPending as error:  # another monitor handed it over: follow that recovery
             future_of = getattr(self.executor, "future_of", None)
             future = future_of(watch.run_id) if callable(future_of) else None
@@ -727,14 +827,18 @@ class Monitor:
         future.add_done_callback(lambda done: self._recovery_done(watch, done))
 
     def _lost(self, watch: _Watch, error: BaseException) -> None:
-        log.warning("run %s read corrupted but was not handed over: %s", watch.run_id, escape_text(error, 300))
+        log.warning(
+            "run %s read corrupted but was not handed over: %s", watch.run_id, escape_text(error, 300)
+        )
         with self._lock:
             self._recovering.pop(watch.run_id, None)
         watch.handle._failed(error)
 
     def _recovery_done(self, watch: _Watch, future: Future[Recovery]) -> None:
         """Follow the recovered run with the same service and handle; or mark the handle failed."""
-        error = Shutdown(f"recovery of {watch.run_id} cancelled") if future.cancelled() else future.exception()
+        error = (
+            Shutdown(f"recovery of {watch.run_id} cancelled") if future.cancelled() else future.exception()
+        )
         with self._lock:
             self._recovering.pop(watch.run_id, None)
         if error is not None:
@@ -744,15 +848,23 @@ class Monitor:
         new_run_id = recovery.new_run_id
         follow = new_run_id is not None and _is_run_id(new_run_id)
         if not follow:
-            log.warning("run %s: the restored client's model_id %s is not a run id; the new run is not watched",
-                        watch.run_id, escape_text(new_run_id, 80))
+            log.warning(
+                "run %s: the restored client's model_id %s is not a run id; the new run is not watched",
+                watch.run_id,
+                escape_text(new_run_id, 80),
+            )
         with self._lock:
             follow = follow and not watch.stopped and not self._stopping
             if follow:
                 assert new_run_id is not None
                 lineage = getattr(recovery, "lineage_id", None) or watch.lineage_id
-                successor = _Watch(new_run_id, watch.service, {**watch.metadata, "training_client": recovery.client},
-                                   watch.handle, str(lineage))
+                successor = _Watch(
+                    new_run_id,
+                    watch.service,
+                    {**watch.metadata, "training_client": recovery.client},
+                    watch.handle,
+                    str(lineage),
+                )
                 self._watches.setdefault(new_run_id, successor)
         if follow:
             deliver(signals.watched, self, self._payload(successor, reason=f"recovered from {watch.run_id}"))
@@ -762,9 +874,16 @@ class Monitor:
     # --- signals --------------------------------------------------------------------------------
 
     def _payload(self, watch: _Watch, **extra: Any) -> dict[str, Any]:
-        return events.payload(run_id=watch.run_id, attempt=0, strategy=self.policy.strategy_name,
-                              metadata=watch.metadata, time=self._clock.now(), lineage_id=watch.lineage_id,
-                              recovery_id=None, **extra)
+        return events.payload(
+            run_id=watch.run_id,
+            attempt=0,
+            strategy=self.policy.strategy_name,
+            metadata=watch.metadata,
+            time=self._clock.now(),
+            lineage_id=watch.lineage_id,
+            recovery_id=None,
+            **extra,
+        )
 
     def _notify(self, signal: NamedSignal, watch: _Watch, **extra: Any) -> None:
         if self._notifier is not None:

@@ -35,7 +35,7 @@ import attrs
 
 from .poll_settings import PollSettings
 
-__all__ = ["PollSchedule", "Plan", "pool_size", "pages_for"]
+__all__ = ["Plan", "PollSchedule", "pages_for", "pool_size"]
 
 AUTO_MIN_RUNS = 2
 """``auto`` never lists for fewer watched runs than this."""
@@ -210,8 +210,11 @@ class PollSchedule:
         if self._next_listing <= horizon:
             return True
         # read new (or urgent) runs by listing early when that costs fewer requests than alone
-        new = sum(1 for run in self._runs.values()
-                  if not run.in_flight and not run.unlisted and run.next_due <= horizon)
+        new = sum(
+            1
+            for run in self._runs.values()
+            if not run.in_flight and not run.unlisted and run.next_due <= horizon
+        )
         pages = self._pages(self._known_total if self._known_total is not None else len(self._runs))
         return new > 0 and new >= pages
 
@@ -246,7 +249,9 @@ class PollSchedule:
 
     # --- outcomes -------------------------------------------------------------------------------
 
-    def finished(self, run_id: str, now: float, *, timed_out: bool = False, defer_s: float | None = None) -> None:
+    def finished(
+        self, run_id: str, now: float, *, timed_out: bool = False, defer_s: float | None = None
+    ) -> None:
         """A poll of ``run_id``'s own ended at ``now``. ``timed_out`` makes it a suspect;
         ``defer_s`` (a Retry-After) puts its next poll no sooner than ``now + defer_s``."""
         run = self._runs.get(run_id)
@@ -264,7 +269,9 @@ class PollSchedule:
         if defer_s is not None:
             run.next_due = max(run.next_due, now + defer_s)
 
-    def page_read(self, offset: int, total: int, run_ids: Iterable[str], now: float) -> tuple[list[str], list[str]]:
+    def page_read(
+        self, offset: int, total: int, run_ids: Iterable[str], now: float
+    ) -> tuple[list[str], list[str]]:
         """A listing page at ``offset`` answered with ``run_ids`` and ``total_count`` = ``total``.
         Return the watched runs it read (the caller judges each), and the runs the listing, if
         it ended now, left unread (polled alone from now)."""
@@ -289,7 +296,9 @@ class PollSchedule:
                 listing.stopped = True  # listing costs more than polling each run
         return read, self._end_listing_if_done(now)
 
-    def page_failed(self, now: float, *, unavailable: bool = False, defer_s: float | None = None) -> list[str]:
+    def page_failed(
+        self, now: float, *, unavailable: bool = False, defer_s: float | None = None
+    ) -> list[str]:
         """A listing page failed at ``now``: no more pages; the runs it left unread are polled
         alone (at once, or after ``defer_s``, a Retry-After, which defers the next listing too).
         ``unavailable``: the backend has no list endpoint (404/405/501): per-run from now on.
@@ -314,8 +323,12 @@ class PollSchedule:
         if listing.in_flight > 0:
             return []
         end = None if listing.total_pages is None else listing.total_pages * self.settings.page_size
-        if not listing.stopped and end is not None and listing.next_offset < end \
-                and now < listing.started + self.settings.timeout_s:
+        if (
+            not listing.stopped
+            and end is not None
+            and listing.next_offset < end
+            and now < listing.started + self.settings.timeout_s
+        ):
             return []  # more pages to start
         self._listing = None
         unread = []
@@ -353,6 +366,11 @@ class PollSchedule:
         """True while a poll of ``run_id``'s own is in flight."""
         run = self._runs.get(run_id)
         return run is not None and run.in_flight
+
+    def listed(self, run_id: str) -> bool:
+        """True while the listing in flight has yet to read ``run_id``."""
+        run = self._runs.get(run_id)
+        return run is not None and run.in_listing
 
     def due_now(self) -> list[str]:
         """Runs not in a poll of their own (what ``poll_once`` asks for)."""

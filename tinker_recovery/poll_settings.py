@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["PollSettings", "POLL_MODES", "check_seconds", "check_count", "default_timeout_s"]
+__all__ = ["POLL_MODES", "PollSettings", "check_count", "check_seconds", "default_timeout_s"]
 
 POLL_MODES = ("auto", "per_run", "list")
 """``per_run``: one GET per run; ``list``: pages of the listing; ``auto``: whichever costs fewer requests."""
@@ -34,7 +34,9 @@ def check_seconds(field: str, value: Any, *, minimum: float = 0.0, allow_zero: b
     if math.isnan(seconds) or math.isinf(seconds):
         raise ValueError(f"{field}: must be finite, got {value!r}")
     if seconds > threading.TIMEOUT_MAX:
-        raise ValueError(f"{field}: at most {threading.TIMEOUT_MAX:g} s (threading.TIMEOUT_MAX), got {value!r}")
+        raise ValueError(
+            f"{field}: at most {threading.TIMEOUT_MAX:g} s (threading.TIMEOUT_MAX), got {value!r}"
+        )
     if seconds < 0 or (seconds == 0 and not allow_zero) or seconds < minimum:
         bound = f">= {minimum:g}" if minimum else (">= 0" if allow_zero else "> 0")
         raise ValueError(f"{field}: must be {bound} s, got {value!r}")

@@ -13,7 +13,7 @@ import attrs
 
 from .errors import ApiError, NotFound
 
-__all__ = ["Verdict", "Outcome", "RunState", "AUTH_RETRY_S", "LIST_UNAVAILABLE_STATUSES"]
+__all__ = ["AUTH_RETRY_S", "LIST_UNAVAILABLE_STATUSES", "Outcome", "RunState", "Verdict"]
 
 AUTH_RETRY_S = 60.0
 """After a 401/403 a run is polled again no sooner than this (or its interval, if longer)."""
@@ -75,12 +75,16 @@ class RunState:
             return Outcome(Verdict.HEALTHY)
         self.corrupted_streak += 1
         if self.corrupted_streak < self.confirm_polls and not confirmed:
-            return Outcome(Verdict.CONFIRMING, reason=f"corrupted {self.corrupted_streak}/{self.confirm_polls}")
+            return Outcome(
+                Verdict.CONFIRMING, reason=f"corrupted {self.corrupted_streak}/{self.confirm_polls}"
+            )
         report = not self.corruption_reported
         self.corruption_reported = True
         return Outcome(Verdict.CORRUPTED, report=report, reason="corrupted")
 
-    def failed(self, error: BaseException, *, interval_s: float, retry_after_s: float | None = None) -> Outcome:
+    def failed(
+        self, error: BaseException, *, interval_s: float, retry_after_s: float | None = None
+    ) -> Outcome:
         """The run's own GET failed with ``error``. Never counts as corruption.
 
         ``retry_after_s``: the server's Retry-After (429/503), deferring the next poll."""
@@ -89,14 +93,18 @@ class RunState:
         if isinstance(error, NotFound):
             self.not_found_streak += 1
             if self.not_found_streak >= self.max_poll_errors:
-                return Outcome(Verdict.DROPPED, report=True,
-                               reason=f"dropped from monitoring: not found for {self.not_found_streak} consecutive polls")
+                return Outcome(
+                    Verdict.DROPPED,
+                    report=True,
+                    reason=f"dropped from monitoring: not found for {self.not_found_streak} "
+                    "consecutive polls",
+                )
             return Outcome(Verdict.ERROR, report=True, reason=f"poll failed: {name}")
         self.not_found_streak = 0
         if status in (401, 403):
             report = not self.auth_reported
             self.auth_reported = True
-            return Outcome(Verdict.ERROR, report=report,
-                           reason=f"poll refused: HTTP {status} ({name}); polled every {max(interval_s, AUTH_RETRY_S):g} s",
-                           defer_s=max(interval_s, AUTH_RETRY_S))
+            every = max(interval_s, AUTH_RETRY_S)
+            reason = f"poll refused: HTTP {status} ({name}); polled every {every:g} s"
+            return Outcome(Verdict.ERROR, report=report, reason=reason, defer_s=every)
         return Outcome(Verdict.ERROR, report=True, reason=f"poll failed: {name}", defer_s=retry_after_s)
