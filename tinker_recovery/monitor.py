@@ -426,9 +426,10 @@ class Monitor:
         return handle
 
     def _new_handle(self, run_id: str, client: Any) -> RunHandle:
-        try:  # RunHandle.check (if this RunHandle has it) asks Monitor.check
-            return RunHandle(run_id, client, stop=self.stop_monitoring, poll=self.poll_now, check=self.check)  # type: ignore[call-arg]
-        except TypeError:
+        check: dict[str, Any] = {"check": self.check}  # RunHandle.check asks Monitor.check
+        try:
+            return RunHandle(run_id, client, stop=self.stop_monitoring, poll=self.poll_now, **check)
+        except TypeError:  # a RunHandle without check=
             return RunHandle(run_id, client, stop=self.stop_monitoring, poll=self.poll_now)
 
     def _ensure_rest(self, service: Any) -> None:
