@@ -51,7 +51,7 @@ from .poll_settings import POLL_MODES, PollSettings, check_seconds, default_time
 from .recovery import Recovery
 from .rest import RestClient
 from .run_state import LIST_UNAVAILABLE_STATUSES, RunState, Verdict
-from .service import check_service
+from .service import Recoverer, check_service
 
 __all__ = ["POLL_MODES", "Monitor"]
 
@@ -213,7 +213,7 @@ class Monitor:
 
     def __init__(
         self,
-        executor: Any,
+        executor: Recoverer | None,
         policy: Policy | None = None,
         config: Config | None = None,
         rest: RestClient | None = None,
@@ -803,10 +803,13 @@ class Monitor:
             extra["lineage_id"] = watch.lineage_id
         if watch.pending_recovery_id is not None:
             extra["recovery_id"] = watch.pending_recovery_id
-        has_rest = getattr(self.executor, "_has_rest", None)
+        executor = self.executor
+        has_rest = getattr(executor, "_has_rest", None)
         config = None if callable(has_rest) and has_rest() else self.config
+        future: Future[Recovery] | None = None
         try:
-            future = self.executor.recover(
+            assert executor is not None  # monitor_run refuses runs without one unless detect-only
+            future = executor.recover(
                 watch.run_id,
                 watch.service,
                 self.policy,
@@ -825,6 +828,7 @@ class Monitor:
         except BaseException as error:
             self._lost(watch, error)
             return
+        assert future is not None
         future.add_done_callback(lambda done: self._recovery_done(watch, done))
 
     def _lost(self, watch: _Watch, error: BaseException) -> None:
