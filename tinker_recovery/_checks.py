@@ -16,12 +16,12 @@ from typing import Any, TypeVar
 
 __all__ = [
     "MAX_WAIT_S",
-    "check_int",
-    "check_seconds",
-    "check_ms",
-    "check_callable",
-    "check_bool",
     "attrs_validator",
+    "check_bool",
+    "check_callable",
+    "check_int",
+    "check_ms",
+    "check_seconds",
 ]
 
 T = TypeVar("T")
@@ -83,7 +83,7 @@ def check_seconds(
         raise ValueError(f"{name}: must be {bound} {minimum:g} s, got {_shown(value)}")
     if as_float > maximum:
         raise ValueError(f"{name}: must be at most {maximum:g} s, got {_shown(value)}")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def check_ms(

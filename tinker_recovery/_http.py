@@ -23,7 +23,6 @@ import http.client
 import io
 import ipaddress
 import logging
-import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -40,7 +39,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from .errors import ConnectionFailed, RequestTimeout, ResponseError, TinkerRecoveryError
 from .redact import scrub
 
-__all__ = ["Reply", "exchange", "DeadlineAdapter", "is_loopback_host", "NO_PROXY"]
+__all__ = ["NO_PROXY", "DeadlineAdapter", "Reply", "exchange", "is_loopback_host"]
 
 log = logging.getLogger("tinker_recovery.http")
 
@@ -126,7 +125,7 @@ class _Bound:
     """Mixin for urllib3 connections: responses read under the exchange's deadline."""
 
     debuglevel = 0  # http.client prints headers (the key) when this is > 0; keep it off for us
-    response_class = _DeadlineResponse
+    response_class: Any = _DeadlineResponse
 
 
 class _Connection(_Bound, HTTPConnection):
@@ -285,7 +284,7 @@ def _send_and_read(
         )
     except (RecursionError, MemoryError):
         failure = ResponseError(f"{what}: the answer's headers could not be read")
-    except Exception as error:  # a transport bug on a hostile answer must not escape as itself
+    except Exception as error:  # noqa: BLE001 -- a transport bug on a hostile answer must not escape as itself
         log.warning("%s: unexpected %s while sending; reported as ConnectionFailed", what, type(error).__name__)
         failure = ConnectionFailed(f"{what}: {type(error).__name__}")
     if failure is not None or response is None:
@@ -327,7 +326,7 @@ def _read_body(
                 failure = ResponseError(f"{what}: response exceeds {max_bytes} bytes")
                 break
             chunks.append(chunk)
-    except (socket.timeout, urllib3.exceptions.TimeoutError, requests.Timeout):
+    except (TimeoutError, urllib3.exceptions.TimeoutError, requests.Timeout):
         failure = _timed_out(what, timeout_s, f"body after {size} bytes")
     except (OSError, urllib3.exceptions.HTTPError, requests.RequestException, ValueError) as error:
         failure = (
@@ -335,7 +334,7 @@ def _read_body(
             if entry.deadline <= time.monotonic()
             else ConnectionFailed(f"{what}: connection broke while reading: {type(error).__name__}")
         )
-    except Exception as error:  # e.g. a decoder's own error on a hostile Content-Encoding
+    except Exception as error:  # noqa: BLE001 -- e.g. a decoder's own error on a hostile Content-Encoding
         log.warning("%s: unexpected %s while reading the body", what, type(error).__name__)
         failure = ResponseError(f"{what}: the body could not be read ({type(error).__name__})")
     if failure is not None:

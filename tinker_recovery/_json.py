@@ -7,21 +7,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ._text import escape_text
 from .errors import ResponseError
 
-__all__ = ["JsonObject", "loads", "parse_timestamp", "MAX_INT"]
+__all__ = ["MAX_INT", "JsonObject", "loads", "parse_timestamp"]
 
 T = TypeVar("T")
 _MISSING = object()
 MAX_INT = 2**63 - 1
 """Integers read from an answer must lie within +-MAX_INT (a larger one is refused, not trusted)."""
 _MAX_TIMESTAMP_CHARS = 64
-_UTC_MAX = datetime.max.replace(tzinfo=timezone.utc)
-_UTC_MIN = datetime.min.replace(tzinfo=timezone.utc)
+_UTC_MAX = datetime.max.replace(tzinfo=UTC)
+_UTC_MIN = datetime.min.replace(tzinfo=UTC)
 
 
 def _shown(value: str) -> str:
@@ -60,9 +60,9 @@ def parse_timestamp(value: str, field: str) -> datetime:
     except (ValueError, OverflowError):
         raise ResponseError(f"{field}: not an ISO-8601 datetime: {_shown(value)}") from None
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=timezone.utc)
+        return parsed.replace(tzinfo=UTC)
     try:
-        return parsed.astimezone(timezone.utc)
+        return parsed.astimezone(UTC)
     except OverflowError:
         offset = parsed.utcoffset()
         return _UTC_MAX if offset is not None and offset.total_seconds() < 0 else _UTC_MIN

@@ -16,7 +16,7 @@ from ._text import escape_text
 from .errors import ResponseError
 from .redact import scrub
 
-__all__ = ["RETRY_AFTER_CAP_S", "DETAIL_LIMIT", "retry_after_s", "error_detail"]
+__all__ = ["DETAIL_LIMIT", "RETRY_AFTER_CAP_S", "error_detail", "retry_after_s"]
 
 RETRY_AFTER_CAP_S = 60.0
 """A server's Retry-After is obeyed up to this many seconds."""
@@ -43,7 +43,7 @@ def retry_after_s(headers: Mapping[str, str], now: float) -> float | None:
     try:
         raw_ms = headers.get("retry-after-ms")
         raw = headers.get("retry-after")
-    except Exception:  # a headers object that cannot be read: no hint
+    except Exception:  # noqa: BLE001 -- a headers object that cannot be read: no hint
         return None
     if isinstance(raw_ms, str):
         value = _seconds(raw_ms, 1000.0)

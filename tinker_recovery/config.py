@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import math
 import os
@@ -16,12 +15,15 @@ from urllib.parse import urlsplit
 import attrs
 
 from ._checks import attrs_validator, check_int, check_seconds
+from ._http import is_loopback_host
+from ._text import escape_text
 from .policy import Policy
 
-__all__ = ["Config", "DEFAULT_BASE_URL"]
+__all__ = ["DEFAULT_BASE_URL", "Config"]
 
 DEFAULT_BASE_URL = "https://tinker.thinkingmachines.dev/services/tinker-prod"
 _REDACTED = "'<redacted>'"
+_MAX_KEY_CHARS = 16 * 1024
 _MAX_TIMEOUT_S = 86_400.0 * 7
 """The longest ``timeout_s``/``retry_max_time_s`` accepted: a week; more is surely a typo."""
 
@@ -61,11 +63,13 @@ def _jwt_expiry(token: str) -> int | float | None:
     return exp
 
 
-def _check_api_key(_instance: Any, _attribute: attrs.Attribute, value: Any) -> None:
+def _check_api_key(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None:
         raise ValueError("api_key: not given and TINKER_API_KEY is not set")
     if not isinstance(value, str):
         raise TypeError(f"api_key: expected str, got {type(value).__name__}")
+    if len(value) > _MAX_KEY_CHARS:
+        raise ValueError(f"api_key: longer than {_MAX_KEY_CHARS} characters ({len(value)})")
     if not (value.isascii() and value.isprintable()) or " " in value:
         raise ValueError("api_key: contains whitespace, control or non-ASCII characters")
     if value.startswith("tml-") and len(value) > 4:
@@ -78,15 +82,6 @@ def _check_api_key(_instance: Any, _attribute: attrs.Attribute, value: Any) -> N
             raise ValueError("api_key: the JWT has expired")
         return
     raise ValueError("api_key: must start with 'tml-' or be a JWT")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _to_policy(value: Any) -> Policy | None:
@@ -136,15 +131,21 @@ class Config:
     allow_insecure_http: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
     @base_url.validator
-    def _check_base_url(self, _attribute: attrs.Attribute, value: Any) -> None:
+    def _check_base_url(self, _attribute: attrs.Attribute[Any], value: Any) -> None:
         if not isinstance(value, str):
             raise TypeError(f"base_url: expected str, got {type(value).__name__}")
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url: expected an http(s) URL with a host, got {value!r}")
+            raise ValueError(f"base_url: expected an http(s) URL with a host, got {escape_text(value, 200)!r}")
         if parts.username or parts.password:
             raise ValueError("base_url: must not carry credentials")
-        if parts.scheme == "http" and not _is_loopback(parts.hostname) and not self.allow_insecure_http:
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError(f"base_url: the port is not a number from 0 to 65535 in {escape_text(value, 200)}") from None
+        if parts.query or parts.fragment:
+            raise ValueError("base_url: must not have a query or a fragment")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname) and not self.allow_insecure_http:
             raise ValueError(
                 f"base_url: plain http to {parts.hostname!r} would send the API key unencrypted; "
                 "use https, a loopback host, or allow_insecure_http=True"
@@ -152,3 +153,15 @@ class Config:
 
     def __str__(self) -> str:
         return repr(self)
+
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            "Config holds the API key and is not pickled; rebuild it where it is needed "
+            "(e.g. from TINKER_API_KEY)"
+        )
+
+    def __copy__(self) -> Config:
+        return self  # frozen: a copy is the same value
+
+    def __deepcopy__(self, memo: Any) -> Config:
+        return self

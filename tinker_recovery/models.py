@@ -17,12 +17,12 @@ from ._json import JsonObject
 from .errors import ResponseError
 
 __all__ = [
+    "CHECKPOINT_TYPES",
     "Checkpoint",
     "Cursor",
-    "TrainingRun",
-    "RunBrief",
     "ParsedCheckpointTinkerPath",
-    "CHECKPOINT_TYPES",
+    "RunBrief",
+    "TrainingRun",
     "step_of",
 ]
 

@@ -18,7 +18,7 @@ from ._checks import attrs_validator as _check
 from ._checks import check_bool, check_callable, check_int, check_ms, check_seconds
 from .models import ParsedCheckpointTinkerPath
 
-__all__ = ["Policy", "Specific", "Strategy", "POLL_INTERVAL_FLOOR_MS", "DEFAULT_ATTEMPT_TIMEOUT_MS"]
+__all__ = ["DEFAULT_ATTEMPT_TIMEOUT_MS", "POLL_INTERVAL_FLOOR_MS", "Policy", "Specific", "Strategy"]
 
 _LATEST = "latest"
 _BEST = "best"
@@ -32,7 +32,7 @@ class Specific:
     path: str = attrs.field()
 
     @path.validator
-    def _check_path(self, _attribute: attrs.Attribute, value: Any) -> None:
+    def _check_path(self, _attribute: attrs.Attribute[Any], value: Any) -> None:
         if not isinstance(value, str):
             raise TypeError(f"checkpoint_strategy: Specific path must be a str, got {type(value).__name__}")
         try:
@@ -46,7 +46,7 @@ class Specific:
             )
 
 
-Strategy = Union[Literal["latest", "best"], Specific]
+Strategy = Union[Literal["latest", "best"], Specific]  # noqa: UP007 -- a runtime alias, kept as in 3.9
 
 
 def _to_strategy(value: Any) -> Any:
@@ -56,7 +56,7 @@ def _to_strategy(value: Any) -> Any:
     return value
 
 
-def _check_strategy(_instance: Any, _attribute: attrs.Attribute, value: Any) -> None:
+def _check_strategy(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
     if value in (_LATEST, _BEST) or isinstance(value, Specific):
         return
     raise ValueError(
@@ -146,7 +146,7 @@ class Policy:
     restore: Callable[[Any, Any, Any], Any] | None = attrs.field(default=None, validator=_callable_or_none)
 
     @jitter.validator
-    def _check_jitter(self, _attribute: attrs.Attribute, value: Any) -> None:
+    def _check_jitter(self, _attribute: attrs.Attribute[Any], value: Any) -> None:
         if value not in _JITTERS:
             raise ValueError(f"jitter: expected one of {', '.join(_JITTERS)}, got {value!r}")
 
@@ -186,7 +186,10 @@ class Policy:
         """The wait before retrying after failed attempt ``attempt`` (1-based), before jitter."""
         if attempt < 1:
             raise ValueError(f"attempt: must be at least 1, got {attempt}")
-        return min(self.backoff_ms * 2 ** (attempt - 1), self.max_backoff_ms) / 1000.0
+        if attempt > 64:  # 2**64 ms is beyond any cap: skip the big power
+            return self.max_backoff_ms / 1000.0
+        delay_ms: int = min(self.backoff_ms * 2 ** (attempt - 1), self.max_backoff_ms)
+        return delay_ms / 1000.0
 
     def retry_delay_s(self, attempt: int, rng: random.Random) -> float:
         """``backoff_s(attempt)`` with this policy's jitter applied, drawing from ``rng``."""

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from .errors import TinkerRecoveryError
 
-__all__ = ["REDACTED", "scrub", "scrub_bytes", "redact_error", "contains_key", "RedactedError"]
+__all__ = ["REDACTED", "RedactedError", "contains_key", "redact_error", "scrub", "scrub_bytes"]
 
 REDACTED = "<redacted>"
 """What replaces each occurrence of the key."""
@@ -111,7 +111,7 @@ def scrub_bytes(data: bytes, key: str | None) -> bytes:
 
 def contains_key(text: str, key: str | None) -> bool:
     """True if ``text`` holds ``key`` in any form ``scrub`` removes."""
-    return bool(key) and bool(text) and _pattern(key).search(text) is not None  # type: ignore[arg-type]
+    return bool(key) and bool(text) and _pattern(key).search(text) is not None
 
 
 def _scrub_value(value: Any, key: str | None, depth: int = 0) -> Any:
@@ -140,7 +140,7 @@ def _status(error: BaseException) -> int | None:
 def _fallback(error: BaseException, key: str | None) -> RedactedError:
     try:
         text = str(error)
-    except Exception:  # a broken __str__: show the class only
+    except Exception:  # noqa: BLE001 -- a broken __str__: show the class only
         text = ""
     return RedactedError(
         scrub(text, key) or type(error).__name__, original_type=type(error).__name__, status_code=_status(error)
@@ -170,7 +170,7 @@ def redact_error(error: E, key: str | None) -> E | RedactedError:
         copy.__suppress_context__ = True
         copy.__traceback__ = error.__traceback__
         shown = str(copy) + repr(copy)
-    except Exception:  # an exotic exception class: fall back to a plain error of ours
+    except Exception:  # noqa: BLE001 -- an exotic exception class: fall back to a plain error of ours
         return _fallback(error, key)
     if contains_key(shown, key):
         return _fallback(error, key)

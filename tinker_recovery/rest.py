@@ -7,7 +7,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Self
 
 import backoff
 import requests
@@ -19,9 +19,15 @@ from ._version import __version__
 from ._wire import RETRY_AFTER_CAP_S, error_detail, retry_after_s
 from .config import Config
 from .errors import ResponseError, TinkerRecoveryError, error_for_status
-from .models import Checkpoint, Cursor, ParsedCheckpointTinkerPath, RunBrief, TrainingRun
+from .models import (
+    Checkpoint,
+    Cursor,
+    ParsedCheckpointTinkerPath,
+    RunBrief,
+    TrainingRun,
+)
 
-__all__ = ["RestClient", "MAX_RESPONSE_BYTES", "RETRY_AFTER_CAP_S", "MAX_LIST_PAGES", "retry_after_s"]
+__all__ = ["MAX_LIST_PAGES", "MAX_RESPONSE_BYTES", "RETRY_AFTER_CAP_S", "RestClient", "retry_after_s"]
 
 log = logging.getLogger("tinker_recovery.rest")
 
@@ -97,7 +103,7 @@ class RestClient:
     def __reduce__(self) -> Any:
         raise TypeError("RestClient holds the API key and a live session; it cannot be pickled")
 
-    def __enter__(self) -> RestClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -12,7 +12,7 @@ import math
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 import requests
 
@@ -87,7 +87,7 @@ class LoopbackService:
     def __reduce__(self) -> Any:
         raise TypeError("LoopbackService holds the API key and a live session; it cannot be pickled")
 
-    def __enter__(self) -> LoopbackService:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -219,7 +219,7 @@ class LoopbackTrainingClient:
         return self._model_id
 
     @property
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         """The ``get_info`` answer fetched at creation (a copy)."""
         return dict(self._info)
 
