@@ -25,7 +25,7 @@ def http_answer(status: int = 200, body: bytes = b"", headers: dict[str, str] | 
         fields["Content-Length"] = str(len(body))
     fields.update(headers or {})
     lines += [f"{name}: {value}" for name, value in fields.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + body
 
 
 class ScriptedServer:
@@ -37,14 +37,16 @@ class ScriptedServer:
         self._lock = threading.Lock()
         self._raw = http_answer(404, b'{"detail": "no script"}')
         self._drip: tuple[bytes, bytes, float] | None = None
+        self._routes: dict[str, bytes] = {}
         self.requests: list[bytes] = []
         self._threads: list[threading.Thread] = []
         self._accept = threading.Thread(target=self._serve, name="test.scripted-server", daemon=True)
         self._accept.start()
 
-    def answer(self, raw: bytes) -> None:
+    def answer(self, raw: bytes, routes: dict[str, bytes] | None = None) -> None:
+        """Answer ``raw`` to every request, or ``routes[path]`` when the request's path is there."""
         with self._lock:
-            self._raw, self._drip = raw, None
+            self._raw, self._drip, self._routes = raw, None, dict(routes or {})
             self.requests.clear()
 
     def drip(self, head: bytes, body: bytes, every_s: float, *, drip_head: bool = False) -> None:
@@ -92,6 +94,9 @@ class ScriptedServer:
             with self._lock:
                 self.requests.append(request)
                 raw, drip = self._raw, self._drip
+                parts = request.split(b" ", 2)
+                path = parts[1].decode("latin-1").split("?")[0] if len(parts) > 1 else ""
+                raw = self._routes.get(path, raw)
             if drip is None:
                 conn.sendall(raw)
                 return

@@ -31,13 +31,11 @@ def _shown(value: str) -> str:
 def loads(body: bytes | str, what: str) -> Any:
     """Decode a JSON body. Raises ResponseError naming ``what`` for anything that is not JSON:
     bad syntax, bad UTF-8, nesting too deep for the parser (RecursionError), integers with more
-    digits than Python converts, NaN/Infinity literals."""
-
-    def refuse_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
+    digits than Python converts. ``NaN``/``Infinity`` literals decode as floats (the typed reads
+    of ``JsonObject`` refuse them where a field needs another type), so one odd item does not fail
+    a whole page."""
     try:
-        return json.loads(body, parse_constant=refuse_constant)
+        return json.loads(body)
     except RecursionError:
         failure = ResponseError(f"{what}: response is nested too deeply to decode")
     except (ValueError, TypeError):
@@ -56,9 +54,11 @@ def parse_timestamp(value: str, field: str) -> datetime:
     if len(value) > _MAX_TIMESTAMP_CHARS:
         raise ResponseError(f"{field}: not an ISO-8601 datetime: {_shown(value)}")
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed: datetime | None = datetime.fromisoformat(value)
     except (ValueError, OverflowError):
-        raise ResponseError(f"{field}: not an ISO-8601 datetime: {_shown(value)}") from None
+        parsed = None  # raised below, outside the except block: no chained context
+    if parsed is None:
+        raise ResponseError(f"{field}: not an ISO-8601 datetime: {_shown(value)}")
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     try:

@@ -140,9 +140,11 @@ class Config:
         if parts.username or parts.password:
             raise ValueError("base_url: must not carry credentials")
         try:
-            _ = parts.port
+            port_ok = isinstance(parts.port, (int, type(None)))
         except ValueError:
-            raise ValueError(f"base_url: the port is not a number from 0 to 65535 in {escape_text(value, 200)}") from None
+            port_ok = False
+        if not port_ok:
+            raise ValueError(f"base_url: the port is not a number from 0 to 65535 in {escape_text(value, 200)}")
         if parts.query or parts.fragment:
             raise ValueError("base_url: must not have a query or a fragment")
         if parts.scheme == "http" and not is_loopback_host(parts.hostname) and not self.allow_insecure_http:

@@ -38,7 +38,11 @@ class Specific:
         try:
             parsed = ParsedCheckpointTinkerPath.from_tinker_path(value)
         except ValueError as error:
-            raise ValueError(f"checkpoint_strategy: {error}") from None
+            problem = str(error)
+        else:
+            problem = ""
+        if problem:
+            raise ValueError(f"checkpoint_strategy: {problem}")
         if parsed.checkpoint_type != "training":
             raise ValueError(
                 f"checkpoint_strategy: {value!r} is a {parsed.checkpoint_type} checkpoint; a training client "
