@@ -9,6 +9,7 @@ a recovery test or a soak against FakeTinker fails in seconds, not after a 300 s
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -73,6 +74,12 @@ class LoopbackService:
         self._api_key = api_key
         self._timeout_s = float(timeout_s)
         self._http = session if session is not None else _http.new_session(4)
+        self._send_kwargs: dict[str, Any] = {}
+        if session is None:  # read the environment once, as RestClient does
+            self._send_kwargs = {
+                "proxies": requests.utils.get_environ_proxies(self._base_url),
+                "verify": os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True,
+            }
         self._owns_http = session is None
         self._lock = threading.Lock()
         self._session_id: str | None = None
@@ -188,6 +195,7 @@ class LoopbackService:
             max_bytes=_MAX_BODY,
             headers={"X-API-Key": self._api_key},
             json_body=body,
+            send_kwargs=self._send_kwargs,
         )
         if reply.status >= 300:
             raise error_for_status(
