@@ -92,7 +92,7 @@ def test_a_future_like_result_is_resolved(executor):
 
     future_like = ClientFuture()
     service = FakeService([future_like])
-    recovery = executor.recover("run-1", service, policy(), last_checkpoint=CP).result(10)
+    recovery = executor.recover("run-1", service, policy(attempt_timeout_ms=None), last_checkpoint=CP).result(10)
     assert recovery.client.model_id == "from-future" and future_like.timeouts == [None]
 
 

@@ -50,11 +50,12 @@ NO_PROXY: dict[str, str | None] = {"http": None, "https": None, "all": None}
 
 
 def is_loopback_host(host: str | None) -> bool:
-    """True for ``localhost`` (and ``*.localhost``), 127.0.0.0/8 and ``::1`` (brackets allowed)."""
+    """True for exactly ``localhost``, 127.0.0.0/8 and ``::1`` (brackets allowed); nothing else,
+    not even ``localhost.`` or an IPv4-mapped address (look-alikes may resolve elsewhere)."""
     if not host:
         return False
-    host = host.strip("[]").lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
