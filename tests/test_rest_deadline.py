@@ -93,3 +93,30 @@ def test_loopback_service_calls_have_a_total_deadline(drip_head):
     assert isinstance(error, tr.RequestTimeout)
     assert error.__context__ is None
     assert elapsed < 2.5, elapsed
+
+
+def test_the_direct_poll_path_sends_what_requests_would():
+    run = (b'{"training_run_id": "run-1", "base_model": "m", "model_owner": "o", "is_lora": false,'
+           b' "last_request_time": "2025-03-01T12:00:00Z"}')
+    page = b'{"training_runs": [], "cursor": {"offset": 5, "limit": 2, "total_count": 5}}'
+    with scripted_server() as server, tr.RestClient(config(server, max_retries=0)) as rest:
+        assert rest._direct is not None and rest._direct.usable()  # the poll path in use here
+        server.answer(http_answer(200, run))
+        for _ in range(3):  # one kept-alive connection or new ones: both work
+            assert rest.get_training_run("run-1").training_run_id == "run-1"
+        server.answer(http_answer(200, page))
+        rest.list_training_runs_brief(limit=2, offset=5)
+        request = server.requests[-1].decode("latin-1")
+    first_line, _, rest_of_head = request.partition("\r\n")
+    assert first_line == "GET /api/v1/training_runs?limit=2&offset=5 HTTP/1.1"
+    head = rest_of_head.lower()
+    assert f"x-api-key: {KEY}".lower() in head and "user-agent: tinker-recovery/" in head
+    assert "accept: application/json" in head
+
+
+def test_a_redirect_on_the_direct_path_is_not_followed():
+    with scripted_server() as elsewhere, scripted_server() as server:
+        server.answer(http_answer(307, b"{}", {"Location": f"{elsewhere.base_url}/api/v1/training_runs/run-1"}))
+        with tr.RestClient(config(server, max_retries=0)) as rest, pytest.raises(tr.ApiError) as info:
+            rest.get_training_run("run-1")
+        assert info.value.status_code == 307 and elsewhere.requests == []

@@ -87,11 +87,20 @@ class RestClient:
                 "verify": os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True,
             }
         self._session = session
+        self._direct = (
+            _http.DirectGet.for_session(
+                session, config.base_url, self._send_kwargs["proxies"], self._send_kwargs["verify"]
+            )
+            if self._owns_session
+            else None
+        )
         self._headers = {
             "X-API-Key": config.api_key,
             "User-Agent": f"tinker-recovery/{__version__} python-requests/{requests.__version__}",
             "Accept": "application/json",
         }
+        # what requests adds on its own path, for the direct one
+        self._direct_headers = {**self._headers, "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"}
         self._max_response_bytes = max_response_bytes
         self._sleep = sleep
         self._clock = clock
@@ -250,18 +259,29 @@ class RestClient:
     def _get_once(self, path: str, params: Mapping[str, Any] | None, timeout: float) -> Any:
         what = f"GET {_API}{path}"
         key = self.config.api_key
-        reply = _http.exchange(
-            self._session,
-            "GET",
-            self.config.base_url + _API + path,
-            what=what,
-            key=key,
-            timeout_s=timeout,
-            max_bytes=self._max_response_bytes,
-            headers=self._headers,
-            params=params,
-            send_kwargs=self._send_kwargs,
-        )
+        if self._direct is not None and self._direct.usable():
+            reply = self._direct.get(
+                _API + path,
+                what=what,
+                key=key,
+                timeout_s=timeout,
+                max_bytes=self._max_response_bytes,
+                headers=self._direct_headers,
+                params=params,
+            )
+        else:
+            reply = _http.exchange(
+                self._session,
+                "GET",
+                self.config.base_url + _API + path,
+                what=what,
+                key=key,
+                timeout_s=timeout,
+                max_bytes=self._max_response_bytes,
+                headers=self._headers,
+                params=params,
+                send_kwargs=self._send_kwargs,
+            )
         if reply.status >= 300:
             raise error_for_status(
                 reply.status,
