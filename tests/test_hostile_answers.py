@@ -164,9 +164,14 @@ def server():
         yield scripted
 
 
-@pytest.fixture(scope="module")
-def rest(server):
+@pytest.fixture(scope="module", params=["direct", "requests"])
+def rest(server, request):
+    """A RestClient on its poll path (the urllib3 pool), or forced through ``requests``."""
     with tr.RestClient(tr.Config(api_key=KEY, base_url=server.base_url, timeout_s=2, max_retries=0)) as client:
+        if request.param == "requests":
+            client._direct = None
+        else:
+            assert client._direct is not None
         yield client
 
 
