@@ -14,6 +14,7 @@ import pytest
 from hostile_server import http_answer, scripted_server
 
 import tinker_recovery as tr
+from tinker_recovery.events import reason_class
 from tinker_recovery.redact import REDACTED, RedactedError, contains_key, redact_error, scrub
 from tinker_recovery.testing import LoopbackService
 
@@ -250,3 +251,29 @@ def test_loopback_service_scrubs_a_failed_future_that_quotes_the_key():
                 pytest.raises(tr.UnprocessableEntity) as info:
             service.create_training_client_from_state("tinker://run-1/weights/x")
     assert not leaks(everything(info.value)) and "\n" not in str(info.value)
+
+
+def official_sdk_errors() -> list[BaseException]:
+    tinker = pytest.importorskip("tinker")
+    httpx = pytest.importorskip("httpx")
+    request = httpx.Request("POST", "https://tinker.test/api/v1/create_model", headers={"X-API-Key": KEY})
+    body = {"detail": f"key {forms()['json-escaped']} refused", "echo": KEY}
+    response = httpx.Response(401, request=request, json=body)
+    status = tinker.AuthenticationError(f"Error code: 401 - {body}", response=response, body=body)
+    try:
+        raise tinker.APIConnectionError(request=request)
+    except tinker.APIConnectionError as error:
+        connection = error
+    return [status, connection]
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["status", "connection"])
+def test_redact_error_on_the_official_sdks_errors(index):
+    original = official_sdk_errors()[index]
+    clean = redact_error(original, KEY)
+    assert type(clean) is type(original)
+    assert getattr(clean, "request", None) is None and getattr(clean, "response", None) is None
+    assert getattr(clean, "status_code", None) == getattr(original, "status_code", None)
+    assert not leaks(everything(clean))
+    assert not leaks(pickle.dumps(clean).decode("latin-1"))
+    assert reason_class(clean) == reason_class(original)
