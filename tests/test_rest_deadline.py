@@ -120,3 +120,16 @@ def test_a_redirect_on_the_direct_path_is_not_followed():
         with tr.RestClient(config(server, max_retries=0)) as rest, pytest.raises(tr.ApiError) as info:
             rest.get_training_run("run-1")
         assert info.value.status_code == 307 and elsewhere.requests == []
+
+
+def test_loopback_future_polling_ends_by_timeout_s_even_when_the_last_poll_drips():
+    with scripted_server() as server:
+        routes = {
+            "/api/v1/create_session": http_answer(200, b'{"session_id": "s-1"}'),
+            "/api/v1/load_weights": http_answer(200, b'{"request_id": "q-1"}'),
+        }
+        server.answer(http_answer(200, b'{"type": "try_again"}'), routes)
+        with LoopbackService(server.base_url, KEY, timeout_s=1.0) as service:
+            error, elapsed = timed(lambda: service.create_training_client_from_state("tinker://r/weights/x"))
+    assert isinstance(error, tr.RequestTimeout)
+    assert elapsed < 2.0, elapsed

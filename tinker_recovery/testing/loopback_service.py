@@ -170,9 +170,19 @@ class LoopbackService:
             raise ResponseError(f"{what} answered without a request_id")
         deadline = time.monotonic() + self._timeout_s
         while True:
-            result = self._post(
-                "/api/v1/retrieve_future", {"request_id": request_id, "allow_metadata_only": False}
-            )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RequestTimeout(f"{what} did not finish within {self._timeout_s} s")
+            try:
+                result = self._post(
+                    "/api/v1/retrieve_future",
+                    {"request_id": request_id, "allow_metadata_only": False},
+                    timeout_s=left,  # each poll capped to what is left: the wait ends by timeout_s
+                )
+            except RequestTimeout:
+                if time.monotonic() < deadline:
+                    raise
+                result = {"type": "try_again"}  # cut by the wait's own deadline: reported below
             if result.get("type") == "try_again" or result.get("status") == "complete_metadata":
                 if time.monotonic() >= deadline:
                     raise RequestTimeout(f"{what} did not finish within {self._timeout_s} s")
@@ -183,7 +193,7 @@ class LoopbackService:
                 raise error_for_status(status, message)
             return result
 
-    def _post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    def _post(self, path: str, body: Mapping[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
         what = f"POST {path}"
         reply = _http.exchange(
             self._http,
@@ -191,7 +201,7 @@ class LoopbackService:
             self._base_url + path,
             what=what,
             key=self._api_key,
-            timeout_s=self._timeout_s,
+            timeout_s=self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s),
             max_bytes=_MAX_BODY,
             headers={"X-API-Key": self._api_key},
             json_body=body,
