@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["ScriptedServer", "scripted_server", "http_answer"]
+__all__ = ["ScriptedServer", "http_answer", "scripted_server"]
 
 
 def http_answer(status: int = 200, body: bytes = b"", headers: dict[str, str] | None = None,

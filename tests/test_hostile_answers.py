@@ -211,7 +211,7 @@ def test_list_training_runs_brief_skips_bad_items(server, rest, raw, item):
     result = well_behaved(lambda: rest.list_training_runs_brief(limit=2))
     assert isinstance(result, tuple)  # the page itself is fine: only the item may be skipped
     briefs, _cursor, skipped = result
-    assert [b.training_run_id for b in briefs][0] == "a" and len(briefs) + skipped == 2
+    assert briefs[0].training_run_id == "a" and len(briefs) + skipped == 2
     for brief in briefs:
         well_behaved(lambda brief=brief: brief.last_checkpoint)
 

@@ -323,3 +323,43 @@ def test_errors_pickle_and_clients_refuse_to(server):
     for holder in (config, tr.RestClient(config)):
         with pytest.raises(TypeError, match="API key"):
             pickle.dumps(holder)
+
+
+# --- property: any value a user gives is either safe or refused by name ---------------------------
+
+USER_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.integers(min_value=10**12, max_value=10**400),
+    st.floats(), st.text(max_size=10), st.just(math.nan), st.just(-math.inf), st.lists(st.integers(), max_size=2),
+)
+POLICY_TIMES = ("poll_interval_ms", "backoff_ms", "max_backoff_ms", "attempt_timeout_ms", "recovery_window_s")
+POLICY_COUNTS = ("max_attempts", "max_fallbacks", "max_recoveries", "confirm_polls", "max_poll_errors")
+
+
+@given(field=st.sampled_from(POLICY_TIMES + POLICY_COUNTS), value=USER_VALUES)
+def test_any_policy_value_is_safe_to_wait_on_or_refused_by_name(field, value):
+    settings = {field: value}
+    if field == "backoff_ms":
+        settings["max_backoff_ms"] = value if isinstance(value, int) and not isinstance(value, bool) else 60_000
+    try:
+        policy = tr.Policy(**settings)
+    except (TypeError, ValueError) as error:
+        assert str(error).startswith(f"{field}: ") or str(error).startswith("max_backoff_ms: "), error
+        return
+    held = getattr(policy, field)
+    if held is not None:
+        seconds = held if field.endswith("_s") else held / 1000 if field.endswith("_ms") else 0
+        assert math.isfinite(seconds) and 0 <= seconds <= MAX_WAIT_S
+        threading.Event().wait(0 if seconds == 0 else min(seconds, 1e-9))  # the type is one waits accept
+
+
+@given(field=st.sampled_from(["timeout_s", "retry_max_time_s", "max_retries"]), value=USER_VALUES)
+def test_any_config_value_is_usable_or_refused_by_name(field, value):
+    try:
+        config = tr.Config(api_key=KEY, **{field: value})
+    except (TypeError, ValueError) as error:
+        assert str(error).startswith(f"{field}: "), error
+        return
+    held = getattr(config, field)
+    assert math.isfinite(held) and 0 <= held <= 7 * 86_400
+    if field != "max_retries":
+        assert held > 0

@@ -15,7 +15,13 @@ from hostile_server import http_answer, scripted_server
 
 import tinker_recovery as tr
 from tinker_recovery.events import reason_class
-from tinker_recovery.redact import REDACTED, RedactedError, contains_key, redact_error, scrub
+from tinker_recovery.redact import (
+    REDACTED,
+    RedactedError,
+    contains_key,
+    redact_error,
+    scrub,
+)
 from tinker_recovery.testing import LoopbackService
 
 KEY = "tml-KEYCHANNEL-sentinel-0123456789abcdef"
@@ -277,3 +283,31 @@ def test_redact_error_on_the_official_sdks_errors(index):
     assert not leaks(everything(clean))
     assert not leaks(pickle.dumps(clean).decode("latin-1"))
     assert reason_class(clean) == reason_class(original)
+
+
+def test_key_filter_scrubs_messages_args_and_tracebacks():
+    import io
+
+    from tinker_recovery.redact import KeyFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    handler.addFilter(KeyFilter([KEY]))
+    logger = logging.getLogger("tinker_recovery.test.keyfilter")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        logger.warning("careless %s and %r", KEY, {"k": forms()["url"]})
+        try:
+            raise RuntimeError(f"boom {forms()['json-escaped']}")
+        except RuntimeError:
+            logger.exception("failed with %s", KEY[4:])
+        logger.info("no key here")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    text = stream.getvalue()
+    assert "careless <redacted>" in text and "no key here" in text and "RuntimeError" in text
+    assert not leaks(text)

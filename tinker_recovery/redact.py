@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import base64
 import functools
+import logging
 import re
+import threading
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from .errors import TinkerRecoveryError
 
-__all__ = ["REDACTED", "RedactedError", "contains_key", "redact_error", "scrub", "scrub_bytes"]
+__all__ = ["REDACTED", "KeyFilter", "RedactedError", "contains_key", "redact_error", "scrub", "scrub_bytes"]
 
 REDACTED = "<redacted>"
 """What replaces each occurrence of the key."""
@@ -175,3 +177,48 @@ def redact_error(error: E, key: str | None) -> E | RedactedError:
     if contains_key(shown, key):
         return _fallback(error, key)
     return copy
+
+
+class KeyFilter(logging.Filter):
+    """A logging filter that scrubs keys from every record it sees (a safety net, not the first line:
+    the package builds its log text from scrubbed values already).
+
+    Attach it to a handler (``handler.addFilter(KeyFilter([key]))``) to cover every logger that
+    handler writes, the HTTP stack's included; ``add(key)`` registers another key. The record's
+    message is rendered, scrubbed and frozen (``args`` emptied); its exception and stack text are
+    rendered and scrubbed too. Never drops a record.
+    """
+
+    def __init__(self, keys: list[str] | tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._keys: tuple[str, ...] = tuple(k for k in keys if k)
+
+    def add(self, key: str) -> None:
+        """Scrub ``key`` too from now on (an empty key is ignored)."""
+        if key:
+            with self._lock:
+                if key not in self._keys:
+                    self._keys += (key,)
+
+    def _scrub_all(self, text: str) -> str:
+        for key in self._keys:
+            text = scrub(text, key)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._keys:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 -- a bad format string: keep the raw template
+            message = str(record.msg)
+        record.msg, record.args = self._scrub_all(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._scrub_all(record.exc_text)
+            record.exc_info = None  # the text above is what gets printed; the objects could leak
+        if record.stack_info:
+            record.stack_info = self._scrub_all(record.stack_info)
+        return True
