@@ -17,14 +17,15 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.environ.get("WT", os.path.dirname(HERE)))
 
-import tinker_recovery as tr
+import tinker_recovery as tr  # noqa: E402 -- after choosing the checkout
 
 N = int(os.environ.get("N", "400"))
 
 
 def main() -> None:
-    server = subprocess.Popen([sys.executable, os.path.join(HERE, "bench_poll_server.py")],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "bench_poll_server.py")], stdout=subprocess.PIPE, text=True
+    )
     try:
         port = int(server.stdout.readline())  # type: ignore[union-attr]
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)

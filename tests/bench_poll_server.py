@@ -3,12 +3,22 @@
 import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-RUN = json.dumps({
-    "training_run_id": "run-1", "base_model": "Qwen/Qwen3-8B", "model_owner": "u", "is_lora": True,
-    "last_request_time": "2025-03-01T12:00:00Z", "corrupted": False,
-    "last_checkpoint": {"checkpoint_id": "weights/step-000010", "checkpoint_type": "training",
-                        "time": "2025-03-01T12:00:00Z", "tinker_path": "tinker://run-1/weights/step-000010"},
-}).encode()
+RUN = json.dumps(
+    {
+        "training_run_id": "run-1",
+        "base_model": "Qwen/Qwen3-8B",
+        "model_owner": "u",
+        "is_lora": True,
+        "last_request_time": "2025-03-01T12:00:00Z",
+        "corrupted": False,
+        "last_checkpoint": {
+            "checkpoint_id": "weights/step-000010",
+            "checkpoint_type": "training",
+            "time": "2025-03-01T12:00:00Z",
+            "tinker_path": "tinker://run-1/weights/step-000010",
+        },
+    }
+).encode()
 
 
 class Handler(BaseHTTPRequestHandler):

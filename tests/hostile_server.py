@@ -11,13 +11,19 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 __all__ = ["ScriptedServer", "http_answer", "scripted_server"]
 
 
-def http_answer(status: int = 200, body: bytes = b"", headers: dict[str, str] | None = None,
-                *, reason: str = "OK", length: bool = True) -> bytes:
+def http_answer(
+    status: int = 200,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    *,
+    reason: str = "OK",
+    length: bool = True,
+) -> bytes:
     """Raw bytes of an HTTP/1.1 answer that closes the connection."""
     lines = [f"HTTP/1.1 {status} {reason}"]
     fields = {"Content-Type": "application/json", "Connection": "close"}
@@ -62,7 +68,9 @@ class ScriptedServer:
                 conn, _ = self._listener.accept()
             except OSError:
                 return
-            thread = threading.Thread(target=self._handle, args=(conn,), name="test.scripted-conn", daemon=True)
+            thread = threading.Thread(
+                target=self._handle, args=(conn,), name="test.scripted-conn", daemon=True
+            )
             thread.start()
             with self._lock:
                 self._threads = [t for t in self._threads if t.is_alive()] + [thread]
@@ -109,18 +117,14 @@ class ScriptedServer:
         except OSError:
             pass
         finally:
-            try:
+            with suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             conn.close()
 
     def close(self) -> None:
         self._stop.set()
-        try:
+        with suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        except OSError:
-            pass
         self._listener.close()
         self._accept.join(5)
         with self._lock:

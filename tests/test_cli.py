@@ -135,8 +135,8 @@ def test_status_of_a_healthy_run_reads_the_env_and_exits_0(fake, monkeypatch, ca
 
     out, err = capsys.readouterr()
     assert re.fullmatch(
-        rf"{re.escape(run_id)}  healthy  last checkpoint tinker://{re.escape(run_id)}/weights/step-000020  "
-        r"saved \d+s ago  expires in (59m\d\ds|1h00m)\n", out), out
+        rf"{re.escape(run_id)}  healthy    step-000020  \d+s ago  expires in (59m\d\ds|1h00m)\n", out), out
+    assert len(out.rstrip("\n")) <= cli.LINE_WIDTH and out.count(run_id) == 1
     assert err == ""
 
 
@@ -148,8 +148,7 @@ def test_status_exits_1_when_a_run_is_corrupted(fake, tmp_path):
 
     assert result.returncode == cli.EXIT_CORRUPTED, result
     lines = result.stdout.splitlines()
-    assert lines[0].startswith(f"{healthy}  healthy  last checkpoint tinker://{healthy}/weights/step-000010 ")
-    assert lines[0].endswith("never expires")
+    assert re.fullmatch(rf"{re.escape(healthy)}  healthy    step-000010  \d+s ago  never expires", lines[0])
     assert lines[1] == f"{corrupted}  CORRUPTED  no checkpoint"
     assert result.stderr == ""
 
@@ -161,7 +160,7 @@ def test_status_of_an_unknown_run_is_a_one_line_api_error(fake, tmp_path):
 
     assert result.returncode == cli.EXIT_API_ERROR
     assert one_line_error(result.stderr) == f"{ERROR} run nope:train:9 not found at {fake.base_url}"
-    assert result.stdout.startswith(f"{known}  healthy")
+    assert result.stdout.startswith(f"{known}  healthy ")
 
 
 def test_an_unreachable_url_is_a_one_line_api_error(tmp_path):
@@ -193,7 +192,7 @@ def test_a_malformed_key_or_url_is_a_usage_error_and_the_key_is_never_printed(fa
     assert err.splitlines() == [
         f"{ERROR} api_key: contains whitespace, control or non-ASCII characters",
         (f"{ERROR} base_url: plain http to 'example.com' would send the API key unencrypted; "
-         "use https, a loopback host, or allow_insecure_http=True"),
+         "use https, a loopback host, or --allow-insecure-http"),
     ]
 
 
@@ -216,9 +215,10 @@ def test_a_refused_key_is_an_api_error_that_does_not_show_the_key(fake, capsys):
     ["watch", "run", "--interval", "0"],
     ["--retries", "-1", "status", "run"],
 ])
-def test_bad_arguments_exit_2(args, capsys):
+def test_bad_arguments_exit_2_with_one_line(args, capsys):
     assert cli.main(args) == cli.EXIT_USAGE
-    assert "usage: tinker-recovery" in capsys.readouterr().err
+    line = one_line_error(capsys.readouterr().err)
+    assert line.endswith("--help)"), line
 
 
 def test_a_malformed_run_id_is_refused_before_any_request(fake, capsys):
@@ -260,7 +260,7 @@ def test_checkpoints_lists_each_with_its_step_age_expiry_and_path(fake, tmp_path
     header, *rows = result.stdout.splitlines()
     assert header.split() == ["NAME", "TYPE", "STEP", "SAVED", "AGE", "EXPIRY", "PATH"]
     assert len(rows) == 2
-    for row, step in zip(rows, (10, 20)):
+    for row, step in zip(rows, (10, 20), strict=True):
         saved = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
         path = f"tinker://{re.escape(run_id)}/weights/step-0000{step}"
         expiry = "expires in (1h59m|2h00m)"
@@ -346,6 +346,6 @@ def test_fake_server_prints_its_url_and_serves_until_ctrl_c(spawn, capsys):
     process.send_signal(signal.SIGINT)
 
     assert status == cli.EXIT_OK
-    assert capsys.readouterr().out.startswith(f"{seeded_run}  healthy  last checkpoint ")
+    assert capsys.readouterr().out.startswith(f"{seeded_run}  healthy    step-000010  ")
     assert process.wait(TIME_OUT_S) == 0
     assert stdout.rest() == ["FakeTinker stopped"]

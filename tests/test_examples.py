@@ -3,6 +3,7 @@ executed by nbclient."""
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tinker_recovery import signals
 from tinker_recovery.examples import _common, simulated
 from tinker_recovery.testing import FakeTinker
 
@@ -201,28 +203,127 @@ def test_step_ledger_finds_a_skipped_or_repeated_step_and_a_wrong_loss():
 
 # --- notebook -----------------------------------------------------------------------------------
 
+NOTEBOOK = REPO / "examples" / "recovery.ipynb"
+UPDATE_ENV = "UPDATE_NOTEBOOK_OUTPUTS"  # =1: the test stores fresh outputs instead of comparing
 
-def test_notebook_runs_clean_and_is_stored_without_outputs(tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    path = REPO / "examples" / "recovery.ipynb"
-    notebook = nbformat.read(path, as_version=4)
-    nbformat.validate(notebook)
-    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    assert all(cell.outputs == [] and cell.execution_count is None for cell in code_cells)
-    source = "\n".join(cell.source for cell in code_cells)
-    assert "from tinker_recovery.examples._common import" in source and "weak=False" in source
 
+def _normalised(text: str) -> str:
+    """Output text without what changes from run to run: the fake's port and the ids it makes."""
+    text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", text)
+    return re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<id>", text)
+
+
+def _outputs(cell) -> list[tuple[str, str]]:
+    """A code cell's outputs as (kind, normalised text): streams and the cell's plain-text result."""
+    found = []
+    for output in cell.outputs:
+        if output.output_type == "stream":
+            found.append((output.name, _normalised(output.text)))
+        elif output.output_type == "execute_result":
+            found.append(("result", _normalised(output.data["text/plain"])))
+        else:
+            found.append((output.output_type, _normalised(str(output.get("evalue", output.get("data"))))))
+    return found
+
+
+def _kernel_env(monkeypatch, home: Path) -> None:
     for key in [key for key in os.environ if key.startswith("TINKER_")]:
         monkeypatch.delenv(key)
-    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("TINKER_TELEMETRY", "0")
-    client = nbclient.NotebookClient(notebook, timeout=TIME_OUT_S, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()
 
-    outputs = [output for cell in code_cells for output in cell.outputs]
-    assert [o for o in outputs if o.output_type == "error"] == []
-    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-    assert "step 6 refused:" in text
+
+def _client(notebook, home: Path):
+    nbclient = pytest.importorskip("nbclient")
+    return nbclient.NotebookClient(notebook, timeout=TIME_OUT_S, kernel_name="python3", record_timing=False,
+                                   resources={"metadata": {"path": str(home)}})
+
+
+def _tagged(notebook) -> dict[str, int]:
+    """Each code cell's tag (its role) -> its index."""
+    return {cell.metadata["tags"][0]: index for index, cell in enumerate(notebook.cells)
+            if cell.cell_type == "code"}
+
+
+def test_notebook_uses_the_public_api_only():
+    nbformat = pytest.importorskip("nbformat")
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(notebook)
+    source = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+    assert not re.search(r"^\s*(from|import)\s+[\w.]*\._", source, re.MULTILINE)  # no private module
+    assert not re.search(r"\b\w+\._\w", source)  # no private attribute or helper of any object
+    assert "examples" not in re.findall(r"^\s*(?:from|import)\s+([\w.]+)", source, re.MULTILINE)
+    assert "weak=False" in source
+
+
+def test_notebook_is_stored_with_current_outputs(tmp_path, monkeypatch):
+    """Executes the notebook and compares its outputs with the stored ones (ports and ids aside).
+
+    After a deliberate change to what the notebook prints, store fresh outputs with
+    ``UPDATE_NOTEBOOK_OUTPUTS=1 python -m pytest tests/test_examples.py -k current_outputs``.
+    """
+    nbformat = pytest.importorskip("nbformat")
+    stored = nbformat.read(NOTEBOOK, as_version=4)
+    code_cells = [cell for cell in stored.cells if cell.cell_type == "code"]
+    assert [cell.execution_count for cell in code_cells] == list(range(1, len(code_cells) + 1))
+    assert sum(bool(cell.outputs) for cell in code_cells) >= 7, "stored without outputs"
+
+    _kernel_env(monkeypatch, tmp_path)
+    fresh = nbformat.from_dict(copy.deepcopy(stored))
+    _client(fresh, tmp_path).execute()
+    if os.environ.get(UPDATE_ENV) == "1":
+        nbformat.write(fresh, NOTEBOOK)
+        pytest.skip(f"stored fresh outputs in {NOTEBOOK}")
+
+    for before, now in zip(stored.cells, fresh.cells, strict=True):
+        if before.cell_type == "code":
+            assert _outputs(now) == _outputs(before), (
+                f"cell {before.metadata['tags']}: outputs changed; if that is intended, re-run with {UPDATE_ENV}=1")
+    text = "".join(text for cell in fresh.cells if cell.cell_type == "code" for _, text in _outputs(cell))
+    assert "step 6 refused:" in text and "Traceback" not in text
     assert re.search(r"into run \S+; resuming at step 4", text)
+
+
+PROBE = """
+import threading, time
+left = [thread for thread in threading.enumerate() if thread.name.startswith("tinker_recovery")]
+deadline = time.monotonic() + 10
+for thread in left:
+    thread.join(max(0.0, deadline - time.monotonic()))
+print(sorted(thread.name for thread in left if thread.is_alive()), [len(s.receivers) for s in signals.ALL])
+"""
+
+
+def test_every_notebook_cell_can_be_run_again_without_doubling_anything(tmp_path, monkeypatch):
+    """Each cell twice in a row; then the story again from the receivers cell; clean-up twice, the
+    set-up again after it: no error, one receiver per signal, and after the last clean-up no thread
+    of a Monitor, an Executor or a fake server left running."""
+    nbformat = pytest.importorskip("nbformat")
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    tags = _tagged(notebook)
+    story = ["receivers", "start", "train", "corrupt", "recover", "replay", "check"]
+    order = [tag for tag in ["setup", "helpers", *story] for _ in range(2)]
+    order += [*story, "cleanup", "cleanup", "setup", "cleanup"]
+    assert set(order) == set(tags)
+
+    _kernel_env(monkeypatch, tmp_path)
+    client = _client(notebook, tmp_path)
+    pristine = copy.deepcopy(notebook.cells)
+    probe = nbformat.v4.new_code_cell(PROBE)
+    notebook.cells.append(probe)
+    ran = []
+    with client.setup_kernel():
+        for count, tag in enumerate(order):
+            cell = copy.deepcopy(pristine[tags[tag]])
+            client.execute_cell(cell, tags[tag], execution_count=count + 1)
+            ran.append((tag, _outputs(cell)))
+        client.execute_cell(probe, len(notebook.cells) - 1, execution_count=len(order) + 1)
+
+    errors = [(tag, outputs) for tag, outputs in ran if any(kind == "error" for kind, _ in outputs)]
+    assert errors == []
+    receivers = [outputs for tag, outputs in ran if tag == "receivers"]
+    assert len(receivers) == 3 and all(
+        outputs and outputs[0][1].count(": 1") == len(signals.ALL) for outputs in receivers), receivers
+    recovered = [text for tag, outputs in ran if tag == "recover" for _, text in outputs]
+    assert len(recovered) == 3 and all("resuming at step 4" in text for text in recovered)
+    assert _outputs(probe) == [("stdout", f"[] {[0] * len(signals.ALL)}\n")]

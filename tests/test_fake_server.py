@@ -1,4 +1,8 @@
-"""FakeTinker over real HTTP, driven with plain ``requests`` (no official SDK needed)."""
+"""FakeTinker over real HTTP, driven with plain ``requests``.
+
+JSON endpoints need nothing else; the protobuf bodies of ``forward_backward`` are built and read
+with the official SDK's generated module and converters, as the SDK itself does.
+"""
 
 from __future__ import annotations
 
@@ -17,17 +21,55 @@ import pytest
 import requests
 
 from tinker_recovery.testing import FakeTinker, ServedRequest
-from tinker_recovery.testing import _proto
-from tinker_recovery.testing._model import VOCAB, AdamParams, BigramModel, bucket, initial_snapshot
+from tinker_recovery.testing._model import (
+    VOCAB,
+    AdamParams,
+    BigramModel,
+    Datum,
+    Tensor,
+    bucket,
+    initial_snapshot,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-DATUM = _proto.Datum(
+DATUM = Datum(
     tokens=(1, 2, 3, 4, 5),
     loss_fn_inputs={
-        "target_tokens": _proto.Tensor((2, 3, 4, 5, 6), "int64", (5,)),
-        "weights": _proto.Tensor((1.0, 1.0, 1.0, 1.0, 1.0), "float32", (5,)),
+        "target_tokens": Tensor((2, 3, 4, 5, 6), "int64", (5,)),
+        "weights": Tensor((1.0, 1.0, 1.0, 1.0, 1.0), "float32", (5,)),
     },
 )
+
+
+class Output:
+    """A forward_backward result read with the SDK's own converter: per-datum value lists, metrics."""
+
+    def __init__(self, body: bytes) -> None:
+        from tinker.proto.response_conv import deserialize_forward_backward_output
+
+        sdk = deserialize_forward_backward_output(body)
+        self.metrics = sdk.metrics
+        self.loss_fn_outputs = [{k: tuple(v.data) for k, v in out.items()} for out in sdk.loss_fn_outputs]
+
+
+def encode_forward_backward(model_id: str, seq_id: int, data, *, forward_only: bool = False) -> bytes:
+    """A ForwardBackwardRequest built with the official generated module, dense tensors."""
+    import numpy as np
+    from tinker.proto import tinker_public_pb2 as pb
+
+    message = pb.ForwardBackwardRequest(
+        model_id=model_id, seq_id=seq_id, loss_fn="cross_entropy", forward_only=forward_only
+    )
+    dtypes = {"int64": (pb.DTYPE_INT64, np.int64), "float32": (pb.DTYPE_FLOAT32, np.float32)}
+    for datum in data:
+        entry = message.data.add()
+        entry.model_input.add().encoded_text.tokens = np.asarray(datum.tokens, dtype=np.int32).tobytes()
+        for name, tensor in datum.loss_fn_inputs.items():
+            code, np_type = dtypes[tensor.dtype]
+            target = entry.loss_fn_inputs[name]
+            target.dtype, target.dense = code, np.asarray(tensor.values, dtype=np_type).tobytes()
+            target.shape.extend(tensor.shape)
+    return message.SerializeToString()
 FAST_ADAM = {
     "learning_rate": 0.05,
     "beta1": 0.9,
@@ -95,27 +137,19 @@ class Client:
     def submit_forward_backward(
         self, model_id: str, seq_id: int, data=(DATUM,), forward_only: bool = False
     ) -> str:
-        request = _proto.ForwardBackwardRequest(
-            model_id=model_id,
-            seq_id=seq_id,
-            data=tuple(data),
-            loss_fn="cross_entropy",
-            loss_fn_config={},
-            forward_only=forward_only,
-        )
         response = self.http.post(
             self.base + "/api/v1/forward_backward",
-            data=_proto.encode_forward_backward_request(request),
+            data=encode_forward_backward(model_id, seq_id, data, forward_only=forward_only),
             headers={**self.headers, "Content-Type": "application/x-protobuf"},
             timeout=10,
         )
         assert response.status_code == 200, response.text
         return response.json()["request_id"]
 
-    def forward_backward(self, model_id: str, seq_id: int, **kwargs) -> _proto.ForwardBackwardOutput:
+    def forward_backward(self, model_id: str, seq_id: int, **kwargs) -> Output:
         response = self.result(self.submit_forward_backward(model_id, seq_id, **kwargs))
         assert response.headers["Content-Type"] == "application/x-protobuf", response.text
-        return _proto.decode_forward_backward_output(response.content)
+        return Output(response.content)
 
     def submit(self, kind: str, model_id: str, seq_id: int, **fields) -> str:
         return self.ok(f"/api/v1/{kind}", {"model_id": model_id, "seq_id": seq_id, "type": kind, **fields})[
@@ -307,18 +341,18 @@ def test_unknown_session_and_duplicate_model_are_refused(client):
 def test_forward_backward_answers_protobuf_with_a_real_cross_entropy(client):
     model_id = client.create_model(client.session(), 0)
     output = client.forward_backward(model_id, 1, forward_only=True)
-    logprobs = output.loss_fn_outputs[0]["logprobs"].values
+    logprobs = output.loss_fn_outputs[0]["logprobs"]
     assert len(logprobs) == 5 and all(lp < 0 for lp in logprobs)
     assert output.metrics["loss:sum"] == pytest.approx(-sum(logprobs), rel=1e-6)
     # the initial weights are small, so each prediction is close to uniform over the buckets
     assert output.metrics["loss:sum"] == pytest.approx(5 * math.log(VOCAB), rel=0.05)
-    half = _proto.Datum(
+    half = Datum(
         tokens=DATUM.tokens,
-        loss_fn_inputs={**DATUM.loss_fn_inputs, "weights": _proto.Tensor((1.0, 0, 0, 0, 0), "float32", (5,))},
+        loss_fn_inputs={**DATUM.loss_fn_inputs, "weights": Tensor((1.0, 0, 0, 0, 0), "float32", (5,))},
     )
     weighted = client.forward_backward(model_id, 2, data=[half], forward_only=True)
     assert weighted.metrics["loss:sum"] == pytest.approx(
-        -weighted.loss_fn_outputs[0]["logprobs"].values[0], rel=1e-6
+        -weighted.loss_fn_outputs[0]["logprobs"][0], rel=1e-6
     )
 
 
@@ -330,7 +364,7 @@ def test_training_lowers_the_loss(client):
 
 def test_a_datum_without_targets_fails_its_future_as_a_user_error(client):
     model_id = client.create_model(client.session(), 0)
-    bad = _proto.Datum(tokens=(1, 2), loss_fn_inputs={})
+    bad = Datum(tokens=(1, 2), loss_fn_inputs={})
     result = client.result(client.submit_forward_backward(model_id, 1, data=[bad])).json()
     assert result["category"] == "user" and "target_tokens" in result["error"]
     garbage = client.http.post(
@@ -351,7 +385,7 @@ def test_futures_resolve_in_seq_id_order_whatever_the_arrival_order(client):
     assert pending == {"type": "try_again", "request_id": third, "queue_state": "active"}
     first = client.submit_forward_backward(reordered, 1)
     losses = [
-        _proto.decode_forward_backward_output(client.result(rid).content).metrics["loss:sum"]
+        Output(client.result(rid).content).metrics["loss:sum"]
         for rid in (first, third)
     ]
     assert "metrics" in client.result(second).json()
@@ -570,6 +604,13 @@ def test_status_fault_applies_to_the_next_n_matching_requests_only(fake, client)
     ]
 
 
+def test_fault_time_limits_are_inclusive(fake, client):
+    assert fake.add_fault("GET", "nothing-matches", latency_s=3600).latency_s == 3600
+    assert fake.add_fault("GET", "healthz", status=429, retry_after_s=86_400, times=1).retry_after_s == 86_400
+    response = client.get("/api/v1/healthz")
+    assert response.headers["Retry-After"] == "86400" and response.headers["retry-after-ms"] == "86400000"
+
+
 def test_429_fault_sends_retry_after(fake, client):
     fake.add_fault("GET", "training_runs", status=429, retry_after_s=1.5, times=1)
     response = client.get("/api/v1/training_runs")
@@ -665,10 +706,16 @@ def test_faults_can_be_removed_and_cleared_and_admin_is_exempt(fake, client):
         {"path": "x", "status": 500, "probability": 1.5},
         {"path": "x", "drop": True, "retry_after_s": 1.0},
         {"method": "FETCH", "path": "x", "status": 500},
+        {"path": "x", "latency_s": 3600.5},
+        {"path": "x", "latency_s": float("inf")},
+        {"path": "x", "status": 429, "retry_after_s": 86_401},
+        {"path": "x", "status": 500, "times": 1.5},
+        {"path": "x", "status": 500, "probability": True},
+        {"path": "x", "drop": "yes"},
     ],
 )
 def test_bad_fault_rules_are_refused(fake, kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises((ValueError, TypeError)):
         fake.add_fault(**kwargs)
 
 
@@ -702,7 +749,8 @@ def test_admin_endpoints_mirror_the_python_control_surface(fake, client):
     assert created.status_code == 201
     run_id = created.json()["run_id"]
     assert created.json()["run"]["last_checkpoint"]["checkpoint_id"] == "weights/step-000020"
-    assert client.get(f"/_fake/runs/{run_id}").json() == fake.get_run(run_id)
+    assert client.get(f"/_fake/runs/{run_id}").json() == fake.describe_run(run_id)
+    assert fake.describe_run(run_id).items() >= fake.get_run(run_id).items()
     corrupted = client.post(f"/_fake/runs/{run_id}/corrupt", {"corrupted": True}).json()
     assert corrupted["corrupted"] is True and fake.get_run(run_id)["corrupted"] is True
     assert client.delete(f"/_fake/runs/{run_id}/checkpoints/weights/step-000020").status_code == 200
@@ -751,27 +799,28 @@ def test_admin_errors(client, method, path, body, status):
 # --- the protobuf codec and the model -----------------------------------------------------------
 
 
-def test_codec_matches_the_official_protobuf_messages():
+def test_protobuf_requests_decode_dense_sparse_and_both_config_maps():
+    np = pytest.importorskip("numpy")
     pb = pytest.importorskip("tinker.proto.tinker_public_pb2")
-    message = pb.ForwardBackwardRequest(
-        model_id="s:train:0", seq_id=-3, loss_fn="cross_entropy", forward_only=True
-    )
+    from tinker_recovery.testing._protobuf import decode_forward_backward_request
+
+    message = pb.ForwardBackwardRequest(model_id="s:train:0", seq_id=-3, loss_fn="cross_entropy", forward_only=True)
     datum = message.data.add()
-    datum.model_input.add().encoded_text.tokens = _proto._pack([1, 2, 70000], "int32")
-    datum.model_input.add().encoded_text.tokens = _proto._pack([9], "int32")
+    datum.model_input.add().encoded_text.tokens = np.asarray([1, 2, 70000], dtype=np.int32).tobytes()
+    datum.model_input.add().encoded_text.tokens = np.asarray([9], dtype=np.int32).tobytes()
     targets = datum.loss_fn_inputs["target_tokens"]
-    targets.dense, targets.dtype = _proto._pack([2, 3, 4, 5], "int64"), pb.DTYPE_INT64
+    targets.dense, targets.dtype = np.asarray([2, 3, 4, 5], dtype=np.int64).tobytes(), pb.DTYPE_INT64
     targets.shape.extend([4])
     weights = datum.loss_fn_inputs["weights"]
-    weights.sparse_csr.values = _proto._pack([0.5, 2.0], "float32")
-    weights.sparse_csr.crow_indices = _proto._pack([0, 2], "int64")
-    weights.sparse_csr.col_indices = _proto._pack([1, 3], "int64")
+    weights.sparse_csr.values = np.asarray([0.5, 2.0], dtype=np.float32).tobytes()
+    weights.sparse_csr.crow_indices = np.asarray([0, 2], dtype=np.int64).tobytes()
+    weights.sparse_csr.col_indices = np.asarray([1, 3], dtype=np.int64).tobytes()
     weights.dtype = pb.DTYPE_FLOAT32
     weights.shape.extend([4])
     message.loss_fn_config["clip"] = 0.25
     message.loss_fn_config_v2["mode"].text = "x"
 
-    decoded = _proto.decode_forward_backward_request(message.SerializeToString())
+    decoded = decode_forward_backward_request(message.SerializeToString())
     assert (decoded.model_id, decoded.seq_id, decoded.loss_fn, decoded.forward_only) == (
         "s:train:0",
         -3,
@@ -779,36 +828,38 @@ def test_codec_matches_the_official_protobuf_messages():
         True,
     )
     assert decoded.data[0].tokens == (1, 2, 70000, 9)
-    assert decoded.data[0].loss_fn_inputs["target_tokens"] == _proto.Tensor((2, 3, 4, 5), "int64", (4,))
+    assert decoded.data[0].loss_fn_inputs["target_tokens"] == Tensor((2, 3, 4, 5), "int64", (4,))
     assert decoded.data[0].loss_fn_inputs["weights"].values == (0.0, 0.5, 0.0, 2.0)
     assert decoded.loss_fn_config == {"clip": 0.25, "mode": "x"}
 
-    ours = _proto.encode_forward_backward_request(
-        _proto.ForwardBackwardRequest("m", 4, (DATUM,), "cross_entropy", {"beta": 0.5}, False)
-    )
-    parsed = pb.ForwardBackwardRequest.FromString(ours)
-    assert (parsed.model_id, parsed.seq_id, parsed.loss_fn_config["beta"]) == ("m", 4, 0.5)
-    assert parsed.data[0].loss_fn_inputs["target_tokens"].dense == _proto._pack([2, 3, 4, 5, 6], "int64")
 
-    output = _proto.encode_forward_backward_output(
-        [
-            {"logprobs": _proto.Tensor((-0.5, -1.0), "float32", (2,))},
-            {"logprobs": _proto.Tensor((-2.0,), "float32", (1,))},
-        ],
+def test_protobuf_outputs_read_back_with_the_sdk_converter():
+    pytest.importorskip("tinker.proto.response_conv")
+    from tinker_recovery.testing._protobuf import encode_forward_backward_output
+
+    body = encode_forward_backward_output(
+        [{"logprobs": Tensor((-0.5, -1.0), "float32", (2,))}, {"logprobs": Tensor((-2.0,), "float32", (1,))}],
         {"loss:sum": 3.5},
     )
-    official = pb.ForwardBackwardOutput.FromString(output)
-    assert official.metrics["loss:sum"] == 3.5 and official.loss_fn_outputs[0].num_datums == 2
-    assert _proto._unpack(official.loss_fn_outputs[0].fields["logprobs"].offsets, "int64") == (0, 8, 12)
-    assert _proto.decode_forward_backward_output(output).loss_fn_outputs[1]["logprobs"].values == (-2.0,)
+    output = Output(body)
+    assert output.metrics == {"loss:sum": 3.5}
+    assert output.loss_fn_outputs == [{"logprobs": (-0.5, -1.0)}, {"logprobs": (-2.0,)}]
 
 
-def test_codec_refuses_truncated_input():
-    whole = _proto.encode_forward_backward_request(
-        _proto.ForwardBackwardRequest("m", 1, (DATUM,), "cross_entropy", {}, False)
+def test_protobuf_decoding_refuses_truncated_input_and_other_chunks():
+    pb = pytest.importorskip("tinker.proto.tinker_public_pb2")
+    from tinker_recovery.testing._protobuf import (
+        ProtoError,
+        decode_forward_backward_request,
     )
-    with pytest.raises(_proto.ProtoError):
-        _proto.decode_forward_backward_request(whole[:-3])
+
+    whole = encode_forward_backward("m", 1, [DATUM])
+    with pytest.raises(ProtoError):
+        decode_forward_backward_request(whole[:-3])
+    image = pb.ForwardBackwardRequest(model_id="m", seq_id=1, loss_fn="cross_entropy")
+    image.data.add().model_input.add().image.data = b"png"
+    with pytest.raises(ProtoError, match="'image' are not supported"):
+        decode_forward_backward_request(image.SerializeToString())
 
 
 def test_model_gradients_match_finite_differences_and_adam_is_deterministic():
@@ -868,3 +919,20 @@ def test_module_entry_point_prints_url_and_key_and_exits_cleanly(sig):
     process.stdout.close()
     process.stderr.close()
     assert "Traceback" not in stderr
+
+
+def test_serving_json_clients_imports_neither_tinker_nor_protobuf():
+    code = (
+        "import sys\n"
+        "from tinker_recovery.testing import FakeTinker\n"
+        "with FakeTinker() as fake:\n"
+        "    run_id = fake.add_run(checkpoints=2)\n"
+        "    fake.get_run(run_id)\n"
+        "loaded = sorted(m for m in sys.modules if m == 'tinker' or m.startswith(('tinker.', 'google')))\n"
+        "print(loaded)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

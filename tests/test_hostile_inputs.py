@@ -22,8 +22,13 @@ from tinker_recovery._wire import RETRY_AFTER_CAP_S, error_detail, retry_after_s
 from tinker_recovery.models import RunBrief, step_of
 
 KEY = "tml-INPUTS-sentinel-0123456789"
-RUN = {"training_run_id": "run-1", "base_model": "m", "model_owner": "o", "is_lora": False,
-       "last_request_time": "2025-03-01T12:00:00Z"}
+RUN = {
+    "training_run_id": "run-1",
+    "base_model": "m",
+    "model_owner": "o",
+    "is_lora": False,
+    "last_request_time": "2025-03-01T12:00:00Z",
+}
 
 
 def jwt(claims: object) -> str:
@@ -39,7 +44,9 @@ def server():
 
 @pytest.fixture(scope="module")
 def rest(server):
-    with tr.RestClient(tr.Config(api_key=KEY, base_url=server.base_url, timeout_s=5, max_retries=0)) as client:
+    with tr.RestClient(
+        tr.Config(api_key=KEY, base_url=server.base_url, timeout_s=5, max_retries=0)
+    ) as client:
         yield client
 
 
@@ -66,12 +73,15 @@ def test_a_unicode_digit_content_length_is_ignored_not_a_crash(server, rest):
     assert run.training_run_id == "run-1"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("9999-12-31T23:59:59-05:00", datetime.max.replace(tzinfo=UTC)),
-    ("0001-01-01T00:00:00+05:00", datetime.min.replace(tzinfo=UTC)),
-    ("2025-03-01T12:00:00", datetime(2025, 3, 1, 12, tzinfo=UTC)),
-    ("2025-03-01T14:00:00+02:00", datetime(2025, 3, 1, 12, tzinfo=UTC)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("9999-12-31T23:59:59-05:00", datetime.max.replace(tzinfo=UTC)),
+        ("0001-01-01T00:00:00+05:00", datetime.min.replace(tzinfo=UTC)),
+        ("2025-03-01T12:00:00", datetime(2025, 3, 1, 12, tzinfo=UTC)),
+        ("2025-03-01T14:00:00+02:00", datetime(2025, 3, 1, 12, tzinfo=UTC)),
+    ],
+)
 def test_timestamps_read_as_utc_and_extreme_ones_are_clamped(text, expected):
     parsed = parse_timestamp(text, "Checkpoint.time")
     assert parsed == expected and parsed.tzinfo is UTC
@@ -80,11 +90,22 @@ def test_timestamps_read_as_utc_and_extreme_ones_are_clamped(text, expected):
 
 def test_extreme_checkpoint_dates_sort_and_compare(server, rest):
     def checkpoint(name: str, when: str) -> dict:
-        return {"checkpoint_id": f"weights/{name}", "checkpoint_type": "training", "time": when,
-                "tinker_path": f"tinker://run-1/weights/{name}", "expires_at": when}
+        return {
+            "checkpoint_id": f"weights/{name}",
+            "checkpoint_type": "training",
+            "time": when,
+            "tinker_path": f"tinker://run-1/weights/{name}",
+            "expires_at": when,
+        }
 
-    body = json.dumps({"checkpoints": [checkpoint("a", "9999-12-31T23:59:59-05:00"),
-                                       checkpoint("b", "0001-01-01T00:00:00+05:00")]}).encode()
+    body = json.dumps(
+        {
+            "checkpoints": [
+                checkpoint("a", "9999-12-31T23:59:59-05:00"),
+                checkpoint("b", "0001-01-01T00:00:00+05:00"),
+            ]
+        }
+    ).encode()
     server.answer(http_answer(200, body))
     checkpoints = rest.list_checkpoints("run-1")
     assert [c.name for c in sorted(checkpoints, key=lambda c: c.time)] == ["b", "a"]
@@ -104,25 +125,27 @@ def test_parse_timestamp_gives_utc_or_a_response_error(text):
 def test_a_jwt_key_whose_exp_has_400_digits():
     far = jwt({"exp": int("9" * 400)})
     assert tr.Config(api_key=far).api_key == far
-    with pytest.raises(ValueError, match="^api_key: the JWT has expired"):
+    with pytest.raises(ValueError, match=r"^api_key: the JWT has expired"):
         tr.Config(api_key=jwt({"exp": -int("9" * 400)}))
 
 
 @pytest.mark.parametrize("claims", [{"exp": "NaN"}, {"exp": True}, [1], {"exp": None}])
 def test_a_jwt_without_a_usable_exp_is_refused_by_name(claims):
-    with pytest.raises(ValueError, match="^api_key: starts like a JWT"):
+    with pytest.raises(ValueError, match=r"^api_key: starts like a JWT"):
         tr.Config(api_key=jwt(claims))
 
 
 def test_a_jwt_nested_too_deep_is_refused_not_a_crash():
     body = base64.urlsafe_b64encode(b"[" * 50_000).decode().rstrip("=")
-    with pytest.raises(ValueError, match="^api_key: "):
+    with pytest.raises(ValueError, match=r"^api_key: "):
         tr.Config(api_key=f"eyJhbGciOiJIUzI1NiJ9.{body}.c2ln")
 
 
 def test_non_utf8_and_wrong_content_types(server, rest):
-    for raw in (http_answer(200, b"\xff\xfe\xfa not json"),
-                http_answer(200, b"<html>busy</html>", {"Content-Type": "text/html"})):
+    for raw in (
+        http_answer(200, b"\xff\xfe\xfa not json"),
+        http_answer(200, b"<html>busy</html>", {"Content-Type": "text/html"}),
+    ):
         server.answer(raw)
         with pytest.raises(tr.ResponseError, match="not JSON"):
             rest.get_training_run("run-1")
@@ -153,8 +176,12 @@ def test_a_growing_total_count_does_not_keep_a_listing_going(server, rest):
 
 
 def test_brief_listing_skips_and_counts_bad_items(server, rest):
-    items = [RUN, {"training_run_id": 7}, {**RUN, "training_run_id": "run-2", "corrupted": "yes"},
-             {**RUN, "training_run_id": "run-3", "corrupted": True, "last_checkpoint": {"bad": 1}}]
+    items = [
+        RUN,
+        {"training_run_id": 7},
+        {**RUN, "training_run_id": "run-2", "corrupted": "yes"},
+        {**RUN, "training_run_id": "run-3", "corrupted": True, "last_checkpoint": {"bad": 1}},
+    ]
     page = {"training_runs": items, "cursor": {"offset": 0, "limit": 4, "total_count": 4}}
     server.answer(http_answer(200, json.dumps(page).encode()))
     briefs, cursor, skipped = rest.list_training_runs_brief(limit=4)
@@ -178,28 +205,33 @@ def test_training_run_exposes_user_metadata():
 # --- Retry-After and error details: one home, exact numbers -----------------------------------------
 
 
-@pytest.mark.parametrize(("headers", "expected"), [
-    ({"retry-after": "3"}, 3.0),
-    ({"retry-after": "2.5"}, 2.5),
-    ({"retry-after": "600"}, RETRY_AFTER_CAP_S),
-    ({"retry-after-ms": "1500"}, 1.5),
-    ({"retry-after-ms": "x", "retry-after": "4"}, 4.0),
-    ({"retry-after": "Thu, 01 Jan 1970 00:00:10 GMT"}, 5.0),  # now = 5
-    ({"retry-after": "Thu, 01 Jan 1970 00:00:01 GMT"}, 0.0),  # in the past
-    ({"retry-after": "nan"}, None),
-    ({"retry-after": "inf"}, None),
-    ({"retry-after": "-5"}, None),
-    ({"retry-after": "\u0663"}, None),
-    ({"retry-after": "1e400"}, None),
-    ({"retry-after": "Mon, 01 Jan 0001 00:00:00 +2359"}, RETRY_AFTER_CAP_S),  # read as 2001
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after": "3"}, 3.0),
+        ({"retry-after": "2.5"}, 2.5),
+        ({"retry-after": "600"}, RETRY_AFTER_CAP_S),
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"retry-after-ms": "x", "retry-after": "4"}, 4.0),
+        ({"retry-after": "Thu, 01 Jan 1970 00:00:10 GMT"}, 5.0),  # now = 5
+        ({"retry-after": "Thu, 01 Jan 1970 00:00:01 GMT"}, 0.0),  # in the past
+        ({"retry-after": "nan"}, None),
+        ({"retry-after": "inf"}, None),
+        ({"retry-after": "-5"}, None),
+        ({"retry-after": "\u0663"}, None),
+        ({"retry-after": "1e400"}, None),
+        ({"retry-after": "Mon, 01 Jan 0001 00:00:00 +2359"}, RETRY_AFTER_CAP_S),  # read as 2001
+        ({}, None),
+    ],
+)
 def test_retry_after_exact(headers, expected):
     assert retry_after_s(headers, now=5.0) == expected
 
 
-@given(st.dictionaries(st.sampled_from(["retry-after", "retry-after-ms"]), st.text(max_size=40)),
-       st.floats(min_value=0, max_value=4e9))
+@given(
+    st.dictionaries(st.sampled_from(["retry-after", "retry-after-ms"]), st.text(max_size=40)),
+    st.floats(min_value=0, max_value=4e9),
+)
 def test_retry_after_never_raises_and_stays_in_bounds(headers, now):
     value = retry_after_s(headers, now)
     assert value is None or 0.0 <= value <= RETRY_AFTER_CAP_S
@@ -219,24 +251,43 @@ def test_error_detail_scrubs_a_key_cut_at_the_limit():
 # --- settings: every time and count checked when given (issue 11.7) -------------------------------
 
 
-@pytest.mark.parametrize("settings", [
-    {"timeout_s": math.inf}, {"timeout_s": 1e300}, {"timeout_s": math.nan}, {"timeout_s": 0},
-    {"retry_max_time_s": math.nan}, {"retry_max_time_s": -1.0}, {"max_retries": 10**9},
-    {"timeout_s": True}, {"timeout_s": "5"},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"timeout_s": math.inf},
+        {"timeout_s": 1e300},
+        {"timeout_s": math.nan},
+        {"timeout_s": 0},
+        {"retry_max_time_s": math.nan},
+        {"retry_max_time_s": -1.0},
+        {"max_retries": 10**9},
+        {"timeout_s": True},
+        {"timeout_s": "5"},
+    ],
+)
 def test_config_refuses_bad_times_naming_the_field(settings):
     field = next(iter(settings))
     with pytest.raises((ValueError, TypeError), match=rf"^{field}: "):
         tr.Config(api_key=KEY, **settings)
 
 
-@pytest.mark.parametrize("settings", [
-    {"poll_interval_ms": 10**13}, {"poll_interval_ms": 99}, {"poll_interval_ms": 15},
-    {"backoff_ms": 10**13, "max_backoff_ms": 10**13}, {"max_backoff_ms": 10**13},
-    {"attempt_timeout_ms": 10**13}, {"attempt_timeout_ms": 0},
-    {"recovery_window_s": math.nan}, {"recovery_window_s": math.inf}, {"recovery_window_s": 1e300},
-    {"max_attempts": 10**12}, {"restore": "not callable"},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"poll_interval_ms": 10**13},
+        {"poll_interval_ms": 99},
+        {"poll_interval_ms": 15},
+        {"backoff_ms": 10**13, "max_backoff_ms": 10**13},
+        {"max_backoff_ms": 10**13},
+        {"attempt_timeout_ms": 10**13},
+        {"attempt_timeout_ms": 0},
+        {"recovery_window_s": math.nan},
+        {"recovery_window_s": math.inf},
+        {"recovery_window_s": 1e300},
+        {"max_attempts": 10**12},
+        {"restore": "not callable"},
+    ],
+)
 def test_policy_refuses_values_that_would_kill_a_thread(settings):
     field = next(iter(settings))
     with pytest.raises((ValueError, TypeError), match=rf"^{field}: "):
@@ -265,9 +316,13 @@ def test_policy_restore_takes_a_callable_or_none():
 
 def test_accepted_limits_fit_the_standard_librarys_waits():
     # the largest value accepted for every time can be waited on without OverflowError
-    policy = tr.Policy(poll_interval_ms=int(MAX_WAIT_S * 1000), backoff_ms=int(MAX_WAIT_S * 1000),
-                       max_backoff_ms=int(MAX_WAIT_S * 1000), attempt_timeout_ms=int(MAX_WAIT_S * 1000),
-                       recovery_window_s=MAX_WAIT_S)
+    policy = tr.Policy(
+        poll_interval_ms=int(MAX_WAIT_S * 1000),
+        backoff_ms=int(MAX_WAIT_S * 1000),
+        max_backoff_ms=int(MAX_WAIT_S * 1000),
+        attempt_timeout_ms=int(MAX_WAIT_S * 1000),
+        recovery_window_s=MAX_WAIT_S,
+    )
     event = threading.Event()
     for seconds in (policy.poll_interval_ms / 1000, policy.backoff_s(64), policy.recovery_window_s):
         event.set()
@@ -275,17 +330,20 @@ def test_accepted_limits_fit_the_standard_librarys_waits():
     assert policy.backoff_s(10**6) == MAX_WAIT_S
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda: check_int("n", 1.0), "^n: expected int"),
-    (lambda: check_int("n", True), "^n: expected int"),
-    (lambda: check_int("n", 0, minimum=1), "^n: must be at least 1"),
-    (lambda: check_int("n", 5, maximum=4), "^n: must be at most 4"),
-    (lambda: check_seconds("s", math.nan), "^s: must be a number of seconds, got NaN"),
-    (lambda: check_seconds("s", 10**400), "^s: must be at most"),
-    (lambda: check_seconds("s", 0, inclusive=False), "^s: must be greater than 0"),
-    (lambda: check_ms("m", 10**13), "^m: must be at most"),
-    (lambda: check_ms("m", 1.5), "^m: expected int"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: check_int("n", 1.0), "^n: expected int"),
+        (lambda: check_int("n", True), "^n: expected int"),
+        (lambda: check_int("n", 0, minimum=1), "^n: must be at least 1"),
+        (lambda: check_int("n", 5, maximum=4), "^n: must be at most 4"),
+        (lambda: check_seconds("s", math.nan), "^s: must be a number of seconds, got NaN"),
+        (lambda: check_seconds("s", 10**400), "^s: must be at most"),
+        (lambda: check_seconds("s", 0, inclusive=False), "^s: must be greater than 0"),
+        (lambda: check_ms("m", 10**13), "^m: must be at most"),
+        (lambda: check_ms("m", 1.5), "^m: expected int"),
+    ],
+)
 def test_shared_checks_name_the_field(call, message):
     with pytest.raises((TypeError, ValueError), match=message):
         call()
@@ -300,12 +358,23 @@ def test_shared_checks_return_good_values_unchanged():
 # --- checkpoint steps (issue 14.2) ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "metadata", "step"), [
-    ("step-000120", None, 120), ("000020", None, 20), ("final", None, None), ("ckpt_step120", None, 120),
-    ("000020", {"step": "7"}, 7), ("final", {"step": "33"}, 33), ("final", {"training_step": "9"}, 9),
-    ("final", {"step": "\u0662"}, None), ("\u0662\u0660", None, None), ("step-1-step-2", None, 2),
-    ("1" * 19, None, None), ("best", {"step": "x"}, None),
-])
+@pytest.mark.parametrize(
+    ("name", "metadata", "step"),
+    [
+        ("step-000120", None, 120),
+        ("000020", None, 20),
+        ("final", None, None),
+        ("ckpt_step120", None, 120),
+        ("000020", {"step": "7"}, 7),
+        ("final", {"step": "33"}, 33),
+        ("final", {"training_step": "9"}, 9),
+        ("final", {"step": "\u0662"}, None),
+        ("\u0662\u0660", None, None),
+        ("step-1-step-2", None, 2),
+        ("1" * 19, None, None),
+        ("best", {"step": "x"}, None),
+    ],
+)
 def test_checkpoint_step(name, metadata, step):
     assert step_of(name, metadata) == step
     checkpoint = tr.Checkpoint.from_path(f"tinker://run-1/weights/{name}", time=datetime.now(UTC))
@@ -328,8 +397,15 @@ def test_errors_pickle_and_clients_refuse_to(server):
 # --- property: any value a user gives is either safe or refused by name ---------------------------
 
 USER_VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=10**12, max_value=10**400),
-    st.floats(), st.text(max_size=10), st.just(math.nan), st.just(-math.inf), st.lists(st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=10**12, max_value=10**400),
+    st.floats(),
+    st.text(max_size=10),
+    st.just(math.nan),
+    st.just(-math.inf),
+    st.lists(st.integers(), max_size=2),
 )
 POLICY_TIMES = ("poll_interval_ms", "backoff_ms", "max_backoff_ms", "attempt_timeout_ms", "recovery_window_s")
 POLICY_COUNTS = ("max_attempts", "max_fallbacks", "max_recoveries", "confirm_polls", "max_poll_errors")
@@ -339,7 +415,9 @@ POLICY_COUNTS = ("max_attempts", "max_fallbacks", "max_recoveries", "confirm_pol
 def test_any_policy_value_is_safe_to_wait_on_or_refused_by_name(field, value):
     settings = {field: value}
     if field == "backoff_ms":
-        settings["max_backoff_ms"] = value if isinstance(value, int) and not isinstance(value, bool) else 60_000
+        settings["max_backoff_ms"] = (
+            value if isinstance(value, int) and not isinstance(value, bool) else 60_000
+        )
     try:
         policy = tr.Policy(**settings)
     except (TypeError, ValueError) as error:

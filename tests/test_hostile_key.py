@@ -192,8 +192,10 @@ def test_http_client_debug_printing_stays_off_for_the_package(capfd):
     try:
         with scripted_server() as server:
             server.answer(http_answer(404, b"{}"))
-            with tr.RestClient(tr.Config(api_key=KEY, base_url=server.base_url, max_retries=0)) as rest, \
-                    pytest.raises(tr.NotFound):
+            with (
+                tr.RestClient(tr.Config(api_key=KEY, base_url=server.base_url, max_retries=0)) as rest,
+                pytest.raises(tr.NotFound),
+            ):
                 rest.get_training_run("run-1")
     finally:
         http.client.HTTPConnection.debuglevel = debug
@@ -212,17 +214,21 @@ def test_a_loopback_base_url_never_goes_through_a_proxy(monkeypatch, variable):
         monkeypatch.delenv("no_proxy", raising=False)
         server.answer(http_answer(404, b"{}"))
         proxy.answer(http_answer(404, b"{}"))
-        with tr.RestClient(tr.Config(api_key=KEY, base_url=server.base_url, max_retries=0)) as rest, \
-                pytest.raises(tr.NotFound):
+        with (
+            tr.RestClient(tr.Config(api_key=KEY, base_url=server.base_url, max_retries=0)) as rest,
+            pytest.raises(tr.NotFound),
+        ):
             rest.get_training_run("run-1")
         with LoopbackService(server.base_url, KEY, timeout_s=2) as service, pytest.raises(tr.NotFound):
             service.create_session()
         # a session a caller supplies, reading the environment on each call
         import requests
 
-        with requests.Session() as session, \
-                tr.RestClient(tr.Config(api_key=KEY, base_url=server.base_url, max_retries=0), session) as rest, \
-                pytest.raises(tr.NotFound):
+        with (
+            requests.Session() as session,
+            tr.RestClient(tr.Config(api_key=KEY, base_url=server.base_url, max_retries=0), session) as rest,
+            pytest.raises(tr.NotFound),
+        ):
             rest.get_training_run("run-1")
         assert proxy.requests == []
         assert len(server.requests) == 3
@@ -232,8 +238,14 @@ def test_loopback_service_refuses_redirects_and_never_echoes_the_key():
     with scripted_server() as elsewhere, scripted_server() as server:
         elsewhere.answer(http_answer(200, b'{"session_id": "stolen"}'))
         body = json.dumps({"detail": f"moved; your key {forms()['json-escaped']}"}).encode()
-        server.answer(http_answer(307, body, {"Location": f"{elsewhere.base_url}/api/v1/create_session"},
-                                  reason="Temporary Redirect"))
+        server.answer(
+            http_answer(
+                307,
+                body,
+                {"Location": f"{elsewhere.base_url}/api/v1/create_session"},
+                reason="Temporary Redirect",
+            )
+        )
         with LoopbackService(server.base_url, KEY, timeout_s=2) as service:
             with pytest.raises(tr.ApiError) as info:
                 service.create_session()
@@ -249,12 +261,15 @@ def test_loopback_service_scrubs_a_failed_future_that_quotes_the_key():
         "/api/v1/create_session": http_answer(200, b'{"session_id": "s-1"}'),
         "/api/v1/load_weights": http_answer(200, b'{"request_id": "q-1"}'),
         "/api/v1/retrieve_future": http_answer(
-            200, json.dumps({"error": f"bad key {forms()['url']}\nINFO forged", "category": "user"}).encode()),
+            200, json.dumps({"error": f"bad key {forms()['url']}\nINFO forged", "category": "user"}).encode()
+        ),
     }
     with scripted_server() as server:
         server.answer(http_answer(404, b"{}"), routes)
-        with LoopbackService(server.base_url, KEY, timeout_s=2) as service, \
-                pytest.raises(tr.UnprocessableEntity) as info:
+        with (
+            LoopbackService(server.base_url, KEY, timeout_s=2) as service,
+            pytest.raises(tr.UnprocessableEntity) as info,
+        ):
             service.create_training_client_from_state("tinker://run-1/weights/x")
     assert not leaks(everything(info.value)) and "\n" not in str(info.value)
 

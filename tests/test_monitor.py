@@ -278,13 +278,12 @@ def test_journal_records_and_a_restarted_monitor_resumes(executor, tmp_path, rec
     again.stop()
 
 
-def test_read_journal_skips_a_torn_last_line_and_refuses_a_bad_middle_line(tmp_path):
+def test_read_journal_skips_a_torn_last_line_and_a_bad_middle_line(tmp_path):
     path = tmp_path / "j.jsonl"
     path.write_text('{"event":"watch","run_id":"a","attempt":0,"time":"t"}\n{"event":"wat')
     assert [e["run_id"] for e in tr.read_journal(path)] == ["a"]
     path.write_text('not json\n{"event":"watch","run_id":"a"}\n')
-    with pytest.raises(ValueError, match="line 1"):
-        tr.read_journal(path)
+    assert [e["run_id"] for e in tr.read_journal(path)] == ["a"]
     assert tr.read_journal(tmp_path / "missing.jsonl") == []
 
 

@@ -73,10 +73,14 @@ def test_a_call_with_its_retries_is_bounded_by_retry_max_time():
 
 
 def test_a_fast_answer_after_a_drip_reuses_nothing_broken():
-    run = (b'{"training_run_id": "run-1", "base_model": "m", "model_owner": "o", "is_lora": false,'
-           b' "last_request_time": "2025-03-01T12:00:00"}')
-    with scripted_server() as server, \
-            tr.RestClient(config(server, timeout_s=1, retry_max_time_s=2, max_retries=0)) as rest:
+    run = (
+        b'{"training_run_id": "run-1", "base_model": "m", "model_owner": "o", "is_lora": false,'
+        b' "last_request_time": "2025-03-01T12:00:00"}'
+    )
+    with (
+        scripted_server() as server,
+        tr.RestClient(config(server, timeout_s=1, retry_max_time_s=2, max_retries=0)) as rest,
+    ):
         server.drip(HEAD, BODY, 0.5)
         with pytest.raises(tr.RequestTimeout):
             rest.get_training_run("run-1")
@@ -96,8 +100,10 @@ def test_loopback_service_calls_have_a_total_deadline(drip_head):
 
 
 def test_the_direct_poll_path_sends_what_requests_would():
-    run = (b'{"training_run_id": "run-1", "base_model": "m", "model_owner": "o", "is_lora": false,'
-           b' "last_request_time": "2025-03-01T12:00:00Z"}')
+    run = (
+        b'{"training_run_id": "run-1", "base_model": "m", "model_owner": "o", "is_lora": false,'
+        b' "last_request_time": "2025-03-01T12:00:00Z"}'
+    )
     page = b'{"training_runs": [], "cursor": {"offset": 5, "limit": 2, "total_count": 5}}'
     with scripted_server() as server, tr.RestClient(config(server, max_retries=0)) as rest:
         assert rest._direct is not None and rest._direct.usable()  # the poll path in use here
@@ -116,7 +122,9 @@ def test_the_direct_poll_path_sends_what_requests_would():
 
 def test_a_redirect_on_the_direct_path_is_not_followed():
     with scripted_server() as elsewhere, scripted_server() as server:
-        server.answer(http_answer(307, b"{}", {"Location": f"{elsewhere.base_url}/api/v1/training_runs/run-1"}))
+        server.answer(
+            http_answer(307, b"{}", {"Location": f"{elsewhere.base_url}/api/v1/training_runs/run-1"})
+        )
         with tr.RestClient(config(server, max_retries=0)) as rest, pytest.raises(tr.ApiError) as info:
             rest.get_training_run("run-1")
         assert info.value.status_code == 307 and elsewhere.requests == []

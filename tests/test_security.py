@@ -378,6 +378,8 @@ def test_every_request_verifies_tls(monkeypatch, recorder):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.get(f"{base}/api/v1/training_runs/run-1", json=run_json("run-1", corrupted=True))
         mock.get(f"{base}/api/v1/training_runs/run-1/checkpoints", json={"checkpoints": []})
+        empty = {"training_runs": [], "cursor": {"offset": 0, "limit": 100, "total_count": 0}}
+        mock.get(f"{base}/api/v1/training_runs", json=empty)  # a retry first looks for a run it created
         service = Service(tr.ServerError("try again", status_code=503))
         with tr.Executor(1) as executor, tr.Monitor(executor, policy(max_attempts=2), config) as monitor:
             handle = monitor.monitor_run("run-1", service)

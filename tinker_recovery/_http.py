@@ -112,7 +112,9 @@ class _DeadlineReader(io.RawIOBase):
 class _DeadlineResponse(http.client.HTTPResponse):
     """``http.client``'s response reading through a ``_DeadlineReader`` when an exchange is running."""
 
-    def __init__(self, sock: Any, debuglevel: int = 0, method: str | None = None, url: str | None = None) -> None:
+    def __init__(
+        self, sock: Any, debuglevel: int = 0, method: str | None = None, url: str | None = None
+    ) -> None:
         super().__init__(sock, 0, method, url)  # debuglevel 0: its debug output prints headers
         entry = getattr(_current, "entry", None)
         if entry is not None and isinstance(self.fp, io.BufferedReader):
@@ -225,7 +227,8 @@ def exchange(
     _current.entry = entry
     try:
         reply, failure = _send_and_read(
-            session, method, url, what, entry, timeout_s, max_bytes, headers, params, json_body, send_kwargs or {}
+            session, method, url, what, entry, timeout_s, max_bytes, headers, params, json_body,
+            send_kwargs or {},
         )
     finally:
         _current.entry = outer
@@ -285,8 +288,9 @@ def _send_and_read(
         )
     except (RecursionError, MemoryError):
         failure = ResponseError(f"{what}: the answer's headers could not be read")
-    except Exception as error:  # noqa: BLE001 -- a transport bug on a hostile answer must not escape as itself
-        log.warning("%s: unexpected %s while sending; reported as ConnectionFailed", what, type(error).__name__)
+    except Exception as error:
+        log.warning("%s: unexpected %s while sending; reported as ConnectionFailed", what,
+                    type(error).__name__)
         failure = ConnectionFailed(f"{what}: {type(error).__name__}")
     if failure is not None or response is None:
         return None, failure or ConnectionFailed(f"{what}: no response")
@@ -341,7 +345,7 @@ def _read_raw(
             if entry.deadline <= time.monotonic()
             else ConnectionFailed(f"{what}: connection broke while reading: {type(error).__name__}")
         )
-    except Exception as error:  # noqa: BLE001 -- e.g. a decoder's own error on a hostile Content-Encoding
+    except Exception as error:
         log.warning("%s: unexpected %s while reading the body", what, type(error).__name__)
         failure = ResponseError(f"{what}: the body could not be read ({type(error).__name__})")
     if failure is not None:
@@ -424,7 +428,13 @@ class DirectGet:
         return reply
 
     def _get(
-        self, target: str, what: str, entry: _Entry, timeout_s: float, max_bytes: int, headers: Mapping[str, str]
+        self,
+        target: str,
+        what: str,
+        entry: _Entry,
+        timeout_s: float,
+        max_bytes: int,
+        headers: Mapping[str, str],
     ) -> tuple[Reply | None, TinkerRecoveryError | None]:
         failure: TinkerRecoveryError | None = None
         response: Any = None
@@ -450,8 +460,9 @@ class DirectGet:
             )
         except (RecursionError, MemoryError):
             failure = ResponseError(f"{what}: the answer's headers could not be read")
-        except Exception as error:  # noqa: BLE001 -- a transport bug on a hostile answer must not escape
-            log.warning("%s: unexpected %s while sending; reported as ConnectionFailed", what, type(error).__name__)
+        except Exception as error:
+            log.warning("%s: unexpected %s while sending; reported as ConnectionFailed", what,
+                    type(error).__name__)
             failure = ConnectionFailed(f"{what}: {type(error).__name__}")
         if failure is not None or response is None:
             return None, failure or ConnectionFailed(f"{what}: no response")

@@ -43,7 +43,7 @@ def retry_after_s(headers: Mapping[str, str], now: float) -> float | None:
     try:
         raw_ms = headers.get("retry-after-ms")
         raw = headers.get("retry-after")
-    except Exception:  # noqa: BLE001 -- a headers object that cannot be read: no hint
+    except Exception:
         return None
     if isinstance(raw_ms, str):
         value = _seconds(raw_ms, 1000.0)

@@ -26,6 +26,7 @@ _REDACTED = "'<redacted>'"
 _MAX_KEY_CHARS = 16 * 1024
 _MAX_TIMEOUT_S = 86_400.0 * 7
 """The longest ``timeout_s``/``retry_max_time_s`` accepted: a week; more is surely a typo."""
+_TIME_CHECK = attrs_validator(check_seconds, minimum=0.0, inclusive=False, maximum=_MAX_TIMEOUT_S)
 
 
 def _key_from_env() -> str | None:
@@ -121,11 +122,11 @@ class Config:
     )
     base_url: str = attrs.field(factory=_url_from_env, converter=_strip_slash)
     timeout_s: float = attrs.field(
-        default=30.0, validator=attrs_validator(check_seconds, minimum=0.0, inclusive=False, maximum=_MAX_TIMEOUT_S)
+        default=30.0, validator=_TIME_CHECK
     )
     max_retries: int = attrs.field(default=3, validator=attrs_validator(check_int, minimum=0, maximum=1000))
     retry_max_time_s: float = attrs.field(
-        default=60.0, validator=attrs_validator(check_seconds, minimum=0.0, inclusive=False, maximum=_MAX_TIMEOUT_S)
+        default=60.0, validator=_TIME_CHECK
     )
     recovery: Policy | None = attrs.field(default=None, converter=_to_policy)
     allow_insecure_http: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
@@ -136,7 +137,8 @@ class Config:
             raise TypeError(f"base_url: expected str, got {type(value).__name__}")
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url: expected an http(s) URL with a host, got {escape_text(value, 200)!r}")
+            shown = escape_text(value, 200)
+            raise ValueError(f"base_url: expected an http(s) URL with a host, got {shown!r}")
         if parts.username or parts.password:
             raise ValueError("base_url: must not carry credentials")
         try:
@@ -144,7 +146,8 @@ class Config:
         except ValueError:
             port_ok = False
         if not port_ok:
-            raise ValueError(f"base_url: the port is not a number from 0 to 65535 in {escape_text(value, 200)}")
+            shown = escape_text(value, 200)
+            raise ValueError(f"base_url: the port is not a number from 0 to 65535 in {shown}")
         if parts.query or parts.fragment:
             raise ValueError("base_url: must not have a query or a fragment")
         if parts.scheme == "http" and not is_loopback_host(parts.hostname) and not self.allow_insecure_http:

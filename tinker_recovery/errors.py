@@ -60,7 +60,7 @@ class ApiError(TinkerRecoveryError):
         self.retry_after_s = retry_after_s
         self.retryable = status_code in (408, 409, 429) or status_code >= 500
 
-    def __reduce__(self) -> tuple[Any, ...]:  # keep pickling (and copying) working with keyword-only arguments
+    def __reduce__(self) -> tuple[Any, ...]:  # pickling and copying work with keyword-only arguments
         return (_rebuild_api_error, (type(self), self.message, self.status_code, self.retry_after_s))
 
 

@@ -256,7 +256,9 @@ class RunBrief:
 
     training_run_id: str
     corrupted: bool
-    _raw_last_checkpoint: Mapping[str, Any] | None = attrs.field(default=None, repr=False, eq=False, alias="raw_last_checkpoint")
+    _raw_last_checkpoint: Mapping[str, Any] | None = attrs.field(
+        default=None, repr=False, eq=False, alias="raw_last_checkpoint"
+    )
 
     @classmethod
     def from_json(cls, data: Any) -> RunBrief:
@@ -264,7 +266,8 @@ class RunBrief:
         obj = JsonObject(data, "TrainingRun")
         raw = data.get("last_checkpoint")
         if raw is not None and not isinstance(raw, Mapping):
-            raise ResponseError(f"TrainingRun.last_checkpoint: expected a JSON object, got {type(raw).__name__}")
+            kind = type(raw).__name__
+            raise ResponseError(f"TrainingRun.last_checkpoint: expected a JSON object, got {kind}")
         return cls(
             obj.string("training_run_id"),
             obj.boolean("corrupted", default=False),

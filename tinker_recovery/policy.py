@@ -55,7 +55,8 @@ Strategy = Union[Literal["latest", "best"], Specific]  # noqa: UP007 -- a runtim
 
 def _to_strategy(value: Any) -> Any:
     """Accept ``"latest"``, ``"best"``, ``Specific(path)`` and ``("specific", path)``."""
-    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2 and value[0] == "specific":
+    pair = isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2
+    if pair and value[0] == "specific":
         return Specific(value[1])
     return value
 
@@ -81,7 +82,9 @@ def _callable_or_none(_instance: Any, attribute: Any, value: Any) -> None:
     check_callable(attribute.name, value)
 
 
-_POLL_HINT = f" (a floor of {POLL_INTERVAL_FLOOR_MS} ms; did you give seconds? 15 s is poll_interval_ms=15_000)"
+_POLL_HINT = (
+    f" (a floor of {POLL_INTERVAL_FLOOR_MS} ms; did you give seconds? 15 s is poll_interval_ms=15_000)"
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -112,11 +115,12 @@ class Policy:
       its worker. Default 600_000 (10 min): a create call that never returns is what would hang
       shutdown and interpreter exit, while a real restore of a large model may take minutes.
       None: no limit (not advised).
-    - ``restore(service, checkpoint, run) -> client``: restore your own way (e.g. build a LoRA client
-      with the right settings, then ``load_state``) instead of the service's create call; ``run`` is
-      the TrainingRun when known, else None. None (default): the built-in create call.
     - ``confirm_polls``: consecutive corrupted polls needed before recovery starts (>= 1).
     - ``max_poll_errors``: consecutive 404 polls after which a run is dropped from monitoring (>= 1).
+    - ``restore(service, checkpoint, run) -> client``: restore your own way instead of the service's
+      ``create_training_client_from_state*`` (``run``: the corrupted TrainingRun, or None when not
+      fetched); its result may be a client, a future of one or an awaitable. None: the service's call.
+      E.g. build a LoRA client with the right settings, then ``load_state``.
     """
 
     enabled: bool = attrs.field(default=False, validator=_check(check_bool))
@@ -130,7 +134,9 @@ class Policy:
     max_attempts: int = attrs.field(default=3, validator=_check(check_int, minimum=1, maximum=10_000))
     backoff_ms: int = attrs.field(default=5_000, validator=_check(check_ms))
     max_backoff_ms: int = attrs.field(default=60_000, validator=_check(check_ms))
-    on_recovery: Callable[[Any, Any, Any], Any] | None = attrs.field(default=None, validator=_callable_or_none)
+    on_recovery: Callable[[Any, Any, Any], Any] | None = attrs.field(
+        default=None, validator=_callable_or_none
+    )
     on_failure: Callable[[str, BaseException], Any] | None = attrs.field(
         default=None, validator=_callable_or_none
     )

@@ -142,10 +142,12 @@ def _status(error: BaseException) -> int | None:
 def _fallback(error: BaseException, key: str | None) -> RedactedError:
     try:
         text = str(error)
-    except Exception:  # noqa: BLE001 -- a broken __str__: show the class only
+    except Exception:
         text = ""
     return RedactedError(
-        scrub(text, key) or type(error).__name__, original_type=type(error).__name__, status_code=_status(error)
+        scrub(text, key) or type(error).__name__,
+        original_type=type(error).__name__,
+        status_code=_status(error),
     )
 
 
@@ -172,7 +174,7 @@ def redact_error(error: E, key: str | None) -> E | RedactedError:
         copy.__suppress_context__ = True
         copy.__traceback__ = error.__traceback__
         shown = str(copy) + repr(copy)
-    except Exception:  # noqa: BLE001 -- an exotic exception class: fall back to a plain error of ours
+    except Exception:
         return _fallback(error, key)
     if contains_key(shown, key):
         return _fallback(error, key)
@@ -211,7 +213,7 @@ class KeyFilter(logging.Filter):
             return True
         try:
             message = record.getMessage()
-        except Exception:  # noqa: BLE001 -- a bad format string: keep the raw template
+        except Exception:
             message = str(record.msg)
         record.msg, record.args = self._scrub_all(message), None
         if record.exc_info and not record.exc_text:

@@ -100,7 +100,9 @@ class RestClient:
             "Accept": "application/json",
         }
         # what requests adds on its own path, for the direct one
-        self._direct_headers = {**self._headers, "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"}
+        self._direct_headers = {
+            **self._headers, "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"
+        }
         self._max_response_bytes = max_response_bytes
         self._sleep = sleep
         self._clock = clock
@@ -196,7 +198,9 @@ class RestClient:
                 log.debug("listing at offset %d: item %d skipped: %s", offset, index, error)
         return briefs, cursor, skipped
 
-    def iter_training_runs(self, page_size: int = 100, *, max_pages: int = MAX_LIST_PAGES) -> Iterator[TrainingRun]:
+    def iter_training_runs(
+        self, page_size: int = 100, *, max_pages: int = MAX_LIST_PAGES
+    ) -> Iterator[TrainingRun]:
         """Every training run, fetched ``page_size`` at a time, at most ``max_pages`` pages.
 
         Stops at an empty page, at the cursor's ``total_count``, or after ``max_pages`` pages

@@ -10,13 +10,15 @@ from urllib.parse import parse_qs, unquote
 
 import attrs
 
-from ._proto import ProtoError, decode_forward_backward_request
-from ._state import JSON, ApiProblem, FakeState, dump, parse_tinker_path
+from ._common import JSON, ApiProblem, dump, parse_path
+from ._protobuf import ProtoError, decode_forward_backward_request
+from ._state import FakeState
 
-__all__ = ["Response", "Api", "error_response", "run_id_for"]
+__all__ = ["Api", "LoggedFacts", "Response", "error_response", "request_facts"]
 
 _PREFIX = "/api/v1/"
 _RUNS = "/api/v1/training_runs"
+_SAMPLERS = "/api/v1/samplers"
 
 # The flags that keep the official client on its simplest path (plain httpx, no JWT, no zstd).
 _CLIENT_CONFIG = {
@@ -50,20 +52,38 @@ def _ok(data: Any, status: int = 200) -> Response:
     return Response(status, dump(data))
 
 
-def run_id_for(method: str, path: str, body: bytes) -> str | None:
-    """The run a request concerns, for the request log (see ServedRequest.run_id)."""
+@attrs.frozen
+class LoggedFacts:
+    """What the request log records of a request beyond method, path and status (see ServedRequest)."""
+
+    run_id: str | None = None
+    checkpoint: str | None = None
+    optimizer: bool | None = None
+
+
+def request_facts(method: str, path: str, body: bytes) -> LoggedFacts:
+    """The run a request concerns and, for ``load_weights``, the checkpoint path and optimizer flag."""
     if path.startswith(_RUNS + "/"):
-        return unquote(path[len(_RUNS) + 1 :].split("/", 1)[0]) or None
+        return LoggedFacts(run_id=unquote(path[len(_RUNS) + 1 :].split("/", 1)[0]) or None)
     if method == "POST" and path == "/api/v1/load_weights":
         try:
-            tinker_path = json.loads(body).get("path")
-            return parse_tinker_path(tinker_path)[0]
-        except (ValueError, AttributeError, ApiProblem):
-            return None
-    return None
+            data = json.loads(body)
+        except ValueError:
+            return LoggedFacts()
+        if not isinstance(data, dict):
+            return LoggedFacts()
+        tinker_path = data.get("path")
+        optimizer = data.get("optimizer", False)
+        checkpoint = tinker_path if isinstance(tinker_path, str) else None
+        try:
+            run_id: str | None = parse_path(tinker_path).training_run_id
+        except ApiProblem:
+            run_id = None
+        return LoggedFacts(run_id, checkpoint, optimizer if isinstance(optimizer, bool) else None)
+    return LoggedFacts()
 
 
-def _json_body(body: bytes) -> dict:
+def _json_body(body: bytes) -> dict[str, Any]:
     if not body:
         return {}
     try:
@@ -75,10 +95,11 @@ def _json_body(body: bytes) -> dict:
     return data
 
 
-def _int_param(query: Mapping[str, list[str]], name: str, default: int | None) -> int | None:
+def _optional_int_param(query: Mapping[str, list[str]], name: str) -> int | None:
+    """A query parameter >= 0, or None when absent; ApiProblem(400) naming it when bad."""
     values = query.get(name)
     if not values:
-        return default
+        return None
     try:
         value = int(values[0])
     except ValueError:
@@ -86,6 +107,11 @@ def _int_param(query: Mapping[str, list[str]], name: str, default: int | None) -
     if value < 0:
         raise ApiProblem(400, f"query parameter {name} must be >= 0")
     return value
+
+
+def _int_param(query: Mapping[str, list[str]], name: str, default: int) -> int:
+    value = _optional_int_param(query, name)
+    return default if value is None else value
 
 
 class Api:
@@ -117,6 +143,13 @@ class Api:
             "/api/v1/weights_info": lambda body, headers: _ok(
                 self._state.weights_info(_json_body(body).get("tinker_path"))
             ),
+            "/api/v1/create_sampling_session": lambda body, headers: _ok(
+                {
+                    "type": "create_sampling_session",
+                    "sampling_session_id": self._state.create_sampling_session(_json_body(body)),
+                }
+            ),
+            "/api/v1/asample": self._asample,
         }
         self._get: dict[str, Callable[[Mapping[str, list[str]]], Response]] = {
             "/api/v1/healthz": lambda query: _ok({"status": "ok"}),
@@ -138,6 +171,8 @@ class Api:
             return self._get[path](parse_qs(query))
         if path.startswith(_RUNS + "/"):
             return self._run_resource(method, unquote(path[len(_RUNS) + 1 :]), parse_qs(query))
+        if method == "GET" and path.startswith(_SAMPLERS + "/"):
+            return _ok(self._state.sampler(unquote(path[len(_SAMPLERS) + 1 :])))
         if method == "POST" and path.startswith("/api/v1/sessions/") and path.endswith("/finish"):
             return _ok({})
         if path in self._post or path in self._get:
@@ -171,6 +206,10 @@ class Api:
             return _ok({"type": "try_again", "request_id": request_id, "queue_state": "active"})
         return Response(200, result.body, result.content_type)
 
+    def _asample(self, body: bytes, headers: Mapping[str, str]) -> Response:
+        request_id, sequence_ids = self._state.asample(_json_body(body))
+        return _ok({"request_id": request_id, "sample_sequence_ids": sequence_ids})
+
     # --- sessions -------------------------------------------------------------------------------
 
     def _create_session(self, body: bytes, headers: Mapping[str, str]) -> Response:
@@ -188,12 +227,12 @@ class Api:
     def _list_runs(self, query: Mapping[str, list[str]]) -> Response:
         limit = _int_param(query, "limit", 20)
         offset = _int_param(query, "offset", 0)
-        return _ok(self._state.list_runs(limit, offset))  # type: ignore[arg-type]
+        return _ok(self._state.list_runs(limit, offset))
 
     def _list_user_checkpoints(self, query: Mapping[str, list[str]]) -> Response:
         limit = _int_param(query, "limit", 100)
         offset = _int_param(query, "offset", 0)
-        return _ok(self._state.list_user_checkpoints(limit, offset))  # type: ignore[arg-type]
+        return _ok(self._state.list_user_checkpoints(limit, offset))
 
     def _run_resource(self, method: str, rest: str, query: Mapping[str, list[str]]) -> Response:
         parts = rest.split("/")
@@ -201,9 +240,9 @@ class Api:
         if len(parts) == 1 and method == "GET":
             return _ok(self._state.get_run(run_id))
         if len(parts) == 2 and parts[1] == "checkpoints" and method == "GET":
-            limit = _int_param(query, "limit", None)
+            limit = _optional_int_param(query, "limit")
             offset = _int_param(query, "offset", 0)
-            return _ok(self._state.list_checkpoints(run_id, limit, offset))  # type: ignore[arg-type]
+            return _ok(self._state.list_checkpoints(run_id, limit, offset))
         if len(parts) == 4 and parts[1] == "checkpoints" and method == "DELETE":
             self._state.delete_checkpoint(run_id, f"{parts[2]}/{parts[3]}")
             return Response(204)

@@ -22,9 +22,16 @@ def _check_status(_instance: Any, _attribute: Any, value: int | None) -> None:
         raise ValueError(f"status must be an HTTP error status (400-599) or None, got {value!r}")
 
 
-def _check_non_negative(_instance: Any, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and not value >= 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+MAX_LATENCY_S = 3600.0  # a longer wait is a hung connection, not a fault worth simulating
+MAX_RETRY_AFTER_S = 86_400.0
+
+
+def _check_seconds(_instance: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    limit = MAX_LATENCY_S if attribute.name == "latency_s" else MAX_RETRY_AFTER_S
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= limit:
+        raise ValueError(f"{attribute.name} must be a number in [0, {limit:g}] seconds, got {value!r}")
 
 
 @attrs.frozen
@@ -35,8 +42,8 @@ class FaultRule:
     - ``path``: regular expression searched in the request path (without the query string).
     - ``status``: answer this error status with a JSON body instead of processing the request.
     - ``retry_after_s``: with ``status``, also send ``Retry-After`` (whole seconds, rounded up) and
-      ``retry-after-ms``. None sends neither.
-    - ``latency_s``: wait this long first. Alone, the request is then processed normally.
+      ``retry-after-ms``; 0 to 86400 s. None sends neither.
+    - ``latency_s``: wait this long first (0 to 3600 s). Alone, the request is then processed normally.
     - ``drop``: close the connection without any answer (the request is not processed).
     - ``malformed``: answer ``status`` (200 if None) with a truncated JSON body (not processed).
     - ``times``: apply to the next N matching requests, then the rule is removed. None: no limit.
@@ -47,13 +54,13 @@ class FaultRule:
     method: str | None
     path: str
     status: int | None = attrs.field(default=None, validator=_check_status)
-    retry_after_s: float | None = attrs.field(default=None, validator=_check_non_negative)
-    latency_s: float = attrs.field(default=0.0, converter=float, validator=_check_non_negative)
+    retry_after_s: float | None = attrs.field(default=None, validator=_check_seconds)
+    latency_s: float = attrs.field(default=0.0, validator=_check_seconds)
     drop: bool = False
     malformed: bool = False
     times: int | None = None
     probability: float | None = None
-    _regex: re.Pattern = attrs.field(init=False, repr=False, eq=False)
+    _regex: re.Pattern[str] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if self.method is not None and self.method not in _METHODS:
@@ -62,15 +69,24 @@ class FaultRule:
             object.__setattr__(self, "_regex", re.compile(self.path))
         except re.error as exc:
             raise ValueError(f"path is not a valid regular expression: {exc}") from None
+        for flag in ("drop", "malformed"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"{flag} must be a boolean, got {getattr(self, flag)!r}")
         if self.drop and (self.status is not None or self.malformed):
             raise ValueError("drop cannot be combined with status or malformed")
         if not (self.drop or self.malformed or self.status is not None or self.latency_s > 0):
             raise ValueError("a fault needs status, drop, malformed or a positive latency_s")
         if self.retry_after_s is not None and self.status is None:
             raise ValueError("retry_after_s needs a status")
-        if self.times is not None and (isinstance(self.times, bool) or self.times < 1):
-            raise ValueError(f"times must be >= 1 or None, got {self.times!r}")
-        if self.probability is not None and not 0.0 < self.probability <= 1.0:
+        if self.times is not None and (
+            isinstance(self.times, bool) or not isinstance(self.times, int) or self.times < 1
+        ):
+            raise ValueError(f"times must be an integer >= 1 or None, got {self.times!r}")
+        if self.probability is not None and (
+            isinstance(self.probability, bool)
+            or not isinstance(self.probability, (int, float))
+            or not 0.0 < self.probability <= 1.0
+        ):
             raise ValueError(f"probability must be in (0, 1] or None, got {self.probability!r}")
 
     @property
@@ -92,7 +108,7 @@ class FaultRule:
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and self._regex.search(path) is not None
 
-    def to_json(self, remaining: int | None) -> dict:
+    def to_json(self, remaining: int | None) -> dict[str, Any]:
         data = attrs.asdict(self, filter=lambda attribute, _value: attribute.name != "_regex")
         data["remaining"] = remaining
         return data
@@ -161,7 +177,7 @@ class FaultTable:
             self._rules.clear()
             self._remaining.clear()
 
-    def to_json(self) -> list[dict]:
+    def to_json(self) -> list[dict[str, Any]]:
         with self._lock:
             return [rule.to_json(self._remaining[rule.id]) for rule in self._rules.values()]
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from typing import Any
 
 import attrs
 
-__all__ = ["ServedRequest", "RequestLog"]
+__all__ = ["RequestLog", "ServedRequest"]
 
 
 @attrs.frozen
@@ -21,6 +22,9 @@ class ServedRequest:
       or ``latency``.
     - ``run_id``: for ``load_weights``, the run in the loaded tinker path; for
       ``/api/v1/training_runs/{id}[/...]``, that id; otherwise None.
+    - ``checkpoint``: for ``load_weights``, the tinker path asked for (even when the load failed);
+      otherwise None.
+    - ``optimizer``: for ``load_weights``, whether the optimizer state was asked for; otherwise None.
     """
 
     method: str
@@ -29,8 +33,10 @@ class ServedRequest:
     latency_s: float
     fault: str | None = None
     run_id: str | None = None
+    checkpoint: str | None = None
+    optimizer: bool | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
 
 

@@ -2,45 +2,49 @@
 
 The official ``tinker`` SDK, unmodified, can train against it: sessions, LoRA training clients,
 forward_backward (protobuf) and optim_step on a tiny real model, save_state, training clients from
-state (with or without optimizer), and the RestClient views. Tests and demos control it through
-Python (``add_run``, ``corrupt``, ``add_fault``, ``requests``) or the ``/_fake/...`` admin endpoints.
+state (with or without optimizer), sampling clients (``save_weights_and_get_sampling_client``,
+``create_sampling_client``, ``sample``, ``compute_logprobs``) and the RestClient views. Tests and
+demos control it through Python (``add_run``, ``corrupt``, ``add_fault``, ``requests``, ``loads``,
+``advance_clock``) or the ``/_fake/...`` admin endpoints (the table is in ``_admin.py``'s docstring
+and below).
 
-Run it by hand with ``python -m tinker_recovery.testing.fake_server --port 8000``.
+Run it by hand with ``python -m tinker_recovery.testing.fake_server --port 8000 --runs 1``; it
+prints its URL and key. Then, with ``H="X-API-Key: $TINKER_API_KEY"``:
+
+- corrupt a run: ``curl -H "$H" -X POST $TINKER_BASE_URL/_fake/runs/$RUN/corrupt -d '{}'``
+- add a fault: ``curl -H "$H" -X POST $TINKER_BASE_URL/_fake/faults -d '{"path": "training_runs", "status": 503, "times": 2}'``
+- move the clock (checkpoint expiry): ``curl -H "$H" -X POST $TINKER_BASE_URL/_fake/clock/advance -d '{"seconds": 7200}'``
+- see what was loaded: ``curl -H "$H" $TINKER_BASE_URL/_fake/loads``
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hmac
 import json
 import logging
 import secrets
 import signal
-import socket
-import socketserver
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
-from ._admin import PREFIX as _ADMIN_PREFIX
 from ._admin import handle_admin
-from ._api import Api, Response, error_response, run_id_for
+from ._api import Api, Response, error_response
+from ._clock import ClockLike, FakeClock
+from ._common import ApiProblem, iso
 from ._faults import FaultRule, FaultTable
+from ._http import Server
 from ._served import RequestLog, ServedRequest
-from ._state import ApiProblem, FakeState
+from ._state import FakeState
+from ._store import Load
 
 __all__ = ["FakeTinker", "main"]
 
 logger = logging.getLogger("tinker_recovery.testing.fake_server")
 
-_MAX_BODY = 64 * 1024 * 1024
-_MALFORMED_BODY = b'{"request_id": "fake-req-'  # cut off mid-string: not valid JSON
-_IDLE_TIMEOUT_S = 300.0  # an idle keep-alive connection is closed after this long
 
 
 class FakeTinker:
@@ -48,14 +52,29 @@ class FakeTinker:
 
     - ``api_key``: the only key accepted in ``X-API-Key``; None makes a random ``tml-fake-...`` key.
     - ``seed``: seeds the models' initial weights, the session ids and fault probabilities.
-    - ``clock``: wall-clock seconds since the epoch, for timestamps and checkpoint expiry;
-      None uses ``time.time``. Injected latency always waits in real time.
+    - ``clock``: FakeTinker's time, for timestamps, checkpoint expiry and the ``seq_id`` gap
+      time-out: a ``tinker_recovery`` clock (``ManualClock``: its ``now()`` and ``monotonic()``),
+      or a callable returning epoch seconds (used for both), or None (``time.time`` and
+      ``time.monotonic``). ``advance_clock`` (or ``POST /_fake/clock/advance``) moves it forward.
+      Injected latency and the ``try_again`` hold always wait in real time.
     - ``try_again_hold_s``: how long ``retrieve_future`` holds an unfinished future before answering
       ``try_again`` (the official client re-polls at once). 0 answers at once.
     - ``seq_gap_timeout_s``: operations run in each model's ``seq_id`` order; when a client gave up
       on a ``seq_id`` (e.g. after a malformed answer), later ones wait this long, then the gap is
       skipped and a late arrival of the missing ``seq_id`` fails.
     - ``max_logged_requests``: the request log keeps only the most recent entries.
+
+    Sampling: ``save_weights_and_get_sampling_client``, ``create_sampling_client(model_path=...)``
+    (a sampler or training checkpoint) or ``(base_model=...)`` give samplers that hold a snapshot of
+    the weights. ``sample`` continues the prompt with the bigram model (ids ``0 .. 63``; honours
+    ``max_tokens``, ``temperature`` (0: greedy), ``top_k``, ``top_p``, ``seed`` and integer ``stop``
+    tokens) and reports the same logprobs ``forward_backward`` would; ``compute_logprobs`` scores a
+    prompt. Without ``seed`` the draw is decided by FakeTinker's ``seed``, the sampler and ``seq_id``.
+    String ``stop`` sequences, top-k logprobs, ``target_prompt_logprobs`` and ``prompt_alt_tokens_k``
+    are refused with a 400 naming the option.
+
+    What happened: ``requests`` (each load with its checkpoint path and optimizer flag), ``loads()``,
+    ``source_checkpoint(run_id)``, ``describe_run(run_id)`` and ``load_weights_count(run_id)``.
 
     ``start()`` (or ``with``) binds and serves on named daemon threads; ``stop()`` closes the
     listening socket and every keep-alive connection and joins all threads. Not restartable.
@@ -68,7 +87,7 @@ class FakeTinker:
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int = 0,
-        clock: Callable[[], float] | None = None,
+        clock: ClockLike | None = None,
         try_again_hold_s: float = 0.5,
         seq_gap_timeout_s: float = 2.0,
         max_logged_requests: int = 100_000,
@@ -84,13 +103,14 @@ class FakeTinker:
         self._api_key = api_key or f"tml-fake-{secrets.token_hex(16)}"
         self._host = host
         self._port = port
-        self._state = FakeState(seed=seed, clock=clock or time.time, seq_gap_timeout_s=seq_gap_timeout_s)
+        self._clock = FakeClock(clock)
+        self._state = FakeState(seed=seed, clock=self._clock, seq_gap_timeout_s=seq_gap_timeout_s)
         self._api = Api(self._state, hold_s=try_again_hold_s)
         self._fault_table = FaultTable(seed)
         self._request_log = RequestLog(max_logged_requests)
         self._stop_event = threading.Event()
         self._lifecycle = threading.Lock()
-        self._server: _Server | None = None
+        self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self._stopped = False
 
@@ -102,7 +122,7 @@ class FakeTinker:
             if self._stopped:
                 raise RuntimeError("FakeTinker was stopped and cannot be restarted")
             if self._server is None:
-                server = _Server((self._host, self._port), self)
+                server = Server((self._host, self._port), self)
                 thread = threading.Thread(
                     target=server.serve_forever,
                     kwargs={"poll_interval": 0.05},
@@ -134,8 +154,9 @@ class FakeTinker:
         for connection_thread in server.close_connections(deadline):
             connection_thread.join(max(0.0, deadline - time.monotonic()))
 
-    def __enter__(self) -> FakeTinker:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
@@ -150,7 +171,7 @@ class FakeTinker:
         if self._server is None:
             raise RuntimeError("FakeTinker is not started")
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     @property
     def port(self) -> int:
@@ -194,13 +215,37 @@ class FakeTinker:
         """Mark a run corrupted (or healthy again). Raises KeyError for an unknown run."""
         _lookup(lambda: self._state.corrupt(run_id, corrupted))
 
-    def get_run(self, run_id: str) -> dict:
+    def get_run(self, run_id: str) -> dict[str, Any]:
         """The run as ``GET /api/v1/training_runs/{id}`` shows it. Raises KeyError if unknown."""
-        return _lookup(lambda: self._state.get_run(run_id))
+        result: dict[str, Any] = _lookup(lambda: self._state.get_run(run_id))
+        return result
 
-    def list_checkpoints(self, run_id: str) -> list[dict]:
+    def describe_run(self, run_id: str) -> dict[str, Any]:
+        """``get_run`` plus ``source_checkpoint`` (the tinker path this run's weights were loaded
+        from, None for a run made by ``create_model`` or ``add_run``), ``source_optimizer`` (whether
+        that load restored the optimizer; None without a load) and ``load_weights_count``.
+        Raises KeyError if unknown. ``GET /_fake/runs/{id}`` answers the same."""
+        result: dict[str, Any] = _lookup(lambda: self._state.admin_run(run_id))
+        return result
+
+    def source_checkpoint(self, run_id: str) -> str | None:
+        """The checkpoint path the run's weights came from (a training client made from state, or
+        the last ``load_state`` into it); None if never loaded. Raises KeyError if unknown."""
+        load: Load | None = _lookup(lambda: self._state.source_checkpoint(run_id))
+        return None if load is None else load.checkpoint
+
+    def loads(self, run_id: str | None = None) -> list[Load]:
+        """Every load carried out, oldest first, each with its checkpoint path, optimizer flag,
+        the run it went into and the time; with ``run_id``, only loads of that run's checkpoints.
+
+        As for ``load_weights_count``, only loads FakeTinker performed count (not faulted ones)."""
+        return self._state.loads(run_id)
+
+    def list_checkpoints(self, run_id: str) -> list[dict[str, Any]]:
         """The run's live checkpoints, oldest first, as the REST API shows them."""
-        return _lookup(lambda: self._state.list_checkpoints(run_id, None, 0))["checkpoints"]
+        page: dict[str, Any] = _lookup(lambda: self._state.list_checkpoints(run_id, None, 0))
+        checkpoints: list[dict[str, Any]] = page["checkpoints"]
+        return checkpoints
 
     def delete_checkpoint(self, run_id: str, checkpoint_id: str) -> None:
         """Delete e.g. ``weights/step-000010``. Raises KeyError if the run or checkpoint is unknown."""
@@ -217,7 +262,27 @@ class FakeTinker:
         A load counts when the fake actually performed it: requests answered by a fault rule
         (status, drop, malformed) never count; a latency-only rule does not stop a count.
         """
-        return self._state.load_weights_count(run_id)
+        return len(self._state.loads(run_id))
+
+    # --- time -----------------------------------------------------------------------------------
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move FakeTinker's clock forward by ``seconds`` (finite, >= 0) and return the total offset.
+
+        Checkpoints whose ``expires_at`` is passed are gone at once; timestamps move too. Raises
+        ValueError for a negative or non-finite value.
+        """
+        offset = self._clock.advance(seconds)
+        self._state.clock_moved()
+        return offset
+
+    def now(self) -> float:
+        """FakeTinker's current time in epoch seconds (its clock plus any ``advance_clock``)."""
+        return self._clock.time()
+
+    def clock_json(self) -> dict[str, Any]:
+        """``{"now": ISO time, "offset_s": seconds advanced}``, as ``GET /_fake/clock`` answers."""
+        return {"now": iso(self._clock.time()), "offset_s": self._clock.offset_s}
 
     # --- faults and the request log -------------------------------------------------------------
 
@@ -302,207 +367,6 @@ def _lookup(call: Callable[[], Any]) -> Any:
         raise ValueError(problem.message) from None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """One keep-alive connection. Reads each request fully, then answers with a single write."""
-
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    timeout = _IDLE_TIMEOUT_S
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence per-request logging
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self._serve()
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
-
-    def _serve(self) -> None:
-        self.server.request_started(self.connection)
-        try:
-            self._serve_request()
-        finally:
-            if self.server.request_finished(self.connection):
-                self.close_connection = True  # the server is stopping: no further requests here
-
-    def _serve_request(self) -> None:
-        fake = self.server.fake
-        started = time.monotonic()
-        path, _, query = self.path.partition("?")
-        body = self._read_body()
-        if body is None:
-            return
-        if path.startswith(_ADMIN_PREFIX):
-            self._send(self._guard(fake._respond_admin, path, query, body))
-            return
-        rule = fake._fault_table.match(self.command, path)
-        if rule is not None and rule.latency_s > 0 and fake._stop_event.wait(rule.latency_s):
-            self.close_connection = True  # stopping: abandon the request
-            return
-        response: Response | None
-        if rule is not None and rule.drop:
-            response = None
-        elif rule is not None and rule.replaces_processing:
-            response = _fault_response(rule)
-        else:
-            response = self._guard(fake._respond_api, path, query, body)
-        # Log before answering, so a client that got its answer always finds the entry.
-        fake._request_log.append(
-            ServedRequest(
-                method=self.command,
-                path=path,
-                status=None if response is None else response.status,
-                latency_s=time.monotonic() - started,
-                fault=None if rule is None else rule.name,
-                run_id=run_id_for(self.command, path, body),
-            )
-        )
-        if response is None:
-            self.close_connection = True
-        else:
-            self._send(response)
-
-    def _guard(self, respond: Callable[..., Response], path: str, query: str, body: bytes) -> Response:
-        try:
-            return respond(self.command, path, query, self.headers, body)
-        except Exception:
-            logger.exception("FakeTinker failed on %s %s", self.command, path)
-            return error_response(500, "internal error in FakeTinker")
-
-    def _read_body(self) -> bytes | None:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.close_connection = True
-            self._send(error_response(411, "chunked request bodies are not supported; send Content-Length"))
-            return None
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= _MAX_BODY:
-            self.close_connection = True
-            self._send(error_response(413 if length > _MAX_BODY else 400, "bad Content-Length"))
-            return None
-        return self.rfile.read(length) if length else b""
-
-    def _send(self, response: Response) -> int:
-        status = response.status
-        try:
-            reason = HTTPStatus(status).phrase
-        except ValueError:
-            reason = "Error"
-        lines = [f"HTTP/1.1 {status} {reason}"]
-        if status != 204:
-            lines.append(f"Content-Type: {response.content_type}")
-            lines.append(f"Content-Length: {len(response.body)}")
-        lines.extend(f"{name}: {value}" for name, value in response.headers)
-        if self.close_connection:
-            lines.append("Connection: close")
-        elif self.request_version == "HTTP/1.0":
-            lines.append("Connection: keep-alive")
-        payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        if status != 204:
-            payload += response.body
-        try:
-            self.wfile.write(payload)
-        except OSError:
-            self.close_connection = True
-        return status
-
-
-def _fault_response(rule: FaultRule) -> Response:
-    headers: tuple[tuple[str, str], ...] = ()
-    if rule.retry_after_s is not None:
-        seconds = rule.retry_after_s
-        headers = (("Retry-After", str(int(-(-seconds // 1)))), ("retry-after-ms", str(int(seconds * 1000))))
-    if rule.malformed:
-        return Response(rule.status or 200, _MALFORMED_BODY, headers=headers)
-    assert rule.status is not None
-    return error_response(rule.status, f"injected fault (rule {rule.id})", headers)
-
-
-class _Server(ThreadingHTTPServer):
-    """A threading HTTP server that tracks its connections so stop() can close and join them."""
-
-    daemon_threads = True
-    block_on_close = False  # we join our own threads, with a deadline
-    request_queue_size = 512
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], fake: FakeTinker) -> None:
-        self.fake = fake
-        self._connections_changed = threading.Condition()
-        self._connections: dict[socket.socket, threading.Thread] = {}
-        self._busy: set[socket.socket] = set()  # connections in the middle of a request
-        self._closing = False
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS look-up that can take seconds.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self._serve_connection,
-            args=(request, client_address),
-            name="tinker_recovery.fake_server.connection",
-            daemon=True,
-        )
-        with self._connections_changed:
-            self._connections[request] = thread
-        thread.start()
-
-    def _serve_connection(self, request: Any, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-            with self._connections_changed:
-                self._connections.pop(request, None)
-                self._busy.discard(request)
-                self._connections_changed.notify_all()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        logger.debug("FakeTinker connection from %s failed", client_address, exc_info=True)
-
-    def request_started(self, sock: socket.socket) -> None:
-        with self._connections_changed:
-            self._busy.add(sock)
-
-    def request_finished(self, sock: socket.socket) -> bool:
-        """Mark the connection idle; True when the server is closing (the connection should end)."""
-        with self._connections_changed:
-            self._busy.discard(sock)
-            self._connections_changed.notify_all()
-            return self._closing
-
-    def close_connections(self, deadline: float) -> list[threading.Thread]:
-        """Close idle connections now and busy ones once their answer is sent (or at ``deadline``).
-
-        Returns every connection thread, for joining. Call after the accept loop has stopped.
-        """
-        with self._connections_changed:
-            self._closing = True
-            threads = list(self._connections.values())
-            idle = [sock for sock in self._connections if sock not in self._busy]
-        _shutdown_sockets(idle)
-        with self._connections_changed:
-            self._connections_changed.wait_for(lambda: not self._busy, max(0.0, deadline - time.monotonic()))
-            remaining = list(self._connections)
-        _shutdown_sockets(remaining)
-        return threads
-
-
-def _shutdown_sockets(sockets: list[socket.socket]) -> None:
-    for sock in sockets:
-        with contextlib.suppress(OSError):  # already closed by its thread
-            sock.shutdown(socket.SHUT_RDWR)
-
-
 # --- command line -------------------------------------------------------------------------------
 
 
@@ -511,6 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tinker_recovery.testing.fake_server",
         description="Serve a fake Tinker service on loopback for tests and demos.",
+        epilog=(
+            "Control it over HTTP with the printed key (header X-API-Key): POST /_fake/runs, "
+            "POST /_fake/runs/RUN/corrupt, POST /_fake/faults, GET /_fake/requests, GET /_fake/loads, "
+            'POST /_fake/clock/advance {"seconds": N}. The full table is in the docstring of '
+            "tinker_recovery.testing._admin."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port (default 8000)")
