@@ -19,7 +19,7 @@ from ._http import is_loopback_host
 from ._text import escape_text
 from .policy import Policy
 
-__all__ = ["DEFAULT_BASE_URL", "Config"]
+__all__ = ["Config", "DEFAULT_BASE_URL"]
 
 DEFAULT_BASE_URL = "https://tinker.thinkingmachines.dev/services/tinker-prod"
 _REDACTED = "'<redacted>'"

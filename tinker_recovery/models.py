@@ -17,12 +17,12 @@ from ._json import JsonObject
 from .errors import ResponseError
 
 __all__ = [
-    "CHECKPOINT_TYPES",
     "Checkpoint",
     "Cursor",
-    "ParsedCheckpointTinkerPath",
-    "RunBrief",
     "TrainingRun",
+    "ParsedCheckpointTinkerPath",
+    "CHECKPOINT_TYPES",
+    "RunBrief",
     "step_of",
 ]
 

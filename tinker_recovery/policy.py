@@ -18,7 +18,13 @@ from ._checks import attrs_validator as _check
 from ._checks import check_bool, check_callable, check_int, check_ms, check_seconds
 from .models import ParsedCheckpointTinkerPath
 
-__all__ = ["DEFAULT_ATTEMPT_TIMEOUT_MS", "POLL_INTERVAL_FLOOR_MS", "Policy", "Specific", "Strategy"]
+__all__ = [
+    "Policy",
+    "Specific",
+    "Strategy",
+    "DEFAULT_ATTEMPT_TIMEOUT_MS",
+    "POLL_INTERVAL_FLOOR_MS",
+]
 
 _LATEST = "latest"
 _BEST = "best"

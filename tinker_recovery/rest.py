@@ -27,7 +27,13 @@ from .models import (
     TrainingRun,
 )
 
-__all__ = ["MAX_LIST_PAGES", "MAX_RESPONSE_BYTES", "RETRY_AFTER_CAP_S", "RestClient", "retry_after_s"]
+__all__ = [
+    "RestClient",
+    "MAX_RESPONSE_BYTES",
+    "RETRY_AFTER_CAP_S",
+    "MAX_LIST_PAGES",
+    "retry_after_s",
+]
 
 log = logging.getLogger("tinker_recovery.rest")
 
