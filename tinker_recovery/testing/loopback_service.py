@@ -36,8 +36,9 @@ class LoopbackService:
     """A service client for ``base_url`` (e.g. ``FakeTinker.base_url``) authenticated by ``api_key``.
 
     - ``timeout_s``: the total time-out of every HTTP call (connect, headers and body, however
-      slowly the server sends them), and the longest a future is polled before RequestTimeout.
-      Must be > 0 and at most a day.
+      slowly the server sends them), and how long a future is polled before RequestTimeout (the
+      poll under way then finishes, so a create call ends within 2 x ``timeout_s``). Must be > 0
+      and at most a day.
     - ``session``: a ``requests.Session`` to use (not closed by ``close()``); None makes one.
 
     Errors (all from ``tinker_recovery.errors``): an HTTP error status raises the matching ApiError
@@ -73,7 +74,8 @@ class LoopbackService:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._timeout_s = float(timeout_s)
-        self._http = session if session is not None else _http.new_session(4)
+        # a pool at least as large as an Executor's workers: a full pool discards kept-alive connections
+        self._http = session if session is not None else _http.new_session(16)
         self._send_kwargs: dict[str, Any] = {}
         if session is None:  # read the environment once, as RestClient does
             self._send_kwargs = {
@@ -170,19 +172,11 @@ class LoopbackService:
             raise ResponseError(f"{what} answered without a request_id")
         deadline = time.monotonic() + self._timeout_s
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise RequestTimeout(f"{what} did not finish within {self._timeout_s} s")
-            try:
-                result = self._post(
-                    "/api/v1/retrieve_future",
-                    {"request_id": request_id, "allow_metadata_only": False},
-                    timeout_s=left,  # each poll capped to what is left: the wait ends by timeout_s
-                )
-            except RequestTimeout:
-                if time.monotonic() < deadline:
-                    raise
-                result = {"type": "try_again"}  # cut by the wait's own deadline: reported below
+            # Each poll has its own deadline of timeout_s (so the wait ends within 2 x timeout_s): a
+            # poll cut short would leave a load done on the server but unknown to the caller.
+            result = self._post(
+                "/api/v1/retrieve_future", {"request_id": request_id, "allow_metadata_only": False}
+            )
             if result.get("type") == "try_again" or result.get("status") == "complete_metadata":
                 if time.monotonic() >= deadline:
                     raise RequestTimeout(f"{what} did not finish within {self._timeout_s} s")
