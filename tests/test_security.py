@@ -32,7 +32,7 @@ MIB = 1024 * 1024
 
 
 def policy(**overrides: Any) -> tr.Policy:
-    return tr.Policy(**{"enabled": True, "jitter": "none", "poll_interval_ms": 50, "backoff_ms": 10,
+    return tr.Policy(**{"enabled": True, "jitter": "none", "poll_interval_ms": 100, "backoff_ms": 10,
                         "max_backoff_ms": 100, **overrides})
 
 
