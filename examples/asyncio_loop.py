@@ -105,8 +105,9 @@ async def train(handle: tr.RunHandle, fake: FakeTinker, args: argparse.Namespace
             loss = await train_step(client, datums, adam)
         except tinker.RequestFailedError:
             print(f"step {step:3d}  refused", flush=True)
-            if not args.no_check and not await asyncio.to_thread(handle.check):
-                raise  # the run is healthy: the error is the loop's own
+            # healthy, and not recovered meanwhile (then handle.client is already the new client):
+            if not args.no_check and not await asyncio.to_thread(handle.check) and client is handle.client:
+                raise  # the error is the loop's own
             ticker.start()
             began = time.monotonic()
             try:

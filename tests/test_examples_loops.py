@@ -58,3 +58,17 @@ def test_the_asyncio_loop_refuses_a_corruption_before_the_first_checkpoint():
     done = run_example("--save-every", "4", "--corrupt-at", "2")
     assert done.returncode == 2
     assert "so a checkpoint exists before the corruption" in done.stderr
+
+
+RL_EXAMPLE = REPO / "examples" / "rl_sampling_loop.py"
+
+
+@pytest.mark.timeout(150)
+def test_the_rl_loop_samples_from_the_restored_weights_after_a_recovery():
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TINKER_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, str(RL_EXAMPLE), "--steps", "9", "--save-every", "3", "--corrupt-at", "7"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert re.search(r"sampling from tinker://\S+/sampler_weights/step-000006; resuming at step 6", done.stdout), done.stdout
+    assert "verified: steps 0..8 applied once each, with an uninterrupted run's losses" in done.stdout
