@@ -78,8 +78,9 @@ class Ticker:
                 await self._task
 
 
-async def train(handle: tr.RunHandle, fake: FakeTinker, args: argparse.Namespace,
-                ledger: StepLedger) -> dict[str, float]:
+async def train(
+    handle: tr.RunHandle, fake: FakeTinker, args: argparse.Namespace, ledger: StepLedger
+) -> dict[str, float]:
     """The loop; returns timings (``corrupted_to_next_step_s``, ``longest_loop_gap_s``)."""
     tinker = import_tinker()
     datums, adam = make_datums(), adam_params()
@@ -93,8 +94,11 @@ async def train(handle: tr.RunHandle, fake: FakeTinker, args: argparse.Namespace
                 raise ExampleFailed(f"restored {recovery.checkpoint.tinker_path}, which names no step")
             client, step = recovery.client, recovery.step
             ledger.restored(step)
-            print(f"recovered from {recovery.checkpoint.tinker_path} into run {recovery.new_run_id}; "
-                  f"resuming at step {step}", flush=True)
+            print(
+                f"recovered from {recovery.checkpoint.tinker_path} into run {recovery.new_run_id}; "
+                f"resuming at step {step}",
+                flush=True,
+            )
         if step == args.corrupt_at and corrupted_at is None:
             if args.restore_latency > 0:  # the restore's load answers this much later
                 fake.add_fault("POST", r"^/api/v1/load_weights$", latency_s=args.restore_latency, times=1)
@@ -135,10 +139,13 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         fake = stack.enter_context(FakeTinker())
         service = stack.enter_context(tinker.ServiceClient(base_url=fake.base_url, api_key=fake.api_key))
         training_client = await service.create_lora_training_client(base_model=BASE_MODEL, rank=8)
-        print(f"training {args.steps} steps on run {training_client.model_id} (FakeTinker at {fake.base_url}); "
-              f"a checkpoint every {args.save_every} steps; corruption before step {args.corrupt_at}; "
-              f"poll interval {args.poll_interval_ms} ms; detection by "
-              f"{'the poll' if args.no_check else 'handle.check()'}", flush=True)
+        print(
+            f"training {args.steps} steps on run {training_client.model_id} (FakeTinker at {fake.base_url}); "
+            f"a checkpoint every {args.save_every} steps; corruption before step {args.corrupt_at}; "
+            f"poll interval {args.poll_interval_ms} ms; detection by "
+            f"{'the poll' if args.no_check else 'handle.check()'}",
+            flush=True,
+        )
         policy = demo_policy(poll_interval_ms=args.poll_interval_ms)
         executor = stack.enter_context(tr.Executor())
         monitor = stack.enter_context(tr.Monitor(executor, policy))  # REST access from the service
@@ -154,35 +161,75 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     if problems:
         raise ExampleFailed("; ".join(problems))
     repeated = list(range(ledger.restored_at or 0, args.corrupt_at))
-    print(f"verified: steps 0..{args.steps - 1} applied once each on the final weights, in order, with an "
-          f"uninterrupted run's losses; steps {repeated} ran twice (after {checkpoint_name(ledger.restored_at or 0)}, "
-          f"lost with the corrupted run)")
-    print(f"corruption -> next successful step: {timings['corrupted_to_next_step_s']:.3f} s "
-          f"(poll interval {args.poll_interval_ms} ms); while awaiting the recovery ({timings.get('wait_s', 0.0) * 1000:.0f} ms) "
-          f"the event loop ticked {timings.get('ticks', 0):.0f} times, longest gap "
-          f"{timings.get('longest_loop_gap_s', 0.0) * 1000:.0f} ms", flush=True)
+    print(
+        f"verified: steps 0..{args.steps - 1} applied once each on the final weights, in order, with an "
+        f"uninterrupted run's losses; steps {repeated} ran twice "
+        f"(after {checkpoint_name(ledger.restored_at or 0)}, lost with the corrupted run)"
+    )
+    print(
+        f"corruption -> next successful step: {timings['corrupted_to_next_step_s']:.3f} s "
+        f"(poll interval {args.poll_interval_ms} ms); while awaiting the recovery "
+        f"({timings.get('wait_s', 0.0) * 1000:.0f} ms) "
+        f"the event loop ticked {timings.get('ticks', 0):.0f} times, longest gap "
+        f"{timings.get('longest_loop_gap_s', 0.0) * 1000:.0f} ms",
+        flush=True,
+    )
     return timings
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python examples/asyncio_loop.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python examples/asyncio_loop.py", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--steps", type=int, default=12, help="optimizer steps to train (default 12)")
-    parser.add_argument("--save-every", type=int, default=4, metavar="K", help="save every K steps (default 4)")
-    parser.add_argument("--corrupt-at", type=int, default=10, metavar="STEP",
-                        help="mark the run corrupted before this step (default 10)")
-    parser.add_argument("--poll-interval-ms", type=int, default=1000, metavar="MS",
-                        help="the Monitor's poll interval (default 1000, at least 100)")
-    parser.add_argument("--no-check", action="store_true",
-                        help="do not call handle.check(): leave detection to the poll")
-    parser.add_argument("--restore-latency", type=float, default=0.0, metavar="S",
-                        help="make FakeTinker answer the restore's load S seconds late (default 0)")
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="S",
-                        help="longest wait for a recovery, in seconds (default 30)")
+    parser.add_argument(
+        "--save-every", type=int, default=4, metavar="K", help="save every K steps (default 4)"
+    )
+    parser.add_argument(
+        "--corrupt-at",
+        type=int,
+        default=10,
+        metavar="STEP",
+        help="mark the run corrupted before this step (default 10)",
+    )
+    parser.add_argument(
+        "--poll-interval-ms",
+        type=int,
+        default=1000,
+        metavar="MS",
+        help="the Monitor's poll interval (default 1000, at least 100)",
+    )
+    parser.add_argument(
+        "--no-check", action="store_true", help="do not call handle.check(): leave detection to the poll"
+    )
+    parser.add_argument(
+        "--restore-latency",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="make FakeTinker answer the restore's load S seconds late (default 0)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="longest wait for a recovery, in seconds (default 30)",
+    )
     args = parser.parse_args(argv)
-    if args.save_every < 1 or args.timeout <= 0 or args.poll_interval_ms < 100 or not 0 <= args.restore_latency < 60:
-        parser.error("need --save-every >= 1, --timeout > 0, --poll-interval-ms >= 100 and 0 <= --restore-latency < 60")
+    if (
+        args.save_every < 1
+        or args.timeout <= 0
+        or args.poll_interval_ms < 100
+        or not 0 <= args.restore_latency < 60
+    ):
+        parser.error(
+            "need --save-every >= 1, --timeout > 0, --poll-interval-ms >= 100 and 0 <= --restore-latency < 60"
+        )
     if not args.save_every <= args.corrupt_at < args.steps:
-        parser.error("need --save-every <= --corrupt-at < --steps, so a checkpoint exists before the corruption")
+        parser.error(
+            "need --save-every <= --corrupt-at < --steps, so a checkpoint exists before the corruption"
+        )
     return args
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 from typing import Any
 
 import tinker_recovery as tr
@@ -56,11 +57,15 @@ def rl_step(client: Any, sampler: Any, step: int, adam: Any) -> float:
     for sequence in sequences:
         tokens = PROMPT + list(sequence.tokens)
         weight = reward(list(sequence.tokens))
-        datums.append(types.Datum(
-            model_input=types.ModelInput.from_ints(tokens[:-1]),
-            loss_fn_inputs={"target_tokens": tokens[1:],
-                            "weights": [0.0] * (len(PROMPT) - 1) + [weight] * len(sequence.tokens)},
-        ))
+        datums.append(
+            types.Datum(
+                model_input=types.ModelInput.from_ints(tokens[:-1]),
+                loss_fn_inputs={
+                    "target_tokens": tokens[1:],
+                    "weights": [0.0] * (len(PROMPT) - 1) + [weight] * len(sequence.tokens),
+                },
+            )
+        )
     futures = [client.forward_backward(datums, "cross_entropy"), client.optim_step(adam)]
     results, errors = [], []
     for future in futures:  # read both, so no failed future is left unread
@@ -77,29 +82,43 @@ def probe(sampler: Any) -> list[float | None]:
     return list(sampler.compute_logprobs(import_tinker().types.ModelInput.from_ints(PROBE)).result())
 
 
-def train(service: Any, handle: tr.RunHandle | None, client: Any, args: argparse.Namespace, ledger: StepLedger,
-          corrupt: Any = None) -> dict[str, list[float | None]]:
+def train(
+    service: Any,
+    handle: tr.RunHandle | None,
+    client: Any,
+    args: argparse.Namespace,
+    ledger: StepLedger,
+    corrupt: Any = None,
+) -> dict[str, list[float | None]]:
     """The loop; returns the probe log-probabilities recorded at each checkpoint name."""
     tinker = import_tinker()
     adam = adam_params()
     sampler = client.save_weights_and_get_sampling_client(checkpoint_name(0)).result()
     probes = {checkpoint_name(0): probe(sampler)}
+    timings: dict[str, float] = {}
     step = 0
     while step < args.steps:
         recovery = handle.take_recovery() if handle is not None else None
         if recovery is not None:
             if recovery.step is None or recovery.sampler_path is None:
-                raise ExampleFailed(f"restored {recovery.checkpoint.tinker_path}: step {recovery.step}, "
-                                    f"sampler path {recovery.sampler_path}")
+                raise ExampleFailed(
+                    f"restored {recovery.checkpoint.tinker_path}: step {recovery.step}, "
+                    f"sampler path {recovery.sampler_path}"
+                )
             client, step = recovery.client, recovery.step
             sampler = service.create_sampling_client(model_path=recovery.sampler_path).result()
             if probe(sampler) != probes[checkpoint_name(step)]:
-                raise ExampleFailed(f"{recovery.sampler_path} does not sample like {checkpoint_name(step)} did")
+                raise ExampleFailed(
+                    f"{recovery.sampler_path} does not sample like {checkpoint_name(step)} did"
+                )
             ledger.restored(step)
-            print(f"recovered from {recovery.checkpoint.tinker_path}; sampling from {recovery.sampler_path}; "
-                  f"resuming at step {step}", flush=True)
-        if corrupt is not None:
-            corrupt(step)
+            print(
+                f"recovered from {recovery.checkpoint.tinker_path}; sampling from {recovery.sampler_path}; "
+                f"resuming at step {step}",
+                flush=True,
+            )
+        if corrupt is not None and corrupt(step):
+            timings["corrupted_at"] = time.monotonic()
         try:
             loss = rl_step(client, sampler, step, adam)
         except tinker.RequestFailedError:
@@ -110,6 +129,13 @@ def train(service: Any, handle: tr.RunHandle | None, client: Any, args: argparse
                 raise
             wait_for_recovery(handle, Deadline(args.timeout))
             continue
+        if "corrupted_at" in timings and "to_next_step_s" not in timings:
+            timings["to_next_step_s"] = time.monotonic() - timings["corrupted_at"]
+            print(
+                f"          corruption -> next successful step: {timings['to_next_step_s']:.3f} s "
+                f"(poll interval {args.poll_interval_ms} ms)",
+                flush=True,
+            )
         ledger.applied(step, loss)
         print(f"step {step:3d}  loss {loss:.6f}", flush=True)
         step += 1
@@ -130,15 +156,19 @@ def run(args: argparse.Namespace) -> None:
         service = stack.enter_context(tinker.ServiceClient(base_url=fake.base_url, api_key=fake.api_key))
         training_client = service.create_lora_training_client(base_model=BASE_MODEL, rank=8).result()
         executor = stack.enter_context(tr.Executor())
-        monitor = stack.enter_context(tr.Monitor(executor, demo_policy()))
+        monitor = stack.enter_context(
+            tr.Monitor(executor, demo_policy(poll_interval_ms=args.poll_interval_ms))
+        )
         handle = monitor.monitor_run(training_client.model_id, service, training_client=training_client)
         corrupted: list[str] = []
 
-        def corrupt(step: int) -> None:
-            if step == args.corrupt_at and not corrupted:
-                fake.corrupt(handle.run_id)
-                corrupted.append(handle.run_id)
-                print(f"          (run {handle.run_id} marked corrupted on the server)", flush=True)
+        def corrupt(step: int) -> bool:
+            if step != args.corrupt_at or corrupted:
+                return False
+            fake.corrupt(handle.run_id)
+            corrupted.append(handle.run_id)
+            print(f"          (run {handle.run_id} marked corrupted on the server)", flush=True)
+            return True
 
         ledger = StepLedger()
         train(service, handle, training_client, args, ledger, corrupt)
@@ -150,20 +180,32 @@ def run(args: argparse.Namespace) -> None:
     problems = ledger.problems(args.steps, [loss for _, loss in reference_ledger.history])
     if problems:
         raise ExampleFailed("; ".join(problems))
-    print(f"verified: steps 0..{args.steps - 1} applied once each, with an uninterrupted run's losses; after the "
-          f"recovery the loop sampled from the restored checkpoint's sampler weights")
+    print(
+        f"verified: steps 0..{args.steps - 1} applied once each, with an uninterrupted run's losses; "
+        f"after the recovery the loop sampled from the restored checkpoint's sampler weights"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python examples/rl_sampling_loop.py",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python examples/rl_sampling_loop.py", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--steps", type=int, default=9)
     parser.add_argument("--save-every", type=int, default=3, metavar="K")
     parser.add_argument("--corrupt-at", type=int, default=7, metavar="STEP")
+    parser.add_argument("--poll-interval-ms", type=int, default=1000, metavar="MS")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="S")
     args = parser.parse_args(argv)
-    if args.save_every < 1 or args.timeout <= 0 or not args.save_every <= args.corrupt_at < args.steps:
-        parser.error("need --save-every >= 1, --timeout > 0 and --save-every <= --corrupt-at < --steps")
+    if (
+        args.save_every < 1
+        or args.timeout <= 0
+        or args.poll_interval_ms < 100
+        or not args.save_every <= args.corrupt_at < args.steps
+    ):
+        parser.error(
+            "need --save-every >= 1, --timeout > 0, --poll-interval-ms >= 100 "
+            "and --save-every <= --corrupt-at < --steps"
+        )
     try:
         run(args)
     except ExampleFailed as error:

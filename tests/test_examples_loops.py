@@ -19,8 +19,9 @@ EXAMPLE = REPO / "examples" / "asyncio_loop.py"
 def run_example(*args: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("TINKER_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, str(EXAMPLE), *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, str(EXAMPLE), *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def timing(stdout: str) -> float:
@@ -31,7 +32,9 @@ def timing(stdout: str) -> float:
 
 @pytest.mark.timeout(150)
 def test_the_asyncio_loop_recovers_through_check_without_losing_a_step():
-    done = run_example("--steps", "12", "--save-every", "4", "--corrupt-at", "10", "--poll-interval-ms", "30000")
+    done = run_example(
+        "--steps", "12", "--save-every", "4", "--corrupt-at", "10", "--poll-interval-ms", "30000"
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "verified: steps 0..11 applied once each" in done.stdout
     assert "steps [8, 9] ran twice (after step-000008" in done.stdout
@@ -45,8 +48,10 @@ def test_the_asyncio_loop_recovers_through_the_poll_and_the_event_loop_keeps_run
     done = run_example("--no-check", "--poll-interval-ms", "200", "--restore-latency", "0.5")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "verified: steps 0..11 applied once each" in done.stdout
-    found = re.search(r"awaiting the recovery \((\d+) ms\) the event loop ticked (\d+) times, longest gap (\d+) ms",
-                      done.stdout)
+    found = re.search(
+        r"awaiting the recovery \((\d+) ms\) the event loop ticked (\d+) times, longest gap (\d+) ms",
+        done.stdout,
+    )
     assert found, done.stdout
     wait_ms, ticks, gap_ms = map(int, found.groups())
     assert wait_ms >= 400, done.stdout  # the restore's load answers 0.5 s late: the wait is real
@@ -67,8 +72,15 @@ RL_EXAMPLE = REPO / "examples" / "rl_sampling_loop.py"
 def test_the_rl_loop_samples_from_the_restored_weights_after_a_recovery():
     env = {key: value for key, value in os.environ.items() if not key.startswith("TINKER_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    done = subprocess.run([sys.executable, str(RL_EXAMPLE), "--steps", "9", "--save-every", "3", "--corrupt-at", "7"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(RL_EXAMPLE), "--steps", "9", "--save-every", "3", "--corrupt-at", "7"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert re.search(r"sampling from tinker://\S+/sampler_weights/step-000006; resuming at step 6", done.stdout), done.stdout
+    assert re.search(
+        r"sampling from tinker://\S+/sampler_weights/step-000006; resuming at step 6", done.stdout
+    ), done.stdout
     assert "verified: steps 0..8 applied once each, with an uninterrupted run's losses" in done.stdout

@@ -25,11 +25,12 @@ README = REPO / "README.md"
 CORRUPT_AT_STEP = 5
 TIMEOUT_S = 120.0
 
-MARKER = re.compile(r"<!-- test: run(?:; corrupt after: (?P<after>[^>]*?))? -->\n```python\n(?P<code>.*?)```",
-                    re.DOTALL)
+MARKER = re.compile(
+    r"<!-- test: run(?:; corrupt after: (?P<after>[^>]*?))? -->\n```python\n(?P<code>.*?)```", re.DOTALL
+)
 
 # Defined ahead of a block's own code; dunder names so no block's names collide with it.
-CORRUPT_HELPER = f'''
+CORRUPT_HELPER = f"""
 import os as __os
 import time as __time
 import requests as __requests
@@ -43,13 +44,15 @@ def __readme_corrupt(client, step):
         headers={{"X-API-Key": __os.environ["TINKER_API_KEY"]}}, json={{"corrupted": True}}, timeout=10)
     answer.raise_for_status()
     print("README-TEST corrupted", client.model_id, "at", repr(__time.monotonic()), flush=True)
-'''
+"""
 
 
 def readme_blocks() -> list[tuple[int, str | None, str]]:
     """(line number, corrupt-after text or None, code) of every marked python block."""
     text = README.read_text()
-    return [(text.count("\n", 0, m.start()) + 1, m.group("after"), m.group("code")) for m in MARKER.finditer(text)]
+    return [
+        (text.count("\n", 0, m.start()) + 1, m.group("after"), m.group("code")) for m in MARKER.finditer(text)
+    ]
 
 
 def with_corruption(code: str, after: str) -> str:
@@ -69,10 +72,19 @@ def run_block(code: str, fake: FakeTinker, tmp_path: Path) -> subprocess.Complet
     script = tmp_path / "block.py"
     script.write_text(code)
     env = {key: value for key, value in os.environ.items() if not key.startswith("TINKER_")}
-    env.update(TINKER_BASE_URL=fake.base_url, TINKER_API_KEY=fake.api_key,
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    return subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=TIMEOUT_S)
+    env.update(
+        TINKER_BASE_URL=fake.base_url,
+        TINKER_API_KEY=fake.api_key,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    )
+    return subprocess.run(
+        [sys.executable, str(script)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
 
 
 BLOCKS = readme_blocks()
@@ -114,8 +126,8 @@ def test_a_block_that_breaks_fails_the_readme_test(tmp_path):
     """The harness can fail: a block whose loop never sees a recovery is caught."""
     _, after, code = next(block for block in BLOCKS if block[1])
     broken = with_corruption(code.replace("recovery.client, recovery.step", "client, step"), after)
-    broken = broken.replace('handle.wait_for_recovery(timeout=600)', 'raise SystemExit(3)')
-    broken = broken.replace('await handle.wait_for_recovery_async(timeout=600)', 'raise SystemExit(3)')
+    broken = broken.replace("handle.wait_for_recovery(timeout=600)", "raise SystemExit(3)")
+    broken = broken.replace("await handle.wait_for_recovery_async(timeout=600)", "raise SystemExit(3)")
     with FakeTinker() as fake:
         started = time.monotonic()
         done = run_block(broken, fake, tmp_path)
