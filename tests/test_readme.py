@@ -133,3 +133,19 @@ def test_a_block_that_breaks_fails_the_readme_test(tmp_path):
         done = run_block(broken, fake, tmp_path)
     assert done.returncode == 3, (done.stdout[-2000:], done.stderr[-2000:])
     assert time.monotonic() - started < TIMEOUT_S
+
+
+@pytest.mark.timeout(TIMEOUT_S + 30)
+def test_the_quickstart_re_raises_its_own_error_at_once_instead_of_waiting_for_a_recovery(tmp_path):
+    """A malformed datum (weights shorter than the targets) is the loop's own error: ``handle.check()``
+    reads the run healthy, so the Quickstart re-raises it at once rather than waiting 600 s."""
+    _, _, code = next(block for block in BLOCKS if "with tr.Executor() as executor" in block[2])
+    broken = code.replace('"weights": [1.0] * (len(tokens) - 1)', '"weights": [1.0]')
+    assert broken != code
+    with FakeTinker() as fake:
+        started = time.monotonic()
+        done = run_block(broken, fake, tmp_path)
+        elapsed = time.monotonic() - started
+    assert done.returncode == 1, (done.stdout[-2000:], done.stderr[-2000:])
+    assert "RequestFailedError" in done.stderr, done.stderr[-3000:]
+    assert elapsed < 60, elapsed  # not the 600 s wait_for_recovery
