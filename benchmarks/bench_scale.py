@@ -80,7 +80,9 @@ def _quiet_logs() -> None:
 
 
 def _policy(tr: Any) -> Any:
-    return tr.Policy(enabled=True, poll_interval_ms=int(INTERVAL_S * 1000), jitter="none", max_recoveries=10**6)
+    return tr.Policy(
+        enabled=True, poll_interval_ms=int(INTERVAL_S * 1000), jitter="none", max_recoveries=10**6
+    )
 
 
 def case_detect(p: dict[str, Any]) -> dict[str, Any]:
@@ -141,12 +143,16 @@ def case_cpu(p: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     with ServerProcess(p["per_run_runs"], seed=p["seed"]) as server:
         ids = server.run_ids()
-        result["http_client_s"] = http_client_cpu_per_request(server.base_url, server.api_key, ids,
-                                                              p["http_requests"])
+        result["http_client_s"] = http_client_cpu_per_request(
+            server.base_url, server.api_key, ids, p["http_requests"]
+        )
         config = tr.Config(api_key=server.api_key, base_url=server.base_url)
         service = InstantService(server)
         pause = threading.Event()
-        with tr.Executor(1) as executor, tr.Monitor(executor, _policy(tr), config, poll_mode="per_run") as monitor:
+        with (
+            tr.Executor(1) as executor,
+            tr.Monitor(executor, _policy(tr), config, poll_mode="per_run") as monitor,
+        ):
             for run_id in ids:
                 monitor.monitor_run(run_id, service)
             pause.wait(p["settle"])
@@ -168,7 +174,10 @@ def case_cpu(p: dict[str, Any]) -> dict[str, Any]:
         config = tr.Config(api_key=server.api_key, base_url=server.base_url)
         service = InstantService(server)
         pause = threading.Event()
-        with tr.Executor(1) as executor, tr.Monitor(executor, _policy(tr), config, poll_mode="list") as monitor:
+        with (
+            tr.Executor(1) as executor,
+            tr.Monitor(executor, _policy(tr), config, poll_mode="list") as monitor,
+        ):
             for run_id in ids:
                 monitor.monitor_run(run_id, service)
             pause.wait(p["settle"])
@@ -201,7 +210,10 @@ def case_memory(p: dict[str, Any]) -> dict[str, Any]:
         config = tr.Config(api_key=server.api_key, base_url=server.base_url)
         service = InstantService(server)
         pause = threading.Event()
-        with tr.Executor(1) as executor, tr.Monitor(executor, _policy(tr), config, poll_mode="list") as monitor:
+        with (
+            tr.Executor(1) as executor,
+            tr.Monitor(executor, _policy(tr), config, poll_mode="list") as monitor,
+        ):
             for run_id in ids[:warm]:
                 monitor.monitor_run(run_id, service)
             pause.wait(p["settle"])
@@ -209,7 +221,7 @@ def case_memory(p: dict[str, Any]) -> dict[str, Any]:
             base = rss_bytes()
             done = 0
             for step in steps:
-                for run_id in ids[warm + done:warm + step]:
+                for run_id in ids[warm + done : warm + step]:
                     monitor.monitor_run(run_id, service)
                 done = step
                 pause.wait(p["settle"])  # polled a few times
@@ -223,7 +235,7 @@ def case_memory(p: dict[str, Any]) -> dict[str, Any]:
                 before = tracemalloc.get_traced_memory()[0]
                 done = 0
                 for step in steps:
-                    for run_id in ids[warm + done:warm + step]:
+                    for run_id in ids[warm + done : warm + step]:
                         monitor.monitor_run(run_id, service)
                     done = step
                     gc.collect()
@@ -235,7 +247,9 @@ def case_memory(p: dict[str, Any]) -> dict[str, Any]:
 
 
 CHILD_CASES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "detect": case_detect, "cpu": case_cpu, "memory": case_memory,
+    "detect": case_detect,
+    "cpu": case_cpu,
+    "memory": case_memory,
 }
 
 
@@ -260,35 +274,115 @@ def plan(quick: bool) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     window = 5.0 if q else 30.0
     grace = 40.0
     return {
-        "1": [("detect", {"runs": 5000 if q else 10_000, "watched": 5000 if q else 10_000, "mode": "auto",
-                          "delay_ms": REMOTE_MS, "slow_fraction": 0.05, "seconds": window,
-                          "settle": 3.0 if q else 10.0, "grace": grace})],
-        "2": [("detect", {"runs": 10_000 if q else 30_000, "watched": 20, "mode": "auto", "delay_ms": REMOTE_MS,
-                          "initial": True, "seconds": window, "settle": 1.0, "grace": grace}),
-              ("detect", {"runs": 10_000 if q else 30_000, "watched": 20, "mode": "list", "delay_ms": REMOTE_MS,
-                          "seconds": 8.0 if q else 45.0, "settle": 2.0, "grace": grace})],
-        "3": [("detect", {"runs": 1000, "watched": 1000, "mode": "per_run", "delay_ms": REMOTE_MS,
-                          "seconds": window, "settle": 3.0 if q else 6.0, "grace": grace})],
-        "4": [("cpu", {"per_run_runs": 100, "list_runs": 5000 if q else 10_000, "http_requests": 2000 if q else 5000,
-                       "seconds": 3.0 if q else 10.0, "settle": 2.0 if q else 4.0})],
+        "1": [
+            (
+                "detect",
+                {
+                    "runs": 5000 if q else 10_000,
+                    "watched": 5000 if q else 10_000,
+                    "mode": "auto",
+                    "delay_ms": REMOTE_MS,
+                    "slow_fraction": 0.05,
+                    "seconds": window,
+                    "settle": 3.0 if q else 10.0,
+                    "grace": grace,
+                },
+            )
+        ],
+        "2": [
+            (
+                "detect",
+                {
+                    "runs": 10_000 if q else 30_000,
+                    "watched": 20,
+                    "mode": "auto",
+                    "delay_ms": REMOTE_MS,
+                    "initial": True,
+                    "seconds": window,
+                    "settle": 1.0,
+                    "grace": grace,
+                },
+            ),
+            (
+                "detect",
+                {
+                    "runs": 10_000 if q else 30_000,
+                    "watched": 20,
+                    "mode": "list",
+                    "delay_ms": REMOTE_MS,
+                    "seconds": 8.0 if q else 45.0,
+                    "settle": 2.0,
+                    "grace": grace,
+                },
+            ),
+        ],
+        "3": [
+            (
+                "detect",
+                {
+                    "runs": 1000,
+                    "watched": 1000,
+                    "mode": "per_run",
+                    "delay_ms": REMOTE_MS,
+                    "seconds": window,
+                    "settle": 3.0 if q else 6.0,
+                    "grace": grace,
+                },
+            )
+        ],
+        "4": [
+            (
+                "cpu",
+                {
+                    "per_run_runs": 100,
+                    "list_runs": 5000 if q else 10_000,
+                    "http_requests": 2000 if q else 5000,
+                    "seconds": 3.0 if q else 10.0,
+                    "settle": 2.0 if q else 4.0,
+                },
+            )
+        ],
         "5": [("memory", {"steps": [1000, 10_000], "settle": 1.5 if q else 3.0})],
-        "6": [("detect", {"runs": 1000, "watched": 1000, "mode": "auto", "delay_ms": 0.0,
-                          "seconds": 4.0 if q else 20.0, "settle": 2.5 if q else 3.0, "grace": grace})],
+        "6": [
+            (
+                "detect",
+                {
+                    "runs": 1000,
+                    "watched": 1000,
+                    "mode": "auto",
+                    "delay_ms": 0.0,
+                    "seconds": 4.0 if q else 20.0,
+                    "settle": 2.5 if q else 3.0,
+                    "grace": grace,
+                },
+            )
+        ],
     }
 
 
-def run_child(design_root: str, kind: str, params: dict[str, Any], seed: int, timeout: float) -> dict[str, Any]:
+def run_child(
+    design_root: str, kind: str, params: dict[str, Any], seed: int, timeout: float
+) -> dict[str, Any]:
     params = dict(params, seed=seed)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([design_root, HERE]))
-    command = [sys.executable, os.path.abspath(__file__), "--child", kind, "--params", json.dumps(params),
-               "--expect-root", design_root]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        kind,
+        "--params",
+        json.dumps(params),
+        "--expect-root",
+        design_root,
+    ]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
-            result: dict[str, Any] = json.loads(line[len("RESULT "):])
+            result: dict[str, Any] = json.loads(line[len("RESULT ") :])
             return result
-    raise RuntimeError(f"{kind} {params} under {design_root} failed (exit {done.returncode}):\n"
-                       f"{done.stderr[-3000:]}")
+    raise RuntimeError(
+        f"{kind} {params} under {design_root} failed (exit {done.returncode}):\n{done.stderr[-3000:]}"
+    )
 
 
 def _lat(result: dict[str, Any] | None, key: str = "latencies", what: str = "p99") -> str:
@@ -306,16 +400,29 @@ def rows_for(case: str, results: list[dict[str, Any] | None], sizes: dict[str, A
     r = results
     if case == "1":
         n = f"{sizes['1'][0][1]['runs']:,}"
-        return [[f"{n} watched runs, auto (lists), 5% slow look-ups, 44 ms: detection p99", _lat(r[0]),
-                 "<= 2.00 s"]]
+        return [
+            [
+                f"{n} watched runs, auto (lists), 5% slow look-ups, 44 ms: detection p99",
+                _lat(r[0]),
+                "<= 2.00 s",
+            ]
+        ]
     if case == "2":
         n = f"{sizes['2'][0][1]['runs']:,}"
-        return [[f"{n}-run account, 20 watched, auto, 44 ms: first detection after start (max)",
-                 _lat(r[0], "first", "max"), "<= 2.00 s"],
-                [f"{n}-run account, 20 watched, auto, 44 ms: detection p99", _lat(r[0]), "<= 2.00 s"],
-                [f"{n}-run account, 20 watched, list, 44 ms: detection p99", _lat(r[1]), "<= 2.00 s"],
-                [f"{n}-run account, 20 watched, list, 44 ms: longest unread (max detection latency)",
-                 _lat(r[1], what="max"), "<= 1 s + a round trip"]]
+        return [
+            [
+                f"{n}-run account, 20 watched, auto, 44 ms: first detection after start (max)",
+                _lat(r[0], "first", "max"),
+                "<= 2.00 s",
+            ],
+            [f"{n}-run account, 20 watched, auto, 44 ms: detection p99", _lat(r[0]), "<= 2.00 s"],
+            [f"{n}-run account, 20 watched, list, 44 ms: detection p99", _lat(r[1]), "<= 2.00 s"],
+            [
+                f"{n}-run account, 20 watched, list, 44 ms: longest unread (max detection latency)",
+                _lat(r[1], what="max"),
+                "<= 1 s + a round trip",
+            ],
+        ]
     if case == "3":
         return [["1,000 runs, per_run, default pool, 44 ms: detection p99", _lat(r[0]), "<= 2.00 s"]]
     if case == "4":
@@ -326,15 +433,23 @@ def rows_for(case: str, results: list[dict[str, Any] | None], sizes: dict[str, A
         per_run_us = c["per_run_cpu_s"] * 1e6
         n = f"{sizes['4'][0][1]['list_runs']:,}"
         extra = f", {c['list_other_requests']} other requests" if c["list_other_requests"] else ""
-        return [["per_run poll, CPU per request (fast server)",
-                 f"{per_run_us:,.0f} µs = {per_run_us / http_us:.1f}x http.client ({http_us:.0f} µs)",
-                 f"<= 2.5x http.client ({2.5 * http_us:.0f} µs)"],
-                [f"list mode, CPU per listed run ({n} runs, 100-run pages, fast server)",
-                 f"{c['list_cpu_per_run_s'] * 1e6:.1f} µs ({c['list_pages_per_s']:.0f} pages/s{extra})",
-                 "<= 5 µs"],
-                ["per_run, 100 runs at 1 s: wake-ups of library threads per poll",
-                 f"{c['wakeups_per_poll']:.2f} ({c['wakeups_per_s']:,.0f}/s, {c['library_threads']} threads)",
-                 "<= 1.5"]]
+        return [
+            [
+                "per_run poll, CPU per request (fast server)",
+                f"{per_run_us:,.0f} µs = {per_run_us / http_us:.1f}x http.client ({http_us:.0f} µs)",
+                f"<= 2.5x http.client ({2.5 * http_us:.0f} µs)",
+            ],
+            [
+                f"list mode, CPU per listed run ({n} runs, 100-run pages, fast server)",
+                f"{c['list_cpu_per_run_s'] * 1e6:.1f} µs ({c['list_pages_per_s']:.0f} pages/s{extra})",
+                "<= 5 µs",
+            ],
+            [
+                "per_run, 100 runs at 1 s: wake-ups of library threads per poll",
+                f"{c['wakeups_per_poll']:.2f} ({c['wakeups_per_s']:,.0f}/s, {c['library_threads']} threads)",
+                "<= 1.5",
+            ],
+        ]
     if case == "5":
         c = r[0]
         if c is None:
@@ -342,8 +457,9 @@ def rows_for(case: str, results: list[dict[str, Any] | None], sizes: dict[str, A
         rows = []
         for how, key in (("RSS, list monitor polling", "rss"), ("tracemalloc, bookkeeping", "tracemalloc")):
             for step, per_run in c[key].items():
-                rows.append([f"memory per watched run, {how}, {int(step):,} runs", f"{per_run:,.0f} B",
-                             "<= 1,024 B"])
+                rows.append(
+                    [f"memory per watched run, {how}, {int(step):,} runs", f"{per_run:,.0f} B", "<= 1,024 B"]
+                )
         return rows
     if case == "6":
         return [["1,000 runs, auto, fast server: detection p99 (no regression)", _lat(r[0]), "<= 2.00 s"]]
@@ -352,8 +468,12 @@ def rows_for(case: str, results: list[dict[str, Any] | None], sizes: dict[str, A
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", help="checkout of today's design (e.g. git worktree add /tmp/tr-0.1 dc76e6e)")
-    parser.add_argument("--current", default=ROOT, help="checkout of the design under test (default: this one)")
+    parser.add_argument(
+        "--baseline", help="checkout of today's design (e.g. git worktree add /tmp/tr-0.1 dc76e6e)"
+    )
+    parser.add_argument(
+        "--current", default=ROOT, help="checkout of the design under test (default: this one)"
+    )
     parser.add_argument("--quick", action="store_true", help="reduced sizes and windows")
     parser.add_argument("--cases", default="1,2,3,4,5,6")
     parser.add_argument("--seed", type=int, default=7)
@@ -368,9 +488,9 @@ def main() -> None:
     if not args.baseline:
         parser.error("--baseline DIR is required (a checkout of the design to compare with)")
     designs = [("baseline", os.path.abspath(args.baseline)), ("this checkout", os.path.abspath(args.current))]
-    for label, root in designs:
+    for option, (_label, root) in zip(("--baseline", "--current"), designs, strict=True):
         if not os.path.isfile(os.path.join(root, "tinker_recovery", "__init__.py")):
-            parser.error(f"--{label.split()[0] if label == 'baseline' else 'current'}: no tinker_recovery package in {root}")
+            parser.error(f"{option}: no tinker_recovery package in {root}")
 
     command = " ".join(shlex.quote(a) for a in ["python", os.path.relpath(__file__), *sys.argv[1:]])
     sizes = plan(args.quick)
@@ -380,11 +500,15 @@ def main() -> None:
         parser.error(f"--cases: unknown case(s) {unknown}; known: {sorted(sizes)}")
     print(f"machine: {machine()}")
     for label, root in designs:
-        described = subprocess.run(["git", "-C", root, "log", "-1", "--format=%h %s"], capture_output=True,
-                                   text=True).stdout.strip()
+        described = subprocess.run(
+            ["git", "-C", root, "log", "-1", "--format=%h %s"], capture_output=True, text=True
+        ).stdout.strip()
         print(f"{label}: {root} ({described or 'not a git checkout'})")
-    print(f"server: this checkout's FakeTinker in another process; remote = --answer-delay-ms {REMOTE_MS:g}; "
-          f"poll_interval_ms={int(INTERVAL_S * 1000)}; {'quick' if args.quick else 'full'} run\n", flush=True)
+    print(
+        f"server: this checkout's FakeTinker in another process; remote = --answer-delay-ms {REMOTE_MS:g}; "
+        f"poll_interval_ms={int(INTERVAL_S * 1000)}; {'quick' if args.quick else 'full'} run\n",
+        flush=True,
+    )
     started = time.monotonic()
     table: list[list[str]] = []
     raw: dict[str, dict[str, list[dict[str, Any] | None]]] = {}
@@ -399,11 +523,14 @@ def main() -> None:
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
                     print(f"  case {case} {label}: {exc}", file=sys.stderr)
                     results.append(None)
-                print(f"  [{time.monotonic() - started:4.0f} s] case {case} ({kind}), {label}: "
-                      f"{time.monotonic() - t0:.0f} s", flush=True)
+                print(
+                    f"  [{time.monotonic() - started:4.0f} s] case {case} ({kind}), {label}: "
+                    f"{time.monotonic() - t0:.0f} s",
+                    flush=True,
+                )
             per_design.append(rows_for(case, results, sizes))
             raw.setdefault(case, {})[label] = results
-        for base_row, this_row in zip(*per_design):
+        for base_row, this_row in zip(*per_design, strict=True):
             table.append([base_row[0], base_row[1], this_row[1], base_row[2]])
     print()
     print_table(["case", "baseline", "this checkout", "goal"], table)

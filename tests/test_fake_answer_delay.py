@@ -82,8 +82,17 @@ def test_stop_cuts_a_waiting_answer_short():
 
 
 def test_command_line_option_reaches_the_server():
-    command = [sys.executable, "-m", "tinker_recovery.testing.fake_server", "--port", "0", "--runs", "1",
-               "--answer-delay-ms", "300"]
+    command = [
+        sys.executable,
+        "-m",
+        "tinker_recovery.testing.fake_server",
+        "--port",
+        "0",
+        "--runs",
+        "1",
+        "--answer-delay-ms",
+        "300",
+    ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
     child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
@@ -100,8 +109,11 @@ def test_command_line_option_reaches_the_server():
         host_port = settings["TINKER_BASE_URL"].removeprefix("http://")
         connection = http.client.HTTPConnection(host_port, timeout=30)
         started = time.monotonic()
-        connection.request("GET", f"/api/v1/training_runs/{settings['seeded run']}",
-                           headers={"X-API-Key": settings["TINKER_API_KEY"]})
+        connection.request(
+            "GET",
+            f"/api/v1/training_runs/{settings['seeded run']}",
+            headers={"X-API-Key": settings["TINKER_API_KEY"]},
+        )
         response = connection.getresponse()
         response.read()
         connection.close()
@@ -112,8 +124,15 @@ def test_command_line_option_reaches_the_server():
 
 
 def test_command_line_refuses_a_negative_delay():
-    command = [sys.executable, "-m", "tinker_recovery.testing.fake_server", "--port", "0",
-               "--answer-delay-ms", "-5"]
+    command = [
+        sys.executable,
+        "-m",
+        "tinker_recovery.testing.fake_server",
+        "--port",
+        "0",
+        "--answer-delay-ms",
+        "-5",
+    ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 2 and "--answer-delay-ms" in done.stderr
