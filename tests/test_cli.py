@@ -299,7 +299,7 @@ def test_watch_json_prints_poll_errors_and_detected_once_until_ctrl_c(fake, spaw
         "event": "poll_error", "run_id": run_id, "attempt": 0, "reason": "poll failed: ServerError"}
     assert poll_error["error"].startswith(f"ServerError: GET /api/v1/training_runs/{run_id}: HTTP 500")
     assert {k: v for k, v in detected.items() if k != "time"} == {
-        "event": "detected", "run_id": run_id, "attempt": 0,
+        "event": "detected", "run_id": run_id, "attempt": 0, "lineage_id": run_id,
         "checkpoint": f"tinker://{run_id}/weights/step-000010"}
     assert [(entry["event"], entry["run_id"]) for entry in later] == [("poll_error", other)] * 2
     assert stderr.rest() == ["tinker-recovery: stopped"]

@@ -7,10 +7,10 @@ import random
 import threading
 
 import pytest
+from conftest import FakeClient, FakeService, StubRest, checkpoint, training_run
 
 import tinker_recovery as tr
 from tinker_recovery.errors import ServerError
-from conftest import FakeClient, FakeService, StubRest, checkpoint, training_run
 
 CP = checkpoint("run-1", "step-000010", minutes=10)
 
@@ -31,7 +31,9 @@ def executor(scheduler):
 
 def test_latest_with_optimizer_uses_the_given_checkpoint(executor, recorder):
     service = FakeService()
-    future = executor.recover("run-1", service, policy(), last_checkpoint=CP, metadata={"training_client": "old"})
+    future = executor.recover(
+        "run-1", service, policy(), last_checkpoint=CP, metadata={"training_client": "old"}
+    )
     recovery = future.result(10)
     assert service.calls == [("with_optimizer", CP.tinker_path)]
     assert recovery.checkpoint == CP and recovery.old_client == "old" and recovery.new_run_id == "restored:1"
@@ -44,7 +46,9 @@ def test_latest_with_optimizer_uses_the_given_checkpoint(executor, recorder):
 
 def test_weights_only_calls_the_other_method(executor):
     service = FakeService()
-    executor.recover("run-1", service, policy(restore_optimizer=False), last_checkpoint=CP.tinker_path).result(10)
+    executor.recover(
+        "run-1", service, policy(restore_optimizer=False), last_checkpoint=CP.tinker_path
+    ).result(10)
     assert service.calls == [("weights_only", CP.tinker_path)]
 
 
@@ -59,7 +63,9 @@ def test_checkpoint_from_a_mapping_and_from_the_run(executor):
 def test_specific_strategy_uses_its_path(executor):
     service = FakeService()
     path = "tinker://run-0/weights/chosen"
-    executor.recover("run-1", service, policy(checkpoint_strategy=("specific", path)), last_checkpoint=CP).result(10)
+    executor.recover(
+        "run-1", service, policy(checkpoint_strategy=("specific", path)), last_checkpoint=CP
+    ).result(10)
     assert service.calls == [("with_optimizer", path)]
 
 
@@ -92,14 +98,18 @@ def test_a_future_like_result_is_resolved(executor):
 
     future_like = ClientFuture()
     service = FakeService([future_like])
-    recovery = executor.recover("run-1", service, policy(), last_checkpoint=CP).result(10)
+    recovery = executor.recover("run-1", service, policy(attempt_timeout_ms=None), last_checkpoint=CP).result(
+        10
+    )
     assert recovery.client.model_id == "from-future" and future_like.timeouts == [None]
 
 
 def test_backoff_delays_double_and_cap_on_the_scheduler(executor, scheduler, recorder):
     errors = [ServerError("boom", status_code=503) for _ in range(6)]
     failures = []
-    pol = policy(max_attempts=7, max_backoff_ms=30_000, on_failure=lambda run_id, error: failures.append(error))
+    pol = policy(
+        max_attempts=7, max_backoff_ms=30_000, on_failure=lambda run_id, error: failures.append(error)
+    )
     future = executor.recover("run-1", FakeService(errors), pol, last_checkpoint=CP)
     for n in range(1, 7):
         scheduler.wait_scheduled(n)
@@ -136,11 +146,15 @@ def test_fatal_status_stops_at_once(executor, scheduler, recorder):
 
 def test_retry_on_can_make_an_error_fatal_or_retryable(executor, scheduler):
     pol = policy(retry_on=lambda error: False if isinstance(error, ServerError) else None)
-    future = executor.recover("run-1", FakeService([ServerError("x", status_code=503)]), pol, last_checkpoint=CP)
+    future = executor.recover(
+        "run-1", FakeService([ServerError("x", status_code=503)]), pol, last_checkpoint=CP
+    )
     with pytest.raises(ServerError):
         future.result(10)
     pol = policy(retry_on=lambda error: True)
-    future = executor.recover("run-2", FakeService([tr.BadRequest("x", status_code=400)]), pol, last_checkpoint=CP)
+    future = executor.recover(
+        "run-2", FakeService([tr.BadRequest("x", status_code=400)]), pol, last_checkpoint=CP
+    )
     scheduler.wait_scheduled(1)
     scheduler.fire()
     assert future.result(10).attempts == 2
@@ -269,7 +283,7 @@ def test_shutdown_reports_queued_requests(scheduler, recorder):
     assert [p["run_id"] for p in recorder.payloads("exhausted")] == ["run-2"]
 
 
-def test_shutdown_returns_within_its_timeout_with_a_hung_attempt(scheduler):
+def test_shutdown_returns_within_its_timeout_with_a_hung_attempt(scheduler, recorder):
     gate = threading.Event()
     service = FakeService(gate=gate)
     ex = tr.Executor(1, scheduler=scheduler).start()
@@ -278,16 +292,21 @@ def test_shutdown_returns_within_its_timeout_with_a_hung_attempt(scheduler):
     done = threading.Event()
     threading.Thread(target=lambda: (ex.shutdown(timeout=0.2), done.set())).start()
     assert done.wait(5)
+    with pytest.raises(tr.Shutdown, match="cut short at shutdown"):  # cut short, and reported
+        future.result(5)
+    assert recorder.names() == ["started", "checkpoint_selected", "failed", "exhausted"]
+    assert recorder.payloads("exhausted")[0]["reason_class"] == "shutdown"
     gate.set()
-    future.result(10)
 
 
 def test_real_scheduler_waits_on_the_injected_clock(recorder):
     clock = tr.ManualClock()
     with tr.Executor(1, clock=clock) as ex:
-        future = ex.recover("run-1", FakeService([ServerError("x", status_code=503)]), policy(), last_checkpoint=CP)
+        future = ex.recover(
+            "run-1", FakeService([ServerError("x", status_code=503)]), policy(), last_checkpoint=CP
+        )
         recorder.wait_for("failed")
-        clock.wait_for_waiters(1)
+        clock.wait_for_deadline(1000.0 + 5.0)  # the retry's due time is computed: the scheduler waits for it
         assert not future.done()
         clock.advance(4.9)
         assert not future.done()
@@ -298,8 +317,12 @@ def test_real_scheduler_waits_on_the_injected_clock(recorder):
 def test_full_jitter_draws_within_the_delay(scheduler):
     rng = random.Random(7)
     with tr.Executor(1, scheduler=scheduler, rng=rng) as ex:
-        ex.recover("run-1", FakeService([ServerError("x", status_code=503)]), policy(jitter="full"),
-                   last_checkpoint=CP)
+        ex.recover(
+            "run-1",
+            FakeService([ServerError("x", status_code=503)]),
+            policy(jitter="full"),
+            last_checkpoint=CP,
+        )
         scheduler.wait_scheduled(1)
     expected = 5.0 * random.Random(7).random()
     assert scheduler.delays == [pytest.approx(expected)] and 0 <= scheduler.delays[0] <= 5.0

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 
 import pytest
+from conftest import FakeService, StubRest, checkpoint, training_run
 
 import tinker_recovery as tr
 from tinker_recovery.classify import classify, is_unloadable
 from tinker_recovery.errors import NotFound, ServerError
-from conftest import FakeService, StubRest, checkpoint, training_run
 
 RUN = "run-1"
 OLDEST = checkpoint(RUN, "step-000010", minutes=10)
@@ -47,14 +47,26 @@ class RequestFailedError(Exception):
 @pytest.mark.parametrize(
     ("error", "retryable"),
     [
-        (SdkStatusError(400), False), (SdkStatusError(401), False), (SdkStatusError(403), False),
-        (SdkStatusError(404), False), (SdkStatusError(422), False), (SdkStatusError(408), True),
-        (SdkStatusError(409), True), (SdkStatusError(429), True), (SdkStatusError(500), True),
-        (SdkStatusError(503), True), (APIConnectionError(), True), (TimeoutError(), True),
-        (ConnectionResetError(), True), (tr.MissingCheckpoint("none"), False),
-        (tr.CheckpointStrategyNotSupported("no"), False), (tr.InvalidCheckpointPath("bad"), False),
-        (tr.AttemptTimeout("slow"), True), (RequestFailedError("user"), False),
-        (RequestFailedError("server"), True), (ValueError("unknown"), True),
+        (SdkStatusError(400), False),
+        (SdkStatusError(401), False),
+        (SdkStatusError(403), False),
+        (SdkStatusError(404), False),
+        (SdkStatusError(422), False),
+        (SdkStatusError(408), True),
+        (SdkStatusError(409), True),
+        (SdkStatusError(429), True),
+        (SdkStatusError(500), True),
+        (SdkStatusError(503), True),
+        (APIConnectionError(), True),
+        (TimeoutError(), True),
+        (ConnectionResetError(), True),
+        (tr.MissingCheckpoint("none"), False),
+        (tr.CheckpointStrategyNotSupported("no"), False),
+        (tr.InvalidCheckpointPath("bad"), False),
+        (tr.AttemptTimeout("slow"), True),
+        (RequestFailedError("user"), False),
+        (RequestFailedError("server"), True),
+        (ValueError("unknown"), True),
     ],
 )
 def test_classification(error, retryable):
@@ -78,7 +90,9 @@ def test_unloadable_errors():
 
 
 def test_deleted_newest_falls_back_to_the_previous_one(scheduler, recorder):
-    rest = StubRest(runs={RUN: training_run(RUN, NEWEST)}, checkpoints={RUN: [OLDEST, SAMPLER, NEWEST, MIDDLE]})
+    rest = StubRest(
+        runs={RUN: training_run(RUN, NEWEST)}, checkpoints={RUN: [OLDEST, SAMPLER, NEWEST, MIDDLE]}
+    )
     service = FakeService([not_found(NEWEST.tinker_path)])
     with tr.Executor(1, rest=rest, scheduler=scheduler) as ex:
         recovery = ex.recover(RUN, service, policy(), run=training_run(RUN, NEWEST)).result(10)
@@ -139,23 +153,23 @@ def test_best_picks_the_highest_score_and_falls_back_to_the_next(scheduler):
 def test_best_scorer_that_raises_is_fatal(scheduler):
     rest = StubRest(checkpoints={RUN: [OLDEST]})
     pol = policy(checkpoint_strategy="best", best_by=lambda cp: 1 / 0)
-    with tr.Executor(1, rest=rest, scheduler=scheduler) as ex:
-        with pytest.raises(tr.CheckpointStrategyNotSupported, match="ZeroDivisionError"):
-            ex.recover(RUN, FakeService(), pol).result(10)
+    with (
+        tr.Executor(1, rest=rest, scheduler=scheduler) as ex,
+        pytest.raises(tr.CheckpointStrategyNotSupported, match="ZeroDivisionError"),
+    ):
+        ex.recover(RUN, FakeService(), pol).result(10)
     assert scheduler.delays == []
 
 
 def test_best_without_rest_is_missing_checkpoint(scheduler):
     pol = policy(checkpoint_strategy="best", best_by=lambda cp: 1.0)
-    with tr.Executor(1, scheduler=scheduler) as ex:
-        with pytest.raises(tr.MissingCheckpoint, match="REST"):
-            ex.recover(RUN, FakeService(), pol).result(10)
+    with tr.Executor(1, scheduler=scheduler) as ex, pytest.raises(tr.MissingCheckpoint, match="REST"):
+        ex.recover(RUN, FakeService(), pol).result(10)
 
 
 def test_sampler_checkpoint_given_is_fatal(scheduler):
-    with tr.Executor(1, scheduler=scheduler) as ex:
-        with pytest.raises(tr.InvalidCheckpointPath):
-            ex.recover(RUN, FakeService(), policy(), last_checkpoint=SAMPLER).result(10)
+    with tr.Executor(1, scheduler=scheduler) as ex, pytest.raises(tr.InvalidCheckpointPath):
+        ex.recover(RUN, FakeService(), policy(), last_checkpoint=SAMPLER).result(10)
     assert scheduler.delays == []
 
 
@@ -168,7 +182,9 @@ def test_lineage_budget_is_spent_after_max_recoveries(scheduler, recorder):
         second = ex.recover(first.new_run_id, service, pol, last_checkpoint=NEWEST).result(10)
         with pytest.raises(tr.BudgetExhausted, match="2 of 2 restarts within 60 s"):
             ex.recover(second.new_run_id, service, pol, last_checkpoint=NEWEST).result(10)
-        assert ex.recover("unrelated", service, pol, last_checkpoint=NEWEST).result(10)  # other lineages go on
+        assert ex.recover("unrelated", service, pol, last_checkpoint=NEWEST).result(
+            10
+        )  # other lineages go on
         clock.advance(61)  # the window slides: the lineage may restart again
         ex.recover(second.new_run_id, service, pol, last_checkpoint=NEWEST).result(10)
     exhausted = recorder.payloads("exhausted")
@@ -181,7 +197,9 @@ def test_attempt_timeout_frees_the_slot(scheduler, recorder):
     gate = threading.Event()
     hung = FakeService(gate=gate)
     with tr.Executor(1, scheduler=scheduler, clock=clock) as ex:
-        future = ex.recover(RUN, hung, policy(attempt_timeout_ms=2_000, max_attempts=1), last_checkpoint=NEWEST)
+        future = ex.recover(
+            RUN, hung, policy(attempt_timeout_ms=2_000, max_attempts=1), last_checkpoint=NEWEST
+        )
         hung.wait_active(1)
         clock.wait_for_waiters(1)
         clock.advance(2.0)

@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
-from collections import deque
+import bisect
+import math
 
 __all__ = ["RestartBudget"]
 
 
 class RestartBudget:
-    """Counts restarts on a monotonic clock; a pure object, with no thread and no clock of its own."""
+    """Counts restarts on a monotonic clock; a pure object, with no thread and no clock of its own.
+
+    A restart at time ``r`` counts at ``now`` while ``now - window_s < r`` (the window is open at its
+    old end): with ``window_s=60``, a restart at 100.0 counts at 159.9 and no longer at 160.0.
+    Times may be recorded out of order (restarts read back from a journal). Only the restarts still in
+    the window are kept, so the memory is bounded by ``limit`` plus the restarts of one window.
+    """
 
     def __init__(self, limit: int, window_s: float) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise TypeError(f"limit: expected int, got {type(limit).__name__}")
         if limit < 1:
             raise ValueError(f"limit: must be at least 1, got {limit}")
-        if window_s <= 0:
-            raise ValueError(f"window_s: must be positive, got {window_s}")
+        if not isinstance(window_s, (int, float)) or isinstance(window_s, bool):
+            raise TypeError(f"window_s: expected a number of seconds, got {type(window_s).__name__}")
+        if not math.isfinite(window_s) or window_s <= 0:
+            raise ValueError(f"window_s: must be a finite number > 0, got {window_s}")
         self.limit = limit
-        self.window_s = window_s
-        self._restarts: deque[float] = deque()
+        self.window_s = float(window_s)
+        self._restarts: list[float] = []
 
     def _forget_before(self, now: float) -> None:
-        while self._restarts and self._restarts[0] <= now - self.window_s:
-            self._restarts.popleft()
+        if math.isnan(now):
+            raise ValueError("now: must be a number of seconds, got NaN")
+        cut = bisect.bisect_right(self._restarts, now - self.window_s)
+        del self._restarts[:cut]
 
     def used(self, now: float) -> int:
-        """Restarts counted in the window that ends at ``now``."""
+        """Restarts counted in the window that ends at ``now`` (restarts after ``now`` count too)."""
         self._forget_before(now)
         return len(self._restarts)
 
@@ -32,9 +45,11 @@ class RestartBudget:
         """True when no restart is left in the window that ends at ``now``."""
         return self.used(now) >= self.limit
 
-    def record(self, now: float) -> None:
-        """Count one restart at ``now``."""
-        self._restarts.append(now)
+    def record(self, when: float) -> None:
+        """Count one restart at ``when`` (monotonic seconds; any order). Raises ValueError on NaN."""
+        if math.isnan(when):
+            raise ValueError("when: must be a number of seconds, got NaN")
+        bisect.insort(self._restarts, when)
 
     def describe(self, now: float) -> str:
         """A short text for ``exhausted``: how much of the budget is used."""

@@ -46,6 +46,8 @@ def _is_user_error(error: BaseException) -> bool:
 
 
 def _builtin_verdict(error: BaseException) -> Verdict:
+    if not isinstance(error, Exception):
+        return Verdict(False, f"fatal: {type(error).__name__} raised in the attempt")
     status = _status_of(error)
     if status is not None:
         if status in FATAL_STATUSES:
@@ -64,12 +66,18 @@ def _builtin_verdict(error: BaseException) -> Verdict:
 
 def classify(error: BaseException, retry_on: Callable[[BaseException], bool | None] | None = None) -> Verdict:
     """The verdict on ``error``: ``retry_on(error)`` first when given (True: retry, False: fatal,
-    None: no opinion), then the built-in rules. Errors not known to be fatal are retried."""
+    None: no opinion; anything else, or raising, even KeyboardInterrupt or SystemExit: logged, no
+    opinion), then the built-in rules. Errors not known to be fatal are retried; BaseExceptions that
+    are not Exceptions (KeyboardInterrupt, SystemExit, GeneratorExit) are fatal."""
     if retry_on is not None:
         try:
             opinion = retry_on(error)
-        except Exception:
-            log.error("retry_on raised on %s; using the built-in classification", type(error).__name__, exc_info=True)
+        except BaseException:
+            log.error(
+                "retry_on raised on %s; using the built-in classification",
+                type(error).__name__,
+                exc_info=True,
+            )
             opinion = None
         if opinion is True:
             return Verdict(True, f"transient: retry_on chose to retry {type(error).__name__}")

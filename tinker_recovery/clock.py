@@ -6,12 +6,31 @@ without real waiting: a thread blocked in ``wait`` wakes when ``advance`` passes
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
-__all__ = ["Clock", "SystemClock", "ManualClock"]
+__all__ = ["Clock", "SystemClock", "ManualClock", "MAX_WAIT_S", "bounded_wait_s"]
+
+MAX_WAIT_S = min(threading.TIMEOUT_MAX, 86_400.0 * 365)
+"""The longest single wait the package asks of ``Event.wait`` (one year, or less where the platform's
+``threading.TIMEOUT_MAX`` is lower). Every waiting loop in the package re-checks its condition after a
+wait returns, so a wait cut to this bound only costs one more turn of the loop."""
+
+
+def bounded_wait_s(timeout: float | None) -> float | None:
+    """``timeout`` (seconds) made safe for ``Event.wait``: None stays None (no limit), negatives become 0,
+    values above ``MAX_WAIT_S`` (infinity included) become ``MAX_WAIT_S``.
+
+    Raises ValueError on NaN, which no wait can honour.
+    """
+    if timeout is None:
+        return None
+    if math.isnan(timeout):
+        raise ValueError("timeout: must be a number of seconds, got NaN")
+    return min(max(timeout, 0.0), MAX_WAIT_S)
 
 
 class Clock(Protocol):
@@ -37,7 +56,7 @@ class SystemClock:
         return datetime.now(timezone.utc)
 
     def wait(self, event: threading.Event, timeout: float | None) -> bool:
-        return event.wait(timeout)
+        return event.wait(bounded_wait_s(timeout))
 
     def __repr__(self) -> str:
         return "SystemClock()"
@@ -48,20 +67,29 @@ class ManualClock:
 
     ``wait(event, timeout)`` returns when the event is set or when ``advance`` reaches the
     deadline, which it marks by setting the event: callers treat the event as "look again", never
-    as the reason they woke. ``real_timeout_s`` bounds every wait in real time, so a broken test fails instead of
-    hanging. ``wait_for_waiters(n)`` blocks until ``n`` threads are waiting, so a test can advance
-    time exactly when the threads under test are parked.
+    as the reason they woke. ``real_timeout_s`` bounds every wait in real time, so a broken test fails
+    instead of hanging.
+
+    A test advances time exactly when the threads under test are parked with one of:
+
+    - ``wait_for_deadline(t)``: until some thread waits with deadline ``t`` (monotonic seconds), e.g.
+      the retry scheduler once it has computed a retry's due time;
+    - ``wait_for_waits_begun(n)``: until ``n`` waits have begun since the clock was made (a count
+      that only grows, so a thread that was already waiting does not satisfy it);
+    - ``wait_for_waiters(n)``: until ``n`` threads are waiting now. Beware: a thread that is always
+      waiting (a scheduler) is counted too, so this alone cannot say a new wait has begun.
     """
 
-    def __init__(self, start: float = 1000.0, *, wall_start: datetime | None = None,
-                 real_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, start: float = 1000.0, *, wall_start: datetime | None = None, real_timeout_s: float = 30.0
+    ) -> None:
         self._now = start
         self._start = start
         self._wall_start = wall_start or datetime(2026, 1, 1, tzinfo=timezone.utc)
         self._real_timeout_s = real_timeout_s
         self._cond = threading.Condition()
         self._waiters: dict[int, tuple[float, threading.Event]] = {}
-        self._next_token = 0
+        self._next_token = 0  # also the number of waits begun
 
     def monotonic(self) -> float:
         with self._cond:
@@ -77,13 +105,17 @@ class ManualClock:
                 return event.is_set()
             token = self._next_token
             self._next_token += 1
+            if timeout is not None and math.isnan(timeout):
+                raise ValueError("timeout: must be a number of seconds, got NaN")
             deadline = float("inf") if timeout is None else self._now + timeout
             self._waiters[token] = (deadline, event)
             self._cond.notify_all()
         try:
             done = event.wait(self._real_timeout_s)
             if not done and self.monotonic() < deadline:
-                raise TimeoutError(f"ManualClock.wait: nothing advanced the clock for {self._real_timeout_s} s")
+                raise TimeoutError(
+                    f"ManualClock.wait: nothing advanced the clock for {self._real_timeout_s} s"
+                )
             return event.is_set()
         finally:
             with self._cond:
@@ -100,10 +132,33 @@ class ManualClock:
                 if deadline <= self._now:
                     event.set()
 
-    def waiters(self) -> int:
-        """How many threads are blocked in ``wait`` now."""
+    @property
+    def waits_begun(self) -> int:
+        """How many calls of ``wait`` have begun (and blocked) since the clock was made."""
         with self._cond:
-            return len(self._waiters)
+            return self._next_token
+
+    def wait_for_waits_begun(self, count: int, timeout: float = 10.0) -> None:
+        """Block until at least ``count`` waits have begun; TimeoutError after ``timeout`` real seconds."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._next_token >= count, timeout):
+                raise TimeoutError(f"ManualClock: {self._next_token} wait(s) begun, expected {count}")
+
+    def wait_for_deadline(self, deadline: float, timeout: float = 10.0) -> None:
+        """Block until a thread waits with exactly ``deadline`` (monotonic seconds, as ``monotonic()``
+        plus the wait's time-out); TimeoutError after ``timeout`` real seconds."""
+
+        def found() -> bool:
+            return any(
+                math.isclose(when, deadline, rel_tol=0, abs_tol=1e-9) for when, _ in self._waiters.values()
+            )
+
+        with self._cond:
+            if not self._cond.wait_for(found, timeout):
+                deadlines = sorted(when for when, _ in self._waiters.values())
+                raise TimeoutError(
+                    f"ManualClock: no wait with deadline {deadline}; waiting until {deadlines}"
+                )
 
     def wait_for_waiters(self, count: int, timeout: float = 10.0) -> None:
         """Block until at least ``count`` threads are in ``wait``; TimeoutError after ``timeout``."""

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import attrs
 
 from .models import Checkpoint
 
-__all__ = ["Recovery"]
+__all__ = ["Recovery", "new_recovery_id"]
+
+
+def new_recovery_id() -> str:
+    """A fresh recovery id: 32 lowercase hex digits (a random UUID), safe in paths and metadata."""
+    return uuid.uuid4().hex
 
 
 @attrs.frozen
 class Recovery:
     """One completed recovery.
 
-    ``run_id`` is the corrupted run; ``new_run_id`` the run the restored client trains (its
-    ``model_id``, or None if the client has none); ``attempts`` counts the attempts it took.
+    - ``run_id``: the corrupted run; ``new_run_id``: the run the restored client trains (its
+      ``model_id``, or None if the client has none).
+    - ``checkpoint``: the training checkpoint restored (possibly one of an earlier run of the lineage,
+      when the corrupted run had none loadable); ``attempts``: attempts it took (>= 1).
+    - ``client`` / ``old_client``: the restored training client, and the one passed as
+      ``metadata["training_client"]`` (or None).
+    - ``recovery_id``: one id per detected corruption, shared by its attempts and written to the
+      restored run's ``user_metadata["tinker_recovery.recovery_id"]``. Default: a fresh id.
+    - ``lineage_id``: the run id the lineage started from. Default: ``run_id``.
+    - ``sampler_path``: the ``tinker://.../sampler_weights/<name>`` saved with the checkpoint, when
+      the service lists one under the same name; else None.
     """
 
     run_id: str
@@ -25,6 +40,11 @@ class Recovery:
     client: Any = attrs.field(repr=False)
     old_client: Any = attrs.field(repr=False)
     attempts: int
+    recovery_id: str = attrs.field(factory=new_recovery_id, kw_only=True)
+    lineage_id: str = attrs.field(
+        default=attrs.Factory(lambda self: self.run_id, takes_self=True), kw_only=True
+    )
+    sampler_path: str | None = attrs.field(default=None, kw_only=True)
 
     @property
     def checkpoint_name(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import threading
 from collections.abc import Callable, Hashable
 from typing import Protocol
@@ -56,9 +57,17 @@ class RetryScheduler:
                 self._thread.start()
 
     def schedule(self, delay_s: float, key: Hashable, callback: Callable[[], None]) -> None:
-        """Run ``callback`` after ``delay_s`` seconds (>= 0). A key may be pending only once."""
-        if delay_s < 0:
-            raise ValueError(f"delay_s: must be >= 0, got {delay_s}")
+        """Run ``callback`` once ``delay_s`` seconds (a finite number >= 0; 0 runs it at the next turn)
+        have passed on the clock. A key may be pending only once.
+
+        Raises ValueError for a negative, NaN or infinite delay or a key already pending, and
+        RuntimeError after ``shutdown``. A delay too long for ``Event.wait`` is waited in turns
+        (see ``clock.MAX_WAIT_S``), so it can never kill the thread.
+        """
+        if isinstance(delay_s, bool) or not isinstance(delay_s, (int, float)):
+            raise TypeError(f"delay_s: expected a number of seconds, got {type(delay_s).__name__}")
+        if not math.isfinite(delay_s) or delay_s < 0:
+            raise ValueError(f"delay_s: must be a finite number >= 0, got {delay_s}")
         with self._lock:
             if self._stopping:
                 raise RuntimeError("RetryScheduler: shut down")
@@ -67,11 +76,6 @@ class RetryScheduler:
             self._callbacks[key] = callback
             heapq.heappush(self._heap, (self._clock.monotonic() + delay_s, next(self._order), key))
         self._wake.set()
-
-    def cancel(self, key: Hashable) -> bool:
-        """Forget ``key``'s callback; True if it was still pending."""
-        with self._lock:
-            return self._callbacks.pop(key, None) is not None
 
     @property
     def pending(self) -> int:
@@ -117,7 +121,11 @@ class RetryScheduler:
             for callback in due:
                 try:
                     callback()
-                except Exception:
+                except BaseException:
                     log.error("scheduled callback %r raised; ignored", callback, exc_info=True)
             if not due:
-                self._clock.wait(self._wake, delay)
+                try:
+                    self._clock.wait(self._wake, delay)
+                except Exception:  # a clock that fails must not stop every retry for ever
+                    log.error("RetryScheduler: the clock's wait raised; looking again", exc_info=True)
+                    self._wake.wait(1.0)

@@ -44,6 +44,8 @@ __all__ = [
     "poll_error",
     "ALL",
     "send_guarded",
+    "watched",
+    "unwatched",
 ]
 
 log = logging.getLogger("tinker_recovery.signals")
@@ -87,3 +89,9 @@ def send_guarded(signal: NamedSignal, sender: Any, **payload: Any) -> None:
                 payload.get("run_id"),
                 exc_info=True,
             )
+
+# Not recovery events, so not in ALL: the journal records them to know which runs a restarted
+# watcher must follow. Payload: events.payload(...) plus ``reason`` ("monitor_run", "resumed",
+# "recovered from <id>", "user", "dropped: ...").
+watched = namespace.signal("tinkex.recovery.watched", "A run is now watched.")
+unwatched = namespace.signal("tinkex.recovery.unwatched", "A run is no longer watched.")
