@@ -147,7 +147,10 @@ def test_a_source_that_is_not_a_tinker_path_stops_the_climb_with_a_warning(caplo
         got = list(make(policy(), Rest({RUN: [C10]}), given=C30, sources={RUN: "s3://elsewhere"}))
     assert got == [C30, C10]
     assert messages(caplog) == [
-        ("WARNING", f"run {RUN}: source checkpoint 's3://elsewhere' is not a tinker path; lineage not followed")
+        (
+            "WARNING",
+            f"run {RUN}: source checkpoint 's3://elsewhere' is not a tinker path; lineage not followed",
+        )
     ]
 
 
@@ -170,7 +173,8 @@ def test_a_gone_source_is_logged(caplog):
 def test_a_listed_source_is_followed_by_strictly_older_ones_only():
     twin = checkpoint(PARENT, "step-000020-copy", minutes=20)  # saved at the same time as the source
     rest = Rest({RUN: [], PARENT: [P10, twin, P20]})
-    assert list(make(policy(max_fallbacks=5), rest, given=C30, sources={RUN: P20.tinker_path})) == [C30, P20, P10]
+    got = list(make(policy(max_fallbacks=5), rest, given=C30, sources={RUN: P20.tinker_path}))
+    assert got == [C30, P20, P10]
 
 
 def test_a_gone_source_keeps_only_strictly_smaller_steps():

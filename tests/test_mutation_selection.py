@@ -40,7 +40,8 @@ def test_path_and_type_must_both_say_training():
     sampler_path = attrs.evolve(C10, tinker_path=f"tinker://{RUN}/sampler_weights/step-000010")
     with pytest.raises(tr.InvalidCheckpointPath) as info:
         check_training_checkpoint(sampler_path)
-    assert str(info.value) == f"{sampler_path.tinker_path!r} is a sampler checkpoint, not a training checkpoint"  # the path says so
+    # the path says sampler: the message names that kind
+    assert str(info.value) == f"{sampler_path.tinker_path!r} is a sampler checkpoint, not a training checkpoint"
     sampler_type = attrs.evolve(C10, checkpoint_type="sampler")
     with pytest.raises(tr.InvalidCheckpointPath) as info:
         check_training_checkpoint(sampler_type)
