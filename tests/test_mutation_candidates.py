@@ -213,3 +213,10 @@ def test_an_expired_lineage_source_does_not_use_up_max_fallbacks():
     rest = Rest({RUN: [], PARENT: [P10, expired]})
     got = list(make(policy(max_fallbacks=1), rest, given=C30, sources={RUN: expired.tinker_path}))
     assert got == [C30, P10]
+
+
+def test_a_fallback_met_twice_uses_up_max_fallbacks_once():
+    # a listing that holds the lineage source already: the climb meets it again, uncounted
+    rest = Rest({RUN: [P20], PARENT: [P10, P20]})
+    got = list(make(policy(max_fallbacks=2), rest, given=C30, sources={RUN: P20.tinker_path}))
+    assert got == [C30, P20, P10]
