@@ -299,7 +299,7 @@ def test_watch_json_prints_poll_errors_and_detected_once_until_ctrl_c(fake, spaw
         "event": "poll_error", "run_id": run_id, "attempt": 0, "reason": "poll failed: ServerError"}
     assert poll_error["error"].startswith(f"ServerError: GET /api/v1/training_runs/{run_id}: HTTP 500")
     assert {k: v for k, v in detected.items() if k != "time"} == {
-        "event": "detected", "run_id": run_id, "attempt": 0,
+        "event": "detected", "run_id": run_id, "attempt": 0, "lineage_id": run_id,
         "checkpoint": f"tinker://{run_id}/weights/step-000010"}
     assert [(entry["event"], entry["run_id"]) for entry in later] == [("poll_error", other)] * 2
     assert stderr.rest() == ["tinker-recovery: stopped"]
@@ -309,7 +309,7 @@ def test_watch_json_prints_poll_errors_and_detected_once_until_ctrl_c(fake, spaw
 def test_watch_in_process_stops_after_max_events(fake, capsys):
     run_id, other = fake.add_run(), fake.add_run()
     codes: list[int] = []
-    args = [*connect(fake), "watch", other, run_id, "--interval", "0.05", "--max-events", "1",
+    args = [*connect(fake), "watch", other, run_id, "--interval", "0.1", "--max-events", "1",
             "--duration", "20"]
     thread = threading.Thread(target=lambda: codes.append(cli.main(args)))
     thread.start()
@@ -323,7 +323,7 @@ def test_watch_in_process_stops_after_max_events(fake, capsys):
 
 
 def test_watch_of_an_unknown_run_fails_at_once(fake, capsys):
-    assert cli.main([*connect(fake), "watch", "nope:train:0", "--interval", "0.05"]) == cli.EXIT_API_ERROR
+    assert cli.main([*connect(fake), "watch", "nope:train:0", "--interval", "0.1"]) == cli.EXIT_API_ERROR
     assert one_line_error(capsys.readouterr().err) == (
         f"{ERROR} run nope:train:0 not found at {fake.base_url}")
 

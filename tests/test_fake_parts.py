@@ -331,3 +331,16 @@ def test_the_testing_package_has_no_import_circle():
         visit(module, ())
     assert {"_protobuf", "_state", "_store", "_futures", "_sessions", "_ops"} <= set(graph)
     assert "_proto" not in graph  # the hand-written codec is gone
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"checkpoints": 2**70}, {"sampler_checkpoints": 10**9}, {"lora_rank": 2**40}, {"ttl_seconds": 1e308}],
+)
+def test_admin_add_run_refuses_sizes_that_would_exhaust_memory(served, body):
+    # Found by the hypothesis test above: an admin body asking for 2**70 checkpoints or a huge LoRA rank
+    # made the server allocate until the OOM killer ended the whole test process.
+    fake, session, _ = served
+    response = session.post(fake.base_url + "/_fake/runs", json=body, timeout=10)
+    assert response.status_code == 400
+    assert next(iter(body)) in response.text

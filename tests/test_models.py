@@ -163,9 +163,10 @@ def test_iso8601_with_zone(text, expected):
 
 
 @pytest.mark.parametrize("text", ["2025-03-01T12:30:00", "2025-03-01"])
-def test_naive_datetime_refused(text):
-    with pytest.raises(ResponseError, match=r"TrainingRun\.last_request_time: datetime has no time zone"):
-        TrainingRun.from_json(run_json(last_request_time=text))
+def test_naive_datetime_reads_as_utc(text):
+    # as the official SDK's types accept it (issue 12.5): a timestamp without a zone is UTC
+    run = TrainingRun.from_json(run_json(last_request_time=text))
+    assert run.last_request_time == datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 @pytest.mark.parametrize("text", ["yesterday", "", "2025-13-01T00:00:00Z"])
@@ -174,9 +175,9 @@ def test_unparseable_datetime_refused(text):
         Checkpoint.from_json(checkpoint_json(time=text))
 
 
-def test_naive_optional_datetime_refused():
-    with pytest.raises(ResponseError, match=r"Checkpoint\.expires_at: datetime has no time zone"):
-        Checkpoint.from_json(checkpoint_json(expires_at="2025-04-01T00:00:00"))
+def test_naive_optional_datetime_reads_as_utc():
+    ckpt = Checkpoint.from_json(checkpoint_json(expires_at="2025-04-01T00:00:00"))
+    assert ckpt.expires_at == datetime(2025, 4, 1, tzinfo=UTC)
 
 
 # --- Checkpoint -----------------------------------------------------------------------------------

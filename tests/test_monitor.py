@@ -1,15 +1,18 @@
-"""Monitor: polling, detection, poll errors, confirmation, dropping, following, handle, journal."""
+"""Monitor: polling, detection, poll errors, confirmation, dropping, following, handle, journal.
+
+Every monitor here runs on a ManualClock: the first poll of a run is sent at once, later ones only
+when a test asks (poll_once, poll_now) or advances the clock, so call counts are exact.
+"""
 
 from __future__ import annotations
 
-import json
 import threading
 
 import pytest
+from conftest import FakeService, checkpoint, training_run
 
 import tinker_recovery as tr
 from tinker_recovery.errors import NotFound, ServerError
-from conftest import FakeService, checkpoint, training_run
 
 CP = checkpoint("run-1", "step-000010", minutes=10)
 
@@ -56,7 +59,7 @@ class ScriptedRest:
             self.calls.append(("list", offset))
             self._lock.notify_all()
             ids = sorted(self.scripts) + [f"other-{n}" for n in range(self.extra_runs)]
-            page = ids[offset:offset + limit]
+            page = ids[offset : offset + limit]
             runs = [self._answer(i) if i in self.scripts else training_run(i, corrupted=False) for i in page]
             return runs, tr.Cursor(offset=offset, limit=limit, total_count=len(ids))
 
@@ -69,26 +72,38 @@ def executor(scheduler):
 
 
 def make_monitor(executor, rest, **kwargs):
+    """A monitor on a ManualClock (unless told otherwise): after its first poll, runs are polled
+    only when a test asks (poll_once / poll_now) or advances the clock."""
     kwargs.setdefault("poll_timeout_s", 1.0)
+    kwargs.setdefault("clock", tr.ManualClock())
     return tr.Monitor(executor, kwargs.pop("policy", policy()), rest=rest, **kwargs)
 
 
+def watch(monitor, rest, run_id, *args, calls=None, **kwargs):
+    """monitor_run, then wait for the first poll (made at once) to have been sent."""
+    handle = monitor.monitor_run(run_id, FakeService(), *args, **kwargs)
+    rest.wait_calls(len(rest.calls) + 1 if calls is None else calls)
+    return handle
+
+
 def test_corrupted_run_is_detected_recovered_and_followed(executor, recorder):
-    rest = ScriptedRest({"run-1": [False, True], "restored:1": [False]})
+    rest = ScriptedRest({"run-1": [False, False, True], "restored:1": [False]})
     monitor = make_monitor(executor, rest)
-    service = FakeService()
-    handle = monitor.monitor_run("run-1", service, {"training_client": "old", "owner": "me"})
+    handle = watch(monitor, rest, "run-1", {"owner": "me"}, training_client="old")
     assert monitor.poll_once() == 1 and recorder.names() == []
     monitor.poll_once()
+    recorder.wait_for("completed")
     assert handle.wait(10)
     detected = recorder.payloads("detected")[0]
     assert detected["attempt"] == 0 and detected["checkpoint"].name == "step-000010"
     assert detected["metadata"] == {"training_client": "old", "owner": "me"}
+    assert detected["lineage_id"] == "run-1" and detected["recovery_id"] is None
+    assert detected["time"] == tr.ManualClock().now()
     assert handle.client.model_id == "restored:1" and handle.run_id == "restored:1"
     recovery = handle.take_recovery()
     assert recovery.old_client == "old" and recovery.step == 10 and handle.take_recovery() is None
     assert monitor.watched == ["restored:1"]
-    monitor.poll_once()
+    rest.wait_calls(4)  # the restored run is polled at once
     assert rest.calls[-1] == ("get", "restored:1")
     assert recorder.payloads("completed")[0]["metadata"]["owner"] == "me"
     monitor.stop()
@@ -97,21 +112,21 @@ def test_corrupted_run_is_detected_recovered_and_followed(executor, recorder):
 def test_healthy_run_stays_watched_and_sends_nothing(executor, recorder):
     rest = ScriptedRest({"run-1": [False]})
     monitor = make_monitor(executor, rest)
-    handle = monitor.monitor_run("run-1", FakeService())
+    handle = watch(monitor, rest, "run-1")
     for _ in range(3):
-        monitor.poll_once()
+        assert monitor.poll_once() == 1
     assert recorder.names() == [] and monitor.watched == ["run-1"] and handle.watching
-    assert rest.calls == [("get", "run-1")] * 3
+    assert rest.calls == [("get", "run-1")] * 4  # the first poll, then one per poll_once
     monitor.stop()
 
 
 def test_poll_error_keeps_the_run_watched(executor, recorder):
     rest = ScriptedRest({"run-1": [ServerError("HTTP 500", status_code=500), False]})
     monitor = make_monitor(executor, rest)
-    monitor.monitor_run("run-1", FakeService())
-    monitor.poll_once()
-    error = recorder.payloads("poll_error")[0]
-    assert isinstance(error["error"], ServerError) and error["attempt"] == 0 and error["reason"] == "poll failed: ServerError"
+    watch(monitor, rest, "run-1")
+    error = recorder.wait_for("poll_error")[0]
+    assert isinstance(error["error"], ServerError) and error["attempt"] == 0
+    assert error["reason"] == "poll failed: ServerError" and error["reason_class"] == "server_error"
     assert monitor.watched == ["run-1"]
     monitor.stop()
 
@@ -119,26 +134,29 @@ def test_poll_error_keeps_the_run_watched(executor, recorder):
 def test_confirm_polls_needs_consecutive_corrupted_reads(executor, recorder):
     rest = ScriptedRest({"run-1": [True, False, True, ServerError("x", status_code=503), True, False]})
     monitor = make_monitor(executor, rest, policy=policy(confirm_polls=2))
-    handle = monitor.monitor_run("run-1", FakeService())
-    for _ in range(4):  # corrupted, healthy (resets), corrupted, error (never counts)
+    handle = watch(monitor, rest, "run-1")  # corrupted
+    for _ in range(3):  # healthy (resets), corrupted, error (never counts)
         monitor.poll_once()
-    assert recorder.count("detected") == 0
+    assert recorder.count("detected") == 0 and not handle.recovering
     monitor.poll_once()  # the second corrupted read in a row
-    assert handle.wait(10) and recorder.count("detected") == 1 and recorder.count("completed") == 1
+    recorder.wait_for("completed")
+    assert handle.wait(10) and recorder.count("detected") == 1
     monitor.stop()
 
 
 def test_run_answering_404_is_dropped_after_max_poll_errors(executor, recorder):
     rest = ScriptedRest({})
     monitor = make_monitor(executor, rest, policy=policy(max_poll_errors=3))
-    handle = monitor.monitor_run("gone", FakeService())
-    for _ in range(3):
+    handle = watch(monitor, rest, "gone")
+    for _ in range(2):
         monitor.poll_once()
-    reasons = [p["reason"] for p in recorder.payloads("poll_error")]
+    reasons = [p["reason"] for p in recorder.wait_for("poll_error", 3)]
     assert reasons[:2] == ["poll failed: NotFound"] * 2
     assert reasons[2] == "dropped from monitoring: not found for 3 consecutive polls"
     assert monitor.watched == [] and not handle.watching
-    assert monitor.poll_once() == 0
+    with pytest.raises(tr.NotFound, match="not found for 3 consecutive polls"):
+        handle.wait_for_recovery(timeout=0)  # at once, saying why
+    assert monitor.poll_once() == 0 and len(rest.calls) == 3
     monitor.stop()
 
 
@@ -162,6 +180,31 @@ def test_monitor_run_refusals(executor):
         monitor.monitor_run("run-1", FakeService())
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("poll_timeout_s", float("nan")),
+        ("poll_timeout_s", float("inf")),
+        ("poll_timeout_s", 1e300),
+        ("poll_timeout_s", 0),
+        ("poll_concurrency", 0),
+        ("poll_concurrency", True),
+        ("list_page_size", 0),
+    ],
+)
+def test_bad_numbers_are_refused_naming_the_field(executor, field, value):
+    with pytest.raises(
+        ValueError,
+        match=field.replace("poll_concurrency", "concurrency").replace("list_page_size", "page_size"),
+    ):
+        tr.Monitor(executor, policy(), rest=ScriptedRest({}), **{field: value})
+
+
+def test_a_poll_interval_beyond_what_waits_accept_is_refused(executor):
+    with pytest.raises(ValueError, match="poll_interval_ms"):
+        tr.Monitor(executor, policy(poll_interval_ms=10**13), rest=ScriptedRest({}))
+
+
 def test_policy_falls_back_to_the_config(executor):
     config = tr.Config(api_key="tml-test", base_url="http://127.0.0.1:1", recovery={"enabled": True})
     monitor = tr.Monitor(executor, config=config)
@@ -169,12 +212,31 @@ def test_policy_falls_back_to_the_config(executor):
     monitor.stop()
 
 
-def test_stop_monitoring(executor, recorder):
-    rest = ScriptedRest({"run-1": [True]})
+def test_stop_monitoring_leaves_nothing_behind(executor, recorder):
+    rest = ScriptedRest({"run-1": [False, True]})
     monitor = make_monitor(executor, rest)
-    handle = monitor.monitor_run("run-1", FakeService())
+    handle = watch(monitor, rest, "run-1", training_client=object())
     assert monitor.stop_monitoring("run-1") and not monitor.stop_monitoring("run-1")
     assert monitor.poll_once() == 0 and recorder.names() == [] and not handle.watching
+    assert monitor.handle("run-1") is None and monitor._watches == {} and monitor._recovering == {}
+    assert monitor._states == {} and len(monitor._schedule) == 0
+    monitor.stop()
+
+
+def test_watching_a_watched_run_returns_its_handle(executor):
+    rest = ScriptedRest({"run-1": [False]})
+    monitor = make_monitor(executor, rest)
+    handle = watch(monitor, rest, "run-1")
+    assert monitor.monitor_run("run-1", FakeService()) is handle and monitor.handle("run-1") is handle
+    monitor.stop()
+
+
+def test_monitor_run_on_a_monitor_not_started_starts_it(executor, caplog):
+    rest = ScriptedRest({"run-1": [False]})
+    monitor = make_monitor(executor, rest)
+    with caplog.at_level("INFO", logger="tinker_recovery.monitor"):
+        watch(monitor, rest, "run-1")
+    assert "starting the monitor" in caplog.text
     monitor.stop()
 
 
@@ -183,39 +245,57 @@ def test_exhausted_recovery_marks_the_handle(executor, recorder):
     monitor = make_monitor(executor, rest)
     error = tr.BadRequest("refused", status_code=400)
     handle = monitor.monitor_run("run-1", FakeService([error]))
-    monitor.poll_once()
+    recorder.wait_for("exhausted")
     assert handle.wait(10)
     assert handle.error is error and not handle.watching and monitor.watched == []
     monitor.stop()
 
 
-def test_list_mode_reads_pages_instead_of_one_request_per_run(executor, recorder):
+def test_list_mode_detects_a_corrupted_run_among_many(executor, recorder):
     scripts = {f"run-{n:03d}": [False] for n in range(250)}
     scripts["run-007"] = [True]
     rest = ScriptedRest(scripts, extra_runs=30)
     monitor = make_monitor(executor, rest, poll_mode="list", list_page_size=100)
     for run_id in scripts:
         monitor.monitor_run(run_id, FakeService())
-    monitor.poll_once()
-    assert rest.calls == [("list", 0), ("list", 100), ("list", 200)]
     assert [p["run_id"] for p in recorder.wait_for("completed")] == ["run-007"]
     monitor.stop()
 
 
-def test_auto_mode_picks_the_cheaper_way(executor):
+def test_list_mode_lists_once_per_interval(executor):
+    scripts = {f"run-{n:03d}": [False] for n in range(250)}
+    rest = ScriptedRest(scripts, extra_runs=30)
+    monitor = make_monitor(executor, rest, poll_mode="list", list_page_size=100)
+    for run_id in scripts:
+        monitor.monitor_run(run_id, FakeService())
+    monitor.poll_once()
+    before = len(rest.calls)
+    monitor.poll_once()
+    assert sorted(rest.calls[before:]) == [("list", 0), ("list", 100), ("list", 200)]
+    monitor.stop()
+
+
+def test_auto_mode_polls_each_run_first_then_lists_when_cheaper(executor):
+    many = ScriptedRest({f"run-{n:03d}": [False] for n in range(50)})
+    monitor = make_monitor(executor, many)
+    monitor.start()
+    for run_id in many.scripts:
+        monitor.monitor_run(run_id, FakeService())
+    many.wait_calls(50)
+    assert all(kind == "get" for kind, _ in many.calls[:50])  # never more than per-run before the first look
+    before = len(many.calls)
+    monitor.poll_once()
+    assert many.calls[before:] == [("list", 0)]
+    monitor.stop()
     few = ScriptedRest({"run-1": [False], "run-2": [False]}, extra_runs=1000)
     monitor = make_monitor(executor, few)
     for run_id in ("run-1", "run-2"):
         monitor.monitor_run(run_id, FakeService())
+    few.wait_calls(2)
+    monitor.poll_once()  # learns the total: 11 pages for 2 runs, so it polls each run
     monitor.poll_once()
-    assert [kind for kind, _ in few.calls] == ["get", "get"]
-    monitor.stop()
-    many = ScriptedRest({f"run-{n:03d}": [False] for n in range(50)})
-    monitor = make_monitor(executor, many)
-    for run_id in many.scripts:
-        monitor.monitor_run(run_id, FakeService())
-    monitor.poll_once()
-    assert many.calls == [("list", 0)]
+    assert [kind for kind, _ in few.calls[-2:]] == ["get", "get"]
+    assert ("list", 100) not in few.calls
     monitor.stop()
 
 
@@ -225,7 +305,57 @@ def test_run_missing_from_the_listing_is_polled_alone(executor):
     monitor.monitor_run("run-1", FakeService())
     monitor.monitor_run("not-mine", FakeService())
     monitor.poll_once()
-    assert rest.calls == [("list", 0), ("get", "not-mine")]
+    before = len(rest.calls)
+    monitor.poll_once()
+    assert rest.calls[before:] == [("list", 0), ("get", "not-mine")]
+    monitor.stop()
+
+
+@pytest.mark.parametrize("status", [404, 405, 501])
+def test_a_missing_list_endpoint_turns_list_mode_into_per_run_polls(executor, recorder, caplog, status):
+    class NoList(ScriptedRest):
+        def list_training_runs(self, *args, **kwargs):
+            with self._lock:
+                self.calls.append(("list", 0))
+            raise tr.errors.error_for_status(status, f"HTTP {status}")
+
+    rest = NoList({"run-1": [False]})
+    monitor = make_monitor(executor, rest, poll_mode="list", policy=policy(max_poll_errors=1))
+    for _ in range(3):
+        monitor.monitor_run("run-1", FakeService())
+        monitor.poll_once()
+    assert rest.calls.count(("list", 0)) == 1 and ("get", "run-1") in rest.calls
+    assert monitor.watched == ["run-1"] and recorder.names() == []  # a listing error never drops a run
+    assert caplog.text.count("no list endpoint") == 1
+    monitor.stop()
+
+
+def test_a_429_defers_the_next_poll_of_that_run(executor, recorder):
+    clock = tr.ManualClock()
+    limited = tr.RateLimited("slow down", status_code=429, retry_after_s=3.0)
+    rest = ScriptedRest({"run-1": [limited, False]})
+    monitor = make_monitor(executor, rest, clock=clock)
+    watch(monitor, rest, "run-1")
+    recorder.wait_for("poll_error")
+    for _ in range(2):  # a whole interval, twice: still deferred
+        clock.advance(1.0)
+    clock.advance(0.9)
+    assert len(rest.calls) == 1
+    clock.advance(0.1)
+    rest.wait_calls(2)
+    monitor.stop()
+
+
+def test_auth_errors_are_reported_once_per_run(executor, recorder):
+    refused = tr.AuthenticationError("bad key", status_code=401)
+    rest = ScriptedRest({"run-1": [refused]})
+    monitor = make_monitor(executor, rest)
+    watch(monitor, rest, "run-1")
+    for _ in range(3):
+        monitor.poll_once()
+    payloads = recorder.wait_for("poll_error")
+    assert len(payloads) == 1 and payloads[0]["reason_class"] == "auth"
+    assert "polled every 60 s" in payloads[0]["reason"]
     monitor.stop()
 
 
@@ -252,39 +382,72 @@ def test_stop_is_idempotent_and_leaves_no_thread(executor):
     assert not [t for t in threading.enumerate() if t.name.startswith("tinker_recovery.monitor")]
 
 
-def test_journal_records_and_a_restarted_monitor_resumes(executor, tmp_path, recorder):
-    path = tmp_path / "recovery.jsonl"
-    rest = ScriptedRest({"run-1": [True], "restored:1": [False], "run-2": [False], "run-3": [False]})
-    monitor = make_monitor(executor, rest, journal=str(path)).start()
-    handle = monitor.monitor_run("run-1", FakeService(), {"training_client": "secret-client"})
-    monitor.monitor_run("run-2", FakeService())
-    monitor.monitor_run("run-3", FakeService())
-    monitor.stop_monitoring("run-3")
-    recorder.wait_for("completed")
-    assert handle.wait(10)
+def test_detect_only_sends_detected_and_hands_nothing_over(recorder):
+    rest = ScriptedRest({"run-1": [True, True, False, True]})
+    monitor = tr.Monitor(
+        None, tr.Policy(poll_interval_ms=1000), rest=rest, detect_only=True, clock=tr.ManualClock()
+    )
+    handle = watch(monitor, rest, "run-1")
+    for _ in range(3):  # still corrupted (not sent again), healthy, corrupted again (sent again)
+        monitor.poll_once()
+    assert [p["run_id"] for p in recorder.wait_for("detected", 2)] == ["run-1"] * 2
+    assert monitor.watched == ["run-1"] and handle.watching and not handle.recovering
+    assert recorder.names() == ["detected", "detected"]
     monitor.stop()
-    entries = tr.read_journal(path)
-    events = [(e["event"], e["run_id"]) for e in entries]
-    assert ("detected", "run-1") in events and ("unwatch", "run-3") in events
-    completed = [e for e in entries if e["event"] == "completed"][0]
-    assert completed["new_run_id"] == "restored:1" and completed["checkpoint"] == "tinker://run-1/weights/step-000010"
-    assert "secret-client" not in path.read_text()
-    assert all(json.loads(line) for line in path.read_text().splitlines())
-
-    service = FakeService()
-    again = make_monitor(executor, rest, journal=str(path), service=service).start()
-    assert sorted(again.watched) == ["restored:1", "run-2"]
-    assert again.handle("restored:1") is not None
-    again.stop()
 
 
-def test_read_journal_skips_a_torn_last_line_and_a_bad_middle_line(tmp_path):
-    path = tmp_path / "j.jsonl"
-    path.write_text('{"event":"watch","run_id":"a","attempt":0,"time":"t"}\n{"event":"wat')
-    assert [e["run_id"] for e in tr.read_journal(path)] == ["a"]
-    path.write_text('not json\n{"event":"watch","run_id":"a"}\n')
-    assert [e["run_id"] for e in tr.read_journal(path)] == ["a"]
-    assert tr.read_journal(tmp_path / "missing.jsonl") == []
+def test_check_answers_within_one_round_trip(executor, recorder):
+    rest = ScriptedRest({"run-1": [False, False, True], "restored:1": [False]})
+    monitor = make_monitor(executor, rest, policy=policy(confirm_polls=3))
+    handle = watch(monitor, rest, "run-1")
+    assert monitor.check("run-1") is False and recorder.names() == []
+    assert monitor.check("run-1") is True  # corrupted: detection at once, no confirmation polls
+    recorder.wait_for("completed")
+    assert handle.wait_for_recovery(timeout=10).run_id == "run-1"
+    monitor.stop()
+
+
+def test_two_monitors_sharing_an_executor_follow_the_same_recovery(executor, recorder):
+    if not hasattr(executor, "future_of"):
+        pytest.skip("Executor.future_of lands with the executor's branch")
+    gate = threading.Event()
+    service = FakeService(gate=gate)
+    rest = ScriptedRest({"run-1": [True], "restored:1": [False]})
+    first, second = make_monitor(executor, rest), make_monitor(executor, rest)
+    one, two = first.monitor_run("run-1", service), second.monitor_run("run-1", service)
+    service.wait_active(1)
+    gate.set()
+    assert one.wait_for_recovery(10).new_run_id == two.wait_for_recovery(10).new_run_id == "restored:1"
+    assert len(service.calls) == 1
+    first.stop()
+    second.stop()
+
+
+@pytest.mark.skipif(
+    not hasattr(tr.journal.Journal, "attach"), reason="Journal.attach lands with the journal branch"
+)
+def test_journal_is_attached_on_start_and_closed_on_stop(executor, tmp_path):
+    rest = ScriptedRest({"run-1": [False]})
+    monitor = make_monitor(executor, rest, journal=str(tmp_path / "j.jsonl"), service=FakeService()).start()
+    monitor.monitor_run("run-1", FakeService())
+    monitor.stop()
+    assert "run-1" in (tmp_path / "j.jsonl").read_text()
+
+
+def test_a_journal_like_object_is_attached_and_closed(executor):
+    calls = []
+
+    class Journal:
+        def attach(self, monitor, executor_):
+            calls.append(("attach", monitor, executor_))
+
+        def close(self):
+            calls.append(("close",))
+
+    monitor = make_monitor(executor, ScriptedRest({}), journal=Journal()).start()
+    monitor.start()
+    monitor.stop()
+    assert calls == [("attach", monitor, executor), ("close",)]
 
 
 def test_poll_now_polls_before_the_interval_is_up(executor, recorder):

@@ -45,7 +45,7 @@ def telemetry():
 
 
 def policy(**overrides):
-    return tr.Policy(**{"enabled": True, "jitter": "none", "poll_interval_ms": 50, "backoff_ms": 10,
+    return tr.Policy(**{"enabled": True, "jitter": "none", "poll_interval_ms": 100, "backoff_ms": 10,
                         "max_backoff_ms": 100, **overrides})
 
 

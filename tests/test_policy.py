@@ -104,7 +104,7 @@ def test_wrong_types_raise_type_error_naming_field(kwargs, field):
 def test_valid_edge_values_accepted():
     policy = Policy(
         enabled=True,
-        poll_interval_ms=1,
+        poll_interval_ms=100,
         max_attempts=1,
         backoff_ms=0,
         max_backoff_ms=0,

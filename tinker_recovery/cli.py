@@ -35,7 +35,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote, unquote
@@ -251,22 +251,15 @@ def _sort_key(checkpoint: Checkpoint) -> float:
         return (checkpoint.time.year - 1970) * 31_556_952.0
 
 
-def _watch_entry(event: str, run_id: str, *, checkpoint: Checkpoint | None = None,
-                 error: BaseException | None = None, reason: str | None = None) -> dict[str, Any]:
-    """An entry with the journal's field names (see ``tinker_recovery.journal``); None fields left out."""
-    entry = {
-        "time": datetime.now(timezone.utc).isoformat(),
-        "event": event,
-        "run_id": run_id,
-        "attempt": 0,
-        "checkpoint": None if checkpoint is None else checkpoint.tinker_path,
-        "error": None if error is None else _one_line(f"{type(error).__name__}: {error}"),
-        "reason": reason,
-    }
-    return {key: value for key, value in entry.items() if value is not None}
+def _watch_entry(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The journal's entry for a signal (``journal.entry_for``): what ``watch --json`` prints."""
+    from .journal import entry_for
+
+    return entry_for(event, payload)
 
 
-def _watch_line(entry: dict[str, Any]) -> str:
+def _watch_line(entry: Mapping[str, Any]) -> str:
+    """One human line for a journal entry (its texts are escaped by ``entry_for``)."""
     text = f"{entry['time']}  {entry['event']}  {entry['run_id']}"
     if entry["event"] == "detected":
         text += f"  corrupted; last checkpoint {entry.get('checkpoint', 'none')}"
@@ -278,55 +271,68 @@ def _watch_line(entry: dict[str, Any]) -> str:
 
 
 def _watch(args: argparse.Namespace, rest: RestClient) -> int:
-    """Poll each run every ``--interval`` seconds and print ``detected`` (a run turned corrupted)
-    and ``poll_error`` lines, until Ctrl-C (or the hidden ``--max-events`` / ``--duration``).
+    """Print ``detected`` (a run turned corrupted) and ``poll_error`` lines from a detect-only
+    Monitor until Ctrl-C (or the hidden ``--max-events`` / ``--duration``); on a terminal, a short
+    heartbeat line per interval while nothing happens.
 
-    Detection only, in this thread: an unknown run or an unusable key on the first round fails at
-    once; later errors are printed as ``poll_error`` and polling goes on.
+    First every run is read once (with the config's retries): an unknown run or an unusable key
+    fails at once. Later errors are printed as ``poll_error`` and polling goes on.
     """
-    poll_timeout_s = min(rest.config.timeout_s, max(args.interval, 1.0))
-    end = None if args.duration is None else time.monotonic() + args.duration
-    corrupted = dict.fromkeys(args.run_ids, False)
-    pause = threading.Event()  # never set: ``pause.wait`` is the interruptible wait between rounds
+    from . import signals
+    from .monitor import Monitor
+    from .policy import Policy
+
+    for run_id in args.run_ids:
+        try:
+            rest.get_training_run(run_id)
+        except TinkerRecoveryError as error:
+            _error(_describe(error, rest.config, run_id))
+            return EXIT_API_ERROR
+    interval_ms = max(1, round(args.interval * 1000))
+    monitor = Monitor(None, Policy(poll_interval_ms=interval_ms), rest=rest, detect_only=True,
+                      poll_mode="per_run", name="tinker_recovery.watch")
+    done, lock = threading.Event(), threading.Lock()
     printed = 0
 
-    def emit(entry: dict[str, Any]) -> bool:
-        """Print one entry; True when ``--max-events`` is reached."""
-        nonlocal printed
-        print(json.dumps(entry) if args.json else _watch_line(entry), flush=True)
-        printed += 1
-        return args.max_events is not None and printed >= args.max_events
+    def printer(event: str) -> Any:
+        def receive(sender: Any, **payload: Any) -> None:
+            nonlocal printed
+            entry = _watch_entry(event, payload)
+            with lock:
+                print(json.dumps(entry) if args.json else _watch_line(entry), flush=True)
+                printed += 1
+                if args.max_events is not None and printed >= args.max_events:
+                    done.set()
 
-    first_round = True
+        return receive
+
+    receivers = [(signal, printer(signal.name.rsplit(".", 1)[1]))
+                 for signal in (signals.detected, signals.poll_error)]
+    for signal, receiver in receivers:
+        signal.connect(receiver, sender=monitor, weak=False)
+    heartbeat = sys.stdout.isatty() and not args.json
+    end = None if args.duration is None else time.monotonic() + args.duration
     try:
+        monitor.start()
+        for run_id in args.run_ids:
+            monitor.monitor_run(run_id, None)
+        print(f"{PROG}: watching {len(args.run_ids)} run(s) every {args.interval:g} s; Ctrl-C to stop",
+              file=sys.stderr, flush=True)
         while True:
-            for run_id in args.run_ids:
-                try:
-                    run = rest.get_training_run(run_id, timeout_s=poll_timeout_s,
-                                                max_retries=None if first_round else 0)
-                except TinkerRecoveryError as error:
-                    if first_round:
-                        _error(_describe(error, rest.config, run_id))
-                        return EXIT_API_ERROR
-                    if emit(_watch_entry("poll_error", run_id, error=error,
-                                         reason=f"poll failed: {type(error).__name__}")):
-                        return EXIT_OK
-                    continue
-                if run.corrupted and not corrupted[run_id]:
-                    if emit(_watch_entry("detected", run_id, checkpoint=run.last_checkpoint)):
-                        return EXIT_OK
-                corrupted[run_id] = run.corrupted
-            if first_round:  # every run was found
-                print(f"{PROG}: watching {len(args.run_ids)} run(s) every {args.interval:g} s; "
-                      "Ctrl-C to stop", file=sys.stderr, flush=True)
-                first_round = False
             wait = args.interval if end is None else min(args.interval, end - time.monotonic())
-            if wait <= 0:
+            if wait <= 0 or done.wait(min(wait, threading.TIMEOUT_MAX)):
                 return EXIT_OK
-            pause.wait(wait)
+            if heartbeat:
+                with lock:
+                    print(f"{_utc(datetime.now(timezone.utc))}  heartbeat  watching {len(monitor.watched)} "
+                          "run(s)", flush=True)
     except KeyboardInterrupt:
         print(f"{PROG}: stopped", file=sys.stderr, flush=True)
         return EXIT_OK
+    finally:
+        monitor.stop(timeout=2.0)
+        for signal, receiver in receivers:
+            signal.disconnect(receiver)
 
 
 def _fake_server(args: argparse.Namespace) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -14,12 +14,19 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from ._checks import attrs_validator, check_int, check_seconds
+from ._http import is_loopback_host
+from ._text import escape_text
 from .policy import Policy
 
 __all__ = ["Config", "DEFAULT_BASE_URL"]
 
 DEFAULT_BASE_URL = "https://tinker.thinkingmachines.dev/services/tinker-prod"
 _REDACTED = "'<redacted>'"
+_MAX_KEY_CHARS = 16 * 1024
+_MAX_TIMEOUT_S = 86_400.0 * 7
+"""The longest ``timeout_s``/``retry_max_time_s`` accepted: a week; more is surely a typo."""
+_TIME_CHECK = attrs_validator(check_seconds, minimum=0.0, inclusive=False, maximum=_MAX_TIMEOUT_S)
 
 
 def _key_from_env() -> str | None:
@@ -34,25 +41,36 @@ def _key_or_env(value: Any) -> Any:
     return _key_from_env() if value is None else value
 
 
-def _jwt_expiry(token: str) -> float | None:
-    """The ``exp`` claim of an unverified JWT, or None if ``token`` is not a JWT with one."""
+def _jwt_expiry(token: str) -> int | float | None:
+    """The ``exp`` claim of an unverified JWT, or None if ``token`` is not a JWT with a finite one.
+
+    Never raises: a payload that is not base64, not UTF-8, not JSON, nested too deep, or whose
+    ``exp`` is a bool, NaN, infinite or not a number gives None. A huge integer ``exp`` (400 digits)
+    is returned as an int, compared exactly (no float conversion, so no OverflowError).
+    """
     parts = token.split(".")
-    if len(parts) != 3:
+    if len(parts) != 3 or len(parts[1]) > 64 * 1024:
         return None
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
-    return float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+        return None
+    if isinstance(exp, float) and not math.isfinite(exp):
+        return None
+    return exp
 
 
-def _check_api_key(_instance: Any, _attribute: attrs.Attribute, value: Any) -> None:
+def _check_api_key(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None:
         raise ValueError("api_key: not given and TINKER_API_KEY is not set")
     if not isinstance(value, str):
         raise TypeError(f"api_key: expected str, got {type(value).__name__}")
+    if len(value) > _MAX_KEY_CHARS:
+        raise ValueError(f"api_key: longer than {_MAX_KEY_CHARS} characters ({len(value)})")
     if not (value.isascii() and value.isprintable()) or " " in value:
         raise ValueError("api_key: contains whitespace, control or non-ASCII characters")
     if value.startswith("tml-") and len(value) > 4:
@@ -65,15 +83,6 @@ def _check_api_key(_instance: Any, _attribute: attrs.Attribute, value: Any) -> N
             raise ValueError("api_key: the JWT has expired")
         return
     raise ValueError("api_key: must start with 'tml-' or be a JWT")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _to_policy(value: Any) -> Policy | None:
@@ -90,20 +99,6 @@ def _strip_slash(value: Any) -> Any:
     return value.rstrip("/") if isinstance(value, str) else value
 
 
-def _positive(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{attribute.name}: expected a number, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{attribute.name}: must be positive, got {value!r}")
-
-
-def _non_negative_int(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{attribute.name}: expected int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{attribute.name}: must be at least 0, got {value!r}")
-
-
 @attrs.frozen(kw_only=True)
 class Config:
     """Where and how to reach Tinker. The environment is read when a Config is built.
@@ -112,9 +107,12 @@ class Config:
       unexpired JWT, printable ASCII without spaces. It is never shown by ``repr`` or ``str``.
     - ``base_url``: when None or not given, ``TINKER_BASE_URL``, else the official service.
       ``http://`` is accepted only for loopback hosts unless ``allow_insecure_http=True``.
-    - ``timeout_s``: the time-out of every HTTP request, in seconds (> 0). Default 30.
-    - ``max_retries``: retries of a failed retryable request (0: none). Default 3.
-    - ``retry_max_time_s``: the most time spent on one call, retries included (> 0). Default 60.
+    - ``timeout_s``: the total time-out of every HTTP request (connect, headers and body, whatever
+      the server's pace), in seconds, > 0 and at most a week (604800). Default 30.
+    - ``max_retries``: retries of a failed retryable request, 0 (none) to 1000. Default 3.
+    - ``retry_max_time_s``: the most time spent on one call, retries included; each request is
+      capped to the time left (> 0, at most a week). Default 60.
+    NaN and infinities are refused with a ValueError naming the field.
     - ``recovery``: the default Policy for monitors built from this config (a Policy, a mapping
       for ``Policy.from_dict``, or None).
     """
@@ -123,22 +121,36 @@ class Config:
         factory=_key_from_env, converter=_key_or_env, validator=_check_api_key, repr=lambda _: _REDACTED
     )
     base_url: str = attrs.field(factory=_url_from_env, converter=_strip_slash)
-    timeout_s: float = attrs.field(default=30.0, validator=_positive)
-    max_retries: int = attrs.field(default=3, validator=_non_negative_int)
-    retry_max_time_s: float = attrs.field(default=60.0, validator=_positive)
+    timeout_s: float = attrs.field(
+        default=30.0, validator=_TIME_CHECK
+    )
+    max_retries: int = attrs.field(default=3, validator=attrs_validator(check_int, minimum=0, maximum=1000))
+    retry_max_time_s: float = attrs.field(
+        default=60.0, validator=_TIME_CHECK
+    )
     recovery: Policy | None = attrs.field(default=None, converter=_to_policy)
     allow_insecure_http: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
     @base_url.validator
-    def _check_base_url(self, _attribute: attrs.Attribute, value: Any) -> None:
+    def _check_base_url(self, _attribute: attrs.Attribute[Any], value: Any) -> None:
         if not isinstance(value, str):
             raise TypeError(f"base_url: expected str, got {type(value).__name__}")
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url: expected an http(s) URL with a host, got {value!r}")
+            shown = escape_text(value, 200)
+            raise ValueError(f"base_url: expected an http(s) URL with a host, got {shown!r}")
         if parts.username or parts.password:
             raise ValueError("base_url: must not carry credentials")
-        if parts.scheme == "http" and not _is_loopback(parts.hostname) and not self.allow_insecure_http:
+        try:
+            port_ok = isinstance(parts.port, (int, type(None)))
+        except ValueError:
+            port_ok = False
+        if not port_ok:
+            shown = escape_text(value, 200)
+            raise ValueError(f"base_url: the port is not a number from 0 to 65535 in {shown}")
+        if parts.query or parts.fragment:
+            raise ValueError("base_url: must not have a query or a fragment")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname) and not self.allow_insecure_http:
             raise ValueError(
                 f"base_url: plain http to {parts.hostname!r} would send the API key unencrypted; "
                 "use https, a loopback host, or allow_insecure_http=True"
@@ -146,3 +158,15 @@ class Config:
 
     def __str__(self) -> str:
         return repr(self)
+
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            "Config holds the API key and is not pickled; rebuild it where it is needed "
+            "(e.g. from TINKER_API_KEY)"
+        )
+
+    def __copy__(self) -> Config:
+        return self  # frozen: a copy is the same value
+
+    def __deepcopy__(self, memo: Any) -> Config:
+        return self

@@ -5,6 +5,8 @@ Each class says through ``retryable`` whether trying the same operation again ma
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "TinkerRecoveryError",
     "ApiError",
@@ -58,11 +60,13 @@ class ApiError(TinkerRecoveryError):
         self.retry_after_s = retry_after_s
         self.retryable = status_code in (408, 409, 429) or status_code >= 500
 
-    def __reduce__(self):  # keep pickling (and copying) working with keyword-only arguments
+    def __reduce__(self) -> tuple[Any, ...]:  # pickling and copying work with keyword-only arguments
         return (_rebuild_api_error, (type(self), self.message, self.status_code, self.retry_after_s))
 
 
-def _rebuild_api_error(cls, message, status_code, retry_after_s):
+def _rebuild_api_error(
+    cls: type[ApiError], message: str, status_code: int, retry_after_s: float | None
+) -> ApiError:
     return cls(message, status_code=status_code, retry_after_s=retry_after_s)
 
 

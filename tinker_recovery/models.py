@@ -14,8 +14,17 @@ from typing import Any, Literal
 import attrs
 
 from ._json import JsonObject
+from .errors import ResponseError
 
-__all__ = ["Checkpoint", "Cursor", "TrainingRun", "ParsedCheckpointTinkerPath", "CHECKPOINT_TYPES"]
+__all__ = [
+    "Checkpoint",
+    "Cursor",
+    "TrainingRun",
+    "ParsedCheckpointTinkerPath",
+    "CHECKPOINT_TYPES",
+    "RunBrief",
+    "step_of",
+]
 
 CheckpointType = Literal["training", "sampler", "external"]
 CHECKPOINT_TYPES: tuple[str, ...] = ("training", "sampler", "external")
@@ -25,8 +34,34 @@ _SEGMENT_TO_TYPE: dict[str, str] = {
     "external_weights": "external",
 }
 _TINKER_SCHEME = "tinker://"
-_STEP_IN_NAME = re.compile(r"step[-_]?(\d+)", re.IGNORECASE)
+_STEP_IN_NAME = re.compile(r"step[-_]?([0-9]{1,18})(?![0-9])", re.IGNORECASE)
 _STEP_METADATA_KEYS = ("step", "training_step")
+
+
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+def _ascii_int(text: str) -> int | None:
+    text = text.strip()
+    return int(text) if _DIGITS.fullmatch(text) else None
+
+
+def step_of(name: str, user_metadata: Mapping[str, str] | None = None) -> int | None:
+    """The training step a checkpoint named ``name`` holds, or None when nothing says.
+
+    In order: ``user_metadata["step"]``, then ``["training_step"]``, when ASCII digits (at most 18);
+    then the last ``step<sep><digits>`` in the name (``step-000120``, ``step_7``, ``ckpt_step120``);
+    then a name made of digits only (``000020`` -> 20, tinker-cookbook's periodic saves). Anything
+    else (``final``, ``best``, Unicode digits) gives None.
+    """
+    for key in _STEP_METADATA_KEYS:
+        value = (user_metadata or {}).get(key)
+        if isinstance(value, str) and (step := _ascii_int(value)) is not None:
+            return step
+    found = _STEP_IN_NAME.findall(name)
+    if found:
+        return int(found[-1])
+    return _ascii_int(name)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -82,14 +117,14 @@ class Checkpoint:
         """Validate a decoded ``Checkpoint`` JSON object."""
         obj = JsonObject(data, "Checkpoint")
         return cls(
-            checkpoint_id=obj.str("checkpoint_id"),
+            checkpoint_id=obj.string("checkpoint_id"),
             checkpoint_type=obj.choice("checkpoint_type", CHECKPOINT_TYPES),  # type: ignore[arg-type]
-            time=obj.datetime("time"),
-            tinker_path=obj.str("tinker_path"),
-            size_bytes=obj.int("size_bytes", required=False),
-            public=obj.bool("public", default=False),
+            time=obj.timestamp("time"),
+            tinker_path=obj.string("tinker_path"),
+            size_bytes=obj.optional_integer("size_bytes"),
+            public=obj.boolean("public", default=False),
             user_metadata=obj.str_map("user_metadata"),
-            expires_at=obj.datetime("expires_at", required=False),
+            expires_at=obj.optional_timestamp("expires_at"),
         )
 
     @classmethod
@@ -129,15 +164,11 @@ class Checkpoint:
     def step(self) -> int | None:
         """The training step this checkpoint was saved at, when it says so; else None.
 
-        Read from ``user_metadata["step"]`` (or ``"training_step"``) when that is a decimal
-        integer, else from the name, e.g. ``step-000120`` or ``ckpt_step120`` gives 120.
+        See ``step_of``: ``user_metadata["step"]`` (or ``"training_step"``) when that is a decimal
+        integer, else the name: ``step-000120`` or ``ckpt_step120`` gives 120, a zero-padded
+        numeric name as tinker-cookbook writes (``000020``) gives 20, ``final`` gives None.
         """
-        for key in _STEP_METADATA_KEYS:
-            value = (self.user_metadata or {}).get(key)
-            if value is not None and value.strip().isdecimal():
-                return int(value)
-        found = _STEP_IN_NAME.findall(self.name)
-        return int(found[-1]) if found else None
+        return step_of(self.name, self.user_metadata)
 
     def is_expired(self, now: datetime) -> bool:
         """True when ``expires_at`` is set and not after ``now`` (an aware datetime)."""
@@ -156,7 +187,7 @@ class Cursor:
     def from_json(cls, data: Mapping[str, Any]) -> Cursor:
         """Validate a decoded ``Cursor`` JSON object."""
         obj = JsonObject(data, "Cursor")
-        return cls(obj.int("offset"), obj.int("limit"), obj.int("total_count"))
+        return cls(obj.integer("offset"), obj.integer("limit"), obj.integer("total_count"))
 
     @property
     def has_more(self) -> bool:
@@ -184,13 +215,13 @@ class TrainingRun:
         """Validate a decoded ``TrainingRun`` JSON object."""
         obj = JsonObject(data, "TrainingRun")
         return cls(
-            training_run_id=obj.str("training_run_id"),
-            base_model=obj.str("base_model"),
-            model_owner=obj.str("model_owner"),
-            is_lora=obj.bool("is_lora"),
-            last_request_time=obj.datetime("last_request_time"),
-            corrupted=obj.bool("corrupted", default=False),
-            lora_rank=obj.int("lora_rank", required=False),
+            training_run_id=obj.string("training_run_id"),
+            base_model=obj.string("base_model"),
+            model_owner=obj.string("model_owner"),
+            is_lora=obj.boolean("is_lora"),
+            last_request_time=obj.timestamp("last_request_time"),
+            corrupted=obj.boolean("corrupted", default=False),
+            lora_rank=obj.optional_integer("lora_rank"),
             last_checkpoint=obj.nested("last_checkpoint", Checkpoint.from_json),
             last_sampler_checkpoint=obj.nested("last_sampler_checkpoint", Checkpoint.from_json),
             user_metadata=obj.str_map("user_metadata"),
@@ -213,3 +244,37 @@ class TrainingRun:
             "user_metadata": self.user_metadata,
         }
         return {key: value for key, value in data.items() if value is not None}
+
+
+@attrs.frozen
+class RunBrief:
+    """What a listing page needs of a run: its id and corrupted flag, read cheaply.
+
+    ``last_checkpoint`` is parsed on first access from the item's raw ``last_checkpoint`` object
+    (None when absent); a malformed one raises ResponseError then, not when the page is read.
+    """
+
+    training_run_id: str
+    corrupted: bool
+    _raw_last_checkpoint: Mapping[str, Any] | None = attrs.field(
+        default=None, repr=False, eq=False, alias="raw_last_checkpoint"
+    )
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunBrief:
+        """Read ``training_run_id`` (a string) and ``corrupted`` (a boolean, absent: False) only."""
+        obj = JsonObject(data, "TrainingRun")
+        raw = data.get("last_checkpoint")
+        if raw is not None and not isinstance(raw, Mapping):
+            kind = type(raw).__name__
+            raise ResponseError(f"TrainingRun.last_checkpoint: expected a JSON object, got {kind}")
+        return cls(
+            obj.string("training_run_id"),
+            obj.boolean("corrupted", default=False),
+            raw_last_checkpoint=raw,
+        )
+
+    @property
+    def last_checkpoint(self) -> Checkpoint | None:
+        """The run's last training checkpoint, parsed now (ResponseError if malformed)."""
+        return None if self._raw_last_checkpoint is None else Checkpoint.from_json(self._raw_last_checkpoint)

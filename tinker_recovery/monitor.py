@@ -1,156 +1,321 @@
-"""The Monitor: polls watched runs on a background thread and hands corrupted ones to an Executor."""
+"""The Monitor: polls watched runs on a background thread and hands corrupted ones over.
+
+One owner: the monitor thread alone owns the poll schedule (``poll_schedule``) and every run's
+state (``run_state``). Poll workers only do the HTTP requests and post what they got back to it;
+public methods post commands. A small registry of watched runs (their handles, services and
+metadata) is shared under one lock so ``monitor_run`` can return a run's handle at once.
+
+Which thread sends what:
+
+- ``watched``: the thread calling ``monitor_run``; for a run followed after a recovery, the thread
+  that completed the recovery (an executor worker).
+- ``unwatched``: the thread calling ``stop_monitoring``; for a dropped run, the notifier thread.
+- ``detected``: a short-lived detection thread per detection (``<name>.detect``), which then hands
+  the run to the executor; a blocking ``detected`` receiver delays only that run's recovery.
+- ``poll_error``: the monitor's notifier thread (``<name>.notify``), so a blocking receiver
+  delays no poll and no detection.
+
+A receiver that raises, even ``KeyboardInterrupt`` or ``SystemExit``, is logged with its
+traceback and skipped; the run's state and handle stay as they were.
+"""
 
 from __future__ import annotations
 
+import collections
+import importlib
 import logging
 import math
+import os
+import queue
 import threading
-from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
+from blinker import NamedSignal
 
-from . import signals
+from . import events, signals
 from ._ids import check_run_id
+from ._text import escape_text
 from .clock import Clock, SystemClock
 from .config import Config
-from .errors import AlreadyPending, NoExecutor, NotFound, RecoveryDisabled, RequestTimeout, Shutdown
-from .executor import Executor
-from .service import check_service
-from .journal import Journal, lineage_heads, read_journal
+from .errors import AlreadyPending, ApiError, NoExecutor, NotFound, RecoveryDisabled, RequestTimeout, Shutdown
+from .handle import RunHandle
 from .models import TrainingRun
 from .policy import Policy
-from .handle import RunHandle
+from .poll_schedule import PollSchedule, pool_size
+from .poll_settings import POLL_MODES, PollSettings, check_seconds, default_timeout_s
 from .recovery import Recovery
 from .rest import RestClient
+from .run_state import LIST_UNAVAILABLE_STATUSES, RunState, Verdict
+from .service import Recoverer, check_service
 
-__all__ = ["Monitor", "POLL_MODES"]
+__all__ = ["POLL_MODES", "Monitor"]
 
 log = logging.getLogger("tinker_recovery.monitor")
 
-POLL_MODES = ("auto", "per_run", "list")
-_AUTO_PROBE_AT = 20  # with the run count unknown, "auto" tries listing from this many watched runs
-_SLACK_S = 0.05  # runs due this soon are polled along with the ones due now (at most 1/20 interval)
+_NOTIFY_BACKLOG = 10_000  # poll_error signals queued behind a blocked receiver before dropping
 
 
 @attrs.define(eq=False)
 class _Watch:
-    """One watched run and what the monitor remembers of its recent polls."""
+    """A watched run as the registry knows it (written under the registry lock only)."""
 
     run_id: str
     service: Any
     metadata: dict[str, Any]
     handle: RunHandle
-    next_due: float
-    in_flight: bool = False
-    polled: bool = False  # a poll of it has begun at least once
-    urgent: bool = False  # poll_now() asked for a poll while one was in flight
-    suspect: bool = False  # its last poll of its own timed out
-    holds_suspect_slot: bool = False  # polled now as a suspect, counted in _suspects_in_flight
-    corrupted_streak: int = 0
-    not_found_streak: int = 0
+    lineage_id: str
+    pending_recovery_id: str | None = None
+    lineage_given: bool = False  # monitor_run(lineage_id=...): pass it on (else the executor knows it)
+    stopped: bool = False
+
+
+@attrs.define(eq=False)
+class _Once:
+    """A ``poll_once`` call waiting for one fresh outcome of each run (owned by the monitor thread)."""
+
+    pending: dict[str, int] = attrs.field(factory=dict)  # outcomes still to see per run
+    count: int = 0
+    done: threading.Event = attrs.field(factory=threading.Event)
+
+
+class _Workers:
+    """Named daemon threads running jobs from one queue (daemon: never delay interpreter exit,
+    which ``concurrent.futures`` pools would, as they join their workers at exit)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads: list[threading.Thread] = []
+
+    def grow(self, size: int) -> None:
+        while len(self._threads) < size:
+            thread = threading.Thread(
+                target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def submit(self, job: Callable[..., None], *args: Any) -> None:
+        self._jobs.put((job, args))
+
+    def _work(self) -> None:
+        while True:
+            item = self._jobs.get()
+            if item is None:
+                return
+            job, args = item
+            try:
+                job(*args)
+            except BaseException:  # a worker never dies of what it runs
+                log.error("%s: a job raised; going on", self._name, exc_info=True)
+
+    def shutdown(self, deadline: float | None) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(_remaining(deadline))
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def deliver(signal: NamedSignal, sender: Any, payload: dict[str, Any]) -> None:
+    """Send ``signal`` to each receiver in turn; one that raises anything (BaseException
+    included) is logged and skipped."""
+    if not signal.receivers:
+        return
+    for receiver in signal.receivers_for(sender):
+        try:
+            receiver(sender, **payload)
+        except BaseException:
+            log.error(
+                "receiver %r of %s raised; ignored (run %s)",
+                receiver,
+                signal.name,
+                escape_text(payload.get("run_id"), 200),
+                exc_info=True,
+            )
+
+
+class _Notifier:
+    """One daemon thread sending queued signals in order."""
+
+    def __init__(self, name: str, sender: Any) -> None:
+        self._sender = sender
+        self._queue: queue.SimpleQueue[tuple[NamedSignal, dict[str, Any]] | None] = queue.SimpleQueue()
+        self._dropped = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def send(self, signal: NamedSignal, payload: dict[str, Any]) -> None:
+        if self._queue.qsize() >= _NOTIFY_BACKLOG:
+            self._dropped += 1
+            if self._dropped == 1:
+                log.error(
+                    "a %s receiver blocks: %d signals queued; dropping further ones",
+                    signal.name,
+                    _NOTIFY_BACKLOG,
+                )
+            return
+        self._queue.put((signal, payload))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            deliver(item[0], self._sender, item[1])
+
+    def shutdown(self, deadline: float | None) -> None:
+        self._queue.put(None)
+        if self._thread is not threading.current_thread():
+            self._thread.join(_remaining(deadline))
 
 
 class Monitor:
-    """Polls each watched run every ``policy.poll_interval_ms`` and recovers the corrupted ones.
+    """Polls each watched run every ``policy.poll_interval_ms`` and hands corrupted ones over.
 
-    - ``executor``: where corrupted runs go; without one, ``monitor_run`` raises NoExecutor.
-    - ``policy``: else ``config.recovery``; recovery must be enabled for ``monitor_run``.
-    - ``config`` / ``rest``: REST access for polling (a RestClient is built from ``config``
-      unless ``rest`` is given).
-    - ``poll_concurrency``: polls in flight at once, so one slow run never delays the others;
-      runs whose last poll timed out share at most a quarter of them (at least one).
-    - ``poll_timeout_s``: the time-out of one poll; None: the smaller of the config's time-out
-      and the poll interval (at least 1 s). Polls are not retried: the next poll is the retry.
-    - ``poll_mode``: ``"per_run"`` (one GET per run), ``"list"`` (pages of ``list_training_runs``,
-      ``list_page_size`` runs each, one listing per interval) or ``"auto"`` (whichever costs fewer
-      requests).
-    - ``journal``: a path; every signal of this monitor and its executor is appended as a JSON line,
-      and a monitor started on an existing journal watches again the runs it lists, with
-      ``service`` (required then) as their service.
+    - ``executor``: a ``service.Recoverer`` (the package's ``Executor``) corrupted runs go to;
+      without one, ``monitor_run`` raises NoExecutor unless ``detect_only``.
+    - ``detect_only``: send ``detected`` and ``poll_error`` and hand nothing over (``executor``
+      may be None; the policy need not be enabled). A run stays watched after ``detected``, which
+      is sent again only after the run read healthy in between.
+    - ``policy``: else ``config.recovery``, else ``Policy()``; must be enabled for ``monitor_run``
+      (RecoveryDisabled) unless ``detect_only``.
+    - ``config`` / ``rest``: REST access for polling; with neither, it is built from the first
+      service given to ``monitor_run`` when that service exposes its base URL and key (the
+      official ``tinker.ServiceClient`` does; a key of None reads ``TINKER_API_KEY``). A service
+      whose host differs from the config's raises ValueError naming both hosts.
+    - ``poll_concurrency``: the most poll workers (the pool is sized from the interval, the runs
+      and the measured round trip, up to this); runs whose last poll timed out hold at most a
+      quarter of them (at least one).
+    - ``poll_timeout_s``: the time-out of one poll, and the time budget of one listing; None: the
+      REST time-out, at most the interval, at least 1 s. Polls are not retried: the next is.
+    - ``poll_mode``, ``list_page_size``: see ``PollSettings`` and ``PollSchedule``.
+    - ``journal``: a path (str or PathLike: ``tinker_recovery.journal.Journal(path)`` is built,
+      imported lazily, in ``start()``) or a journal-like object (with ``attach(monitor, executor)``
+      and ``close()``); ``start()`` attaches it, ``stop()`` closes it. The journal subscribes
+      itself to the signals and resumes its runs through ``monitor_run`` with ``service``.
     - ``clock``: injectable time source (see ``ManualClock``).
+
+    Every time and count is checked when given (NaN, infinities and values beyond
+    ``threading.TIMEOUT_MAX`` raise ValueError naming the field).
     """
 
     def __init__(
         self,
-        executor: Executor | None,
+        executor: Recoverer | None,
         policy: Policy | None = None,
         config: Config | None = None,
         rest: RestClient | None = None,
         *,
         service: Any = None,
-        journal: str | None = None,
+        journal: Any = None,
         clock: Clock | None = None,
         poll_concurrency: int = 16,
         poll_timeout_s: float | None = None,
         poll_mode: str = "auto",
         list_page_size: int = 100,
+        detect_only: bool = False,
         name: str = "tinker_recovery.monitor",
     ) -> None:
-        if policy is None and config is not None:
-            policy = config.recovery
+        policy = config.recovery if policy is None and config is not None else policy
         self.policy = policy if policy is not None else Policy()
         if not isinstance(self.policy, Policy):
             raise TypeError(f"policy: expected a Policy, got {type(self.policy).__name__}")
-        if poll_mode not in POLL_MODES:
-            raise ValueError(f"poll_mode: expected one of {', '.join(POLL_MODES)}, got {poll_mode!r}")
-        for field, value in (("poll_concurrency", poll_concurrency), ("list_page_size", list_page_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{field}: expected an int >= 1, got {value!r}")
-        if poll_timeout_s is not None and poll_timeout_s <= 0:
-            raise ValueError(f"poll_timeout_s: must be positive, got {poll_timeout_s!r}")
-        self.executor = executor
-        self.config = config
-        self._owns_rest = rest is None and config is not None
-        self._rest = rest if rest is not None else (RestClient(config, pool_size=poll_concurrency) if config else None)
-        self._service = service
-        self._journal_path = journal
-        self._journal: Journal | None = None
-        self._clock = clock or SystemClock()
-        self._interval_s = self.policy.poll_interval_ms / 1000.0
+        if not isinstance(detect_only, bool):
+            raise TypeError(f"detect_only: expected a bool, got {detect_only!r}")
+        interval_s = self.policy.poll_interval_ms / 1000.0
         if poll_timeout_s is None:
-            rest_timeout_s = self._rest.config.timeout_s if isinstance(self._rest, RestClient) else 30.0
-            poll_timeout_s = min(rest_timeout_s, max(self._interval_s, 1.0))
-        self._poll_timeout_s = poll_timeout_s
+            base = config or (rest.config if isinstance(rest, RestClient) else None)
+            poll_timeout_s = default_timeout_s(interval_s, base.timeout_s if base is not None else 30.0)
+        check_seconds("poll_timeout_s", poll_timeout_s)
+        check_seconds("poll_interval_ms", interval_s)
+        self.settings = PollSettings(
+            interval_s=interval_s,
+            timeout_s=float(poll_timeout_s),
+            concurrency=poll_concurrency,
+            mode=poll_mode,
+            page_size=list_page_size,
+        )
+        self.executor, self.config, self.detect_only = executor, config, detect_only
         self.poll_mode = poll_mode
-        self._page_size = list_page_size
-        self._known_total: int | None = None
+        self._rest = (
+            rest if rest is not None else (RestClient(config, pool_size=poll_concurrency) if config else None)
+        )
+        self._owns_rest = rest is None and config is not None
+        self._service, self._journal_spec = service, journal
+        self._journal: Any = None
+        self._attached = False
+        self._clock = clock or SystemClock()
         self._name = name
-        self._pool = ThreadPoolExecutor(max_workers=poll_concurrency, thread_name_prefix=f"{name}.poll")
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()  # guards the registry below, and the lifecycle fields
         self._watches: dict[str, _Watch] = {}
-        self._handles: dict[str, RunHandle] = {}
-        self._in_flight = 0
-        self._listings = 0  # listings in flight (list mode)
-        self._next_listing = -math.inf  # when the next listing is due (list mode)
-        self._suspect_limit = max(1, poll_concurrency // 4)
-        self._suspects_in_flight = 0
-        self._deferred = False  # some suspect runs are due but wait for a slot
-        self._wake_at = math.inf  # when the monitor thread plans to look again
-        self._wake = threading.Event()
+        self._recovering: dict[str, _Watch] = {}
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._receivers: list[Any] = []
+        self._inbox: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._wake = threading.Event()
+        # owned by the monitor thread:
+        self._schedule = PollSchedule(self.settings)
+        self._states: dict[str, RunState] = {}
+        self._onces: list[_Once] = []
+        self._round_trip_s = 0.05
+        self._list_warned = False
+        self._listing_error: BaseException | None = None
+        self._workers = _Workers(f"{name}.poll")
+        self._notifier: _Notifier | None = None
 
     def __repr__(self) -> str:
-        with self._lock:
-            return f"Monitor(watching={len(self._watches)}, poll_mode={self.poll_mode!r}, stopped={self._stopping})"
+        return (
+            f"Monitor(watching={len(self._watches)}, poll_mode={self.poll_mode!r}, "
+            f"detect_only={self.detect_only}, stopped={self._stopping})"
+        )
+
+    @property
+    def service(self) -> Any:
+        """The ``service=`` given: what a journal resumes runs with (None if not given)."""
+        return self._service
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> Monitor:
-        """Start polling (and resume the journal's runs); calling it again does nothing."""
+        """Start the monitor thread, then attach the journal (if any); again: does nothing, except
+        retrying a journal whose attach failed. Raises Shutdown after ``stop``."""
         with self._lock:
             if self._stopping:
                 raise Shutdown("Monitor: cannot start after stop")
-            if self._thread is not None:
-                return self
-            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-        if self._journal_path is not None:
-            self._open_journal()
-        self._thread.start()
+            if self._thread is None:
+                self._notifier = _Notifier(f"{self._name}.notify", self)
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            attach = self._journal_spec is not None and not self._attached
+            self._attached = True
+        if attach:
+            try:
+                self._attach_journal()
+            except BaseException:
+                with self._lock:
+                    self._attached = False
+                raise
         return self
+
+    def _attach_journal(self) -> None:
+        spec = self._journal_spec
+        if isinstance(spec, (str, os.PathLike)):
+            self._journal = self._journal or importlib.import_module("tinker_recovery.journal").Journal(spec)
+        else:
+            self._journal = spec
+        self._journal.attach(self, self.executor)
 
     def __enter__(self) -> Monitor:
         return self.start()
@@ -159,430 +324,575 @@ class Monitor:
         self.stop()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop polling and wait up to ``timeout`` seconds (None: no limit) for polls in flight.
-
-        Safe to call twice. Recoveries already handed to the executor go on; shut it down too.
-        """
-        deadline = None if timeout is None else self._clock.monotonic() + timeout
+        """Stop polling; return within ``timeout`` seconds (None: wait for the threads) plus a
+        small margin, whatever is in flight. Safe from any thread, any receiver, and twice.
+        Recoveries already handed over go on: shut the executor down too."""
+        if timeout is not None:
+            check_seconds("timeout", timeout, allow_zero=True)
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            first = not self._stopping
-            self._stopping = True
-            thread = self._thread
-        self._wake.set()
+            first, self._stopping = not self._stopping, True
+            thread, notifier = self._thread, self._notifier
+        self._post("stop")
         if thread is not None and thread is not threading.current_thread():
-            thread.join(self._remaining(deadline))
-        with self._lock:
-            drained = self._lock.wait_for(lambda: self._in_flight == 0, self._remaining(deadline))
-        self._pool.shutdown(wait=drained, cancel_futures=True)
+            thread.join(_remaining(deadline))
+        for once in [*self._onces, *(item[1] for item in list(self._inbox) if item[0] == "once")]:
+            once.done.set()
+        self._workers.shutdown(deadline)
+        if thread is not None and not thread.is_alive():  # the state is ours now: report what polls ended
+            for item in list(self._inbox):
+                if item[0] == "error":
+                    self._on_error(*item[1:])
+        if notifier is not None:
+            notifier.shutdown(deadline)
         if first:
-            for signal, receiver in self._receivers:
-                signal.disconnect(receiver)
+            self._close_resources()
+
+    def _close_resources(self) -> None:
+        try:
             if self._journal is not None:
                 self._journal.close()
-            if self._owns_rest and self._rest is not None:
-                self._rest.close()
-
-    def _remaining(self, deadline: float | None) -> float | None:
-        return None if deadline is None else max(0.0, deadline - self._clock.monotonic())
+        except Exception:
+            log.error("closing the journal failed", exc_info=True)
+        if self._owns_rest and self._rest is not None:
+            self._rest.close()
 
     # --- watching -------------------------------------------------------------------------------
 
-    def monitor_run(self, run_id: str, service: Any, metadata: Mapping[str, Any] | None = None) -> RunHandle:
+    def monitor_run(
+        self,
+        run_id: str,
+        service: Any,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        training_client: Any = None,
+        lineage_id: str | None = None,
+        pending_recovery_id: str | None = None,
+    ) -> RunHandle:
         """Watch ``run_id``; return the handle a training loop reads the current client from.
 
-        ``service`` creates the restored client; ``metadata["training_client"]`` is the current one.
-        Raises RecoveryDisabled (policy not enabled), NoExecutor, ValueError (bad run id, or no
-        REST access), and Shutdown after ``stop``.
+        - ``service`` creates the restored client (None is accepted by a detect-only monitor);
+          ``training_client`` is the current one (also accepted as ``metadata["training_client"]``).
+        - ``lineage_id``: the run id the lineage started from (a journal's resume); None: the
+          executor's record, else ``run_id``. ``pending_recovery_id``: a recovery begun before a
+          crash and never finished; passed on as ``recovery_id`` so the executor adopts it.
+        - A run already watched (or being recovered) returns its existing handle.
+        - A monitor not started is started (logged at INFO).
+
+        Raises RecoveryDisabled (policy not enabled), NoExecutor (no executor, not detect-only),
+        ValueError (bad run id, no REST access, hosts differ), TypeError (bad service or
+        metadata), and Shutdown after ``stop``.
         """
         check_run_id(run_id)
-        if not self.policy.enabled:
-            raise RecoveryDisabled(f"monitoring {run_id} refused: the policy is not enabled (Policy(enabled=True))")
-        if self.executor is None:
+        if not self.detect_only and not self.policy.enabled:
+            raise RecoveryDisabled(
+                f"monitoring {run_id} refused: the policy is not enabled (Policy(enabled=True))"
+            )
+        if not self.detect_only and self.executor is None:
             raise NoExecutor(f"monitoring {run_id} refused: the monitor has no executor")
-        if self._rest is None:
-            raise ValueError("Monitor needs REST access to poll runs: pass config= or rest=")
-        check_service(service)
+        if service is not None or not self.detect_only:
+            check_service(service)
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata: expected a mapping or None, got {type(metadata).__name__}")
-        metadata = dict(metadata or {})
-        handle = RunHandle(run_id, metadata.get("training_client"), stop=self.stop_monitoring, poll=self.poll_now)
-        self._watch(run_id, service, metadata, handle, reason="monitor_run")
-        return handle
-
-    def _watch(self, run_id: str, service: Any, metadata: dict[str, Any], handle: RunHandle, reason: str) -> None:
+        data = dict(metadata or {})
+        if training_client is not None:
+            data["training_client"] = training_client
+        self._ensure_rest(service)
         with self._lock:
             if self._stopping:
                 raise Shutdown(f"monitoring {run_id} refused: the monitor is stopped")
-            self._watches[run_id] = _Watch(run_id, service, metadata, handle, next_due=self._clock.monotonic())
-            self._handles[run_id] = handle
-        self._record("watch", run_id, reason=reason)
-        self._wake.set()
+            existing = self._watches.get(run_id) or self._recovering.get(run_id)
+            started = self._thread is not None
+        if existing is not None:
+            return existing.handle
+        if not started:
+            log.info("monitor_run(%s): starting the monitor (call start() first to silence this)", run_id)
+            self.start()
+        given = lineage_id is not None
+        if lineage_id is None:
+            lineage_of = getattr(self.executor, "lineage_of", None)
+            lineage_id = lineage_of(run_id) if callable(lineage_of) else run_id
+        handle = self._new_handle(run_id, data.get("training_client"))
+        watch = _Watch(run_id, service, data, handle, str(lineage_id), pending_recovery_id, given)
+        with self._lock:
+            existing = self._watches.get(run_id) or self._recovering.get(run_id)
+            if existing is None:
+                self._watches[run_id] = watch
+        if existing is not None:
+            return existing.handle
+        reason = "resumed" if given or pending_recovery_id is not None else "monitor_run"
+        deliver(signals.watched, self, self._payload(watch, reason=reason))
+        self._post("add", run_id)
+        return handle
 
-    def _current_id(self, run_id: str) -> str:
-        """The id its lineage is watched under now, for a current or original run id (lock held)."""
-        handle = self._handles.get(run_id)
-        return handle.run_id if handle is not None else run_id
+    def _new_handle(self, run_id: str, client: Any) -> RunHandle:
+        check: dict[str, Any] = {"check": self.check}  # RunHandle.check asks Monitor.check
+        try:
+            return RunHandle(run_id, client, stop=self.stop_monitoring, poll=self.poll_now, **check)
+        except TypeError:  # a RunHandle without check=
+            return RunHandle(run_id, client, stop=self.stop_monitoring, poll=self.poll_now)
+
+    def _ensure_rest(self, service: Any) -> None:
+        """Check the service's host against the REST access; build that access from the service
+        when there is none. Raises ValueError."""
+        url, key = getattr(service, "_base_url", None), getattr(service, "_api_key", None)
+        with self._lock:
+            rest = self._rest
+            if rest is None:
+                if not isinstance(url, str):
+                    raise ValueError(
+                        "Monitor needs REST access to poll runs: pass config= or rest=, or a "
+                        "service exposing its base URL (tinker.ServiceClient(base_url=...))"
+                    )
+                try:
+                    config = Config(api_key=key if isinstance(key, str) else None, base_url=url)
+                except (TypeError, ValueError) as error:
+                    raise ValueError(f"Monitor: no REST access from the service: {error}") from None
+                self._rest = RestClient(config, pool_size=self.settings.concurrency)
+                self._owns_rest = True
+                return
+        if isinstance(url, str) and isinstance(getattr(rest, "config", None), Config):
+            mine, theirs = urlsplit(rest.config.base_url), urlsplit(url)
+            if (mine.hostname, mine.port) != (theirs.hostname, theirs.port):
+                raise ValueError(
+                    f"Monitor: the polled host {mine.netloc!r} differs from the service's "
+                    f"host {theirs.netloc!r}; give the endpoint once"
+                )
 
     def stop_monitoring(self, run_id: str) -> bool:
-        """Stop watching ``run_id`` (its current or original id); True if it was watched."""
+        """Stop watching ``run_id`` (a recovery in flight finishes, but its run is not followed);
+        False if it was not watched. Nothing of the run stays in the monitor."""
         with self._lock:
-            handle = self._handles.get(run_id)
-            current = self._current_id(run_id)
-            watch = self._watches.pop(current, None)
-        if watch is None and (handle is None or not handle.watching):
-            return False
-        (handle or watch.handle)._stopped()  # a recovery in flight is then not followed
-        self._record("unwatch", current, reason="stop_monitoring")
+            watch = self._watches.pop(run_id, None) or self._recovering.get(run_id)
+            if watch is None or watch.stopped:
+                return False
+            watch.stopped = True
+        self._post("remove", run_id)
+        watch.handle._stopped()
+        deliver(signals.unwatched, self, self._payload(watch, reason="user"))
         return True
 
     def poll_now(self, run_id: str) -> bool:
-        """Poll ``run_id`` (its current or original id) at once on a poll worker, or right after
-        the poll in flight, without waiting for the answer; False if it is not watched."""
+        """Poll ``run_id`` at once (or right after its poll in flight); False if not watched."""
         with self._lock:
-            watch = self._watches.get(self._current_id(run_id))
-            if watch is None or self._stopping:
-                return False
-            if watch.in_flight:  # that poll may have read the run before the change: poll again after it
-                watch.urgent = True
-                watch.next_due = self._clock.monotonic()
+            known = run_id in self._watches
+        if known:
+            self._post("poll_now", run_id)
+        return known
+
+    def check(self, run_id: str) -> bool:
+        """Is ``run_id`` corrupted now? One GET, on the calling thread, within the poll time-out.
+
+        False: healthy (the loop's own error is the loop's). True: corrupted, and detection is
+        triggered at once (no confirmation polls: the caller's failure is the second witness), or
+        the run is being recovered already. Raises the package's errors (TinkerRecoveryError) when
+        the run cannot be read, ValueError for a bad run id or without REST access.
+        """
+        check_run_id(run_id)
+        with self._lock:
+            if run_id in self._recovering:
                 return True
-            self._begin([watch], listing=False)
-        self._launch([], [watch])
-        return True
+            rest = self._rest
+        if rest is None:
+            raise ValueError("Monitor needs REST access to check runs: pass config= or rest=")
+        run = rest.get_training_run(run_id, timeout_s=self.settings.timeout_s, max_retries=0)
+        if run.corrupted:
+            self._post("checked", run_id, run)
+        return bool(run.corrupted)
+
+    def poll_once(self, timeout: float | None = None) -> int:
+        """Poll every watched run now and wait for a fresh answer of each (up to ``timeout``
+        seconds); return how many runs. Starts the monitor if needed; returns early if ``stop``
+        runs meanwhile. Raises TimeoutError if answers are still missing after ``timeout``."""
+        if timeout is not None:
+            check_seconds("timeout", timeout, allow_zero=True)
+        if self._thread is None and not self._stopping:
+            self.start()
+        once = _Once()
+        self._post("once", once)  # the monitor thread adopts it
+        if self._stopping:
+            once.done.set()
+        if not once.done.wait(timeout):
+            raise TimeoutError(f"poll_once: answers still missing after {timeout} s")
+        return once.count
 
     @property
     def watched(self) -> list[str]:
-        """The run ids being polled."""
+        """The run ids watched now (runs being recovered not included)."""
         with self._lock:
             return list(self._watches)
 
     def handle(self, run_id: str) -> RunHandle | None:
-        """The handle of a run watched now or before (by its original or current id), or None."""
+        """The handle of a watched run (or one being recovered), or None."""
         with self._lock:
-            return self._handles.get(run_id)
+            watch = self._watches.get(run_id) or self._recovering.get(run_id)
+        return None if watch is None else watch.handle
 
-    # --- polling --------------------------------------------------------------------------------
+    # --- the monitor thread ---------------------------------------------------------------------
+
+    def _post(self, *item: Any) -> None:
+        self._inbox.append(item)
+        self._wake.set()
 
     def _run(self) -> None:
         while True:
             self._wake.clear()
-            if self._stopping:
-                return
+            while self._inbox:
+                item = self._inbox.popleft()
+                if item[0] == "stop":
+                    return
+                try:
+                    getattr(self, "_on_" + item[0])(*item[1:])
+                except Exception:
+                    log.error("monitor: handling %s failed; going on", item[0], exc_info=True)
             try:
-                delay = self._dispatch_due()
+                now = self._clock.monotonic()
+                self._dispatch(now)
+                wake_at = self._schedule.next_wake(now)
             except Exception:
                 log.error("monitor tick failed; going on", exc_info=True)
-                delay = self._interval_s
-            self._clock.wait(self._wake, delay)
+                wake_at = self._clock.monotonic() + self.settings.interval_s
+            if not self._inbox:
+                delay = None if wake_at == math.inf else min(max(0.0, wake_at - now), threading.TIMEOUT_MAX)
+                try:
+                    self._clock.wait(self._wake, delay)
+                except Exception:  # an injected clock that fails must not kill the thread
+                    log.error("monitor: the clock's wait failed; going on", exc_info=True)
+                    self._wake.wait(1.0)
 
-    def poll_once(self, timeout: float | None = None) -> int:
-        """Poll every watched run now, wait for the answers (up to ``timeout``); return how many.
-
-        Raises TimeoutError if some answers are still missing after ``timeout`` seconds.
-        """
-        with self._lock:
-            due = [w for w in self._watches.values() if not w.in_flight]
-            if not due:
-                return 0
-            listing = self._mode_for(len(self._watches)) == "list"
-            self._begin(due, listing=listing)
-        self._launch(due if listing else [], [] if listing else due)
-        with self._lock:
-            if not self._lock.wait_for(lambda: not any(w.in_flight for w in due), timeout):
-                raise TimeoutError(f"poll_once: answers still missing after {timeout} s")
-        return len(due)
-
-    def _dispatch_due(self) -> float | None:
-        """Start the polls that are due; return the seconds until the next one is (None: no runs).
-
-        Per run, a run is due ``poll_interval_ms`` after its last poll began; runs due within the
-        next ``_SLACK_S`` go along, so a thousand runs cost a few wake-ups, not a thousand. Runs
-        whose last poll timed out may hold at most a quarter of the poll workers (see _admit). In
-        list mode one listing at a time reads every run, once per interval; a newly watched run is
-        read at once (after the listing in flight, if any): alone, unless listing early costs
-        fewer requests.
-        """
-        now = self._clock.monotonic()
-        horizon = now + min(_SLACK_S, self._interval_s / 20)
-        with self._lock:
-            idle = [w for w in self._watches.values() if not w.in_flight]
-            if self._mode_for(len(self._watches)) == "list":
-                listing, alone = self._plan_listing(idle, horizon)
-            else:
-                listing, alone = [], [w for w in idle if w.next_due <= horizon]
-            alone = self._admit(alone)
-            self._begin(listing, listing=True)
-            self._begin(alone, listing=False)
-        self._launch(listing, alone)
-        with self._lock:
-            wake_at = self._next_wake()
-            self._wake_at = wake_at
-        if wake_at == math.inf:
-            return None
-        return max(0.0, wake_at - self._clock.monotonic())
-
-    def _plan_listing(self, idle: list[_Watch], horizon: float) -> tuple[list[_Watch], list[_Watch]]:
-        """List mode (lock held): the runs to read by listing now, and the new runs to read alone."""
-        if self._listings:  # one listing at a time; runs watched meanwhile wait for its end
-            return [], []
-        new = [w for w in idle if not w.polled or w.urgent]
-        pages = math.ceil((self._known_total or len(self._watches)) / self._page_size)
-        if self._next_listing <= horizon or len(new) >= max(1, pages):
-            return idle, []
-        return [], new
-
-    def _admit(self, due: list[_Watch]) -> list[_Watch]:
-        """Cap the runs whose last poll timed out at a quarter of the poll workers (lock held).
-
-        Without the cap, runs that hang until the poll time-out would hold every worker and the
-        healthy runs would queue behind them. A run left out stays due and goes when a slot frees.
-        """
-        free = self._suspect_limit - self._suspects_in_flight
-        admitted = []
-        self._deferred = False
-        for watch in due:
-            if watch.suspect:
-                if free <= 0:
-                    self._deferred = True
-                    continue
-                free -= 1
-            admitted.append(watch)
-        return admitted
-
-    def _begin(self, watches: list[_Watch], *, listing: bool) -> None:
-        """Mark polls as started (lock held)."""
-        if not watches:
-            return
-        now = self._clock.monotonic()
-        for watch in watches:
-            watch.in_flight = True
-            watch.polled = True
-            watch.urgent = False
-            watch.next_due = now + self._interval_s
-            if watch.suspect and not listing:
-                watch.holds_suspect_slot = True
-                self._suspects_in_flight += 1
-        self._in_flight += len(watches)
-        if listing:
-            self._listings += 1
-            self._next_listing = now + self._interval_s
-
-    def _next_wake(self) -> float:
-        """When the monitor thread must look again (lock held); math.inf: only when woken."""
-        if not self._watches:
-            return math.inf
-        if self._mode_for(len(self._watches)) == "list":
-            if self._listings or all(w.in_flight for w in self._watches.values()):
-                return math.inf  # the listing, or the last poll, wakes the thread when it ends
-            return self._next_listing
-        waiting = [w.next_due for w in self._watches.values()
-                   if not w.in_flight and not (self._deferred and w.suspect)]
-        return min(waiting, default=math.inf)
-
-    def _launch(self, listing: list[_Watch], alone: list[_Watch]) -> None:
-        if listing:
-            self._submit(self._poll_by_listing, listing, listing=True)
-        for watch in alone:
-            self._submit(self._poll_one, [watch])
-
-    def _submit(self, job: Any, watches: list[_Watch], *, listing: bool = False) -> None:
-        try:
-            self._pool.submit(self._guarded, job, watches, listing)
-        except RuntimeError:  # stopped: the pool takes no more work
-            self._finished(watches, listing=listing)
-
-    def _guarded(self, job: Any, watches: list[_Watch], listing: bool) -> None:
-        handed_over: list[_Watch] = []
-        try:
-            handed_over = job(watches) or []
-        except Exception:
-            log.error("poll job crashed; going on", exc_info=True)
-        finally:
-            passed = {id(watch) for watch in handed_over}
-            self._finished([w for w in watches if id(w) not in passed], listing=listing)
-
-    def _finished(self, watches: list[_Watch], *, listing: bool = False) -> None:
-        with self._lock:
-            wake = listing or (self._deferred and any(w.holds_suspect_slot for w in watches))
-            for watch in watches:
-                watch.in_flight = False
-                if watch.holds_suspect_slot:
-                    watch.holds_suspect_slot = False
-                    self._suspects_in_flight -= 1
-                wake = wake or watch.next_due < self._wake_at
-            self._in_flight -= len(watches)
-            if listing:
-                self._listings -= 1
-            self._lock.notify_all()
-        if wake:
-            self._wake.set()
-
-    def _mode_for(self, watched: int) -> str:
-        if self.poll_mode != "auto":
-            return self.poll_mode
-        if self._known_total is None:
-            return "list" if watched >= _AUTO_PROBE_AT else "per_run"
-        return "list" if math.ceil(self._known_total / self._page_size) < watched else "per_run"
-
-    def _poll_one(self, watches: list[_Watch]) -> None:
-        (watch,) = watches
-        try:
-            run = self._rest.get_training_run(watch.run_id, timeout_s=self._poll_timeout_s, max_retries=0)
-        except Exception as error:
-            watch.suspect = isinstance(error, RequestTimeout)
-            self._poll_failed(watch, error)
-        else:
-            watch.suspect = False
-            self._observe(watch, run)
-
-    def _poll_by_listing(self, watches: list[_Watch]) -> list[_Watch]:
-        """Read the runs from pages of ``list_training_runs``; hand the ones missing from them
-        (another owner's runs, or deleted) to polls of their own, and return those."""
-        wanted = {watch.run_id: watch for watch in watches}
-        offset = 0
-        try:
-            while wanted:
-                runs, cursor = self._rest.list_training_runs(
-                    limit=self._page_size, offset=offset, timeout_s=self._poll_timeout_s, max_retries=0
+    def _dispatch(self, now: float) -> None:
+        plan = self._schedule.plan(now)
+        work = len(plan.alone) + len(plan.pages)
+        if work:
+            self._workers.grow(
+                pool_size(
+                    len(self._schedule),
+                    self.settings.interval_s,
+                    self._round_trip_s,
+                    self.settings.concurrency,
+                    suspect_slots=self.settings.suspect_slots,
                 )
-                self._known_total = cursor.total_count
-                for run in runs:
-                    watch = wanted.pop(run.training_run_id, None)
-                    if watch is not None:
-                        self._observe(watch, run)
-                offset += len(runs)
-                if not runs or offset >= cursor.total_count:
-                    break
-        except Exception as error:
-            for watch in wanted.values():
-                self._poll_failed(watch, error)
-            return []
-        missing = list(wanted.values())
-        for watch in missing:
-            self._submit(self._poll_one, [watch])
-        return missing
-
-    def _payload(self, watch: _Watch, **extra: Any) -> dict[str, Any]:
-        return {
-            "run_id": watch.run_id,
-            "attempt": 0,
-            "strategy": self.policy.strategy_name,
-            "metadata": watch.metadata,
-            **extra,
-        }
-
-    def _poll_failed(self, watch: _Watch, error: BaseException) -> None:
-        """A poll error never counts as corruption; enough 404s in a row drop the run."""
-        with self._lock:
-            watch.not_found_streak = watch.not_found_streak + 1 if isinstance(error, NotFound) else 0
-            drop = watch.not_found_streak >= self.policy.max_poll_errors and self._watches.get(watch.run_id) is watch
-            if drop:
-                del self._watches[watch.run_id]
-        if drop:
-            reason = f"dropped from monitoring: not found for {watch.not_found_streak} consecutive polls"
-            log.warning("run %s %s", watch.run_id, reason)
-            watch.handle._stopped()
-            self._record("unwatch", watch.run_id, reason=reason)
-        else:
-            reason = f"poll failed: {type(error).__name__}"
-            log.warning("run %s: %s (%s)", watch.run_id, reason, error)
-        signals.send_guarded(signals.poll_error, self, **self._payload(watch, error=error, reason=reason))
-
-    def _observe(self, watch: _Watch, run: TrainingRun) -> None:
-        with self._lock:
-            watch.not_found_streak = 0
-            if not run.corrupted:
-                watch.corrupted_streak = 0
-                return
-            watch.corrupted_streak += 1
-            if watch.corrupted_streak < self.policy.confirm_polls or self._watches.get(watch.run_id) is not watch:
-                return
-            del self._watches[watch.run_id]
-        signals.send_guarded(signals.detected, self, **self._payload(watch, checkpoint=run.last_checkpoint))
-        watch.handle._began()
-        try:
-            future = self.executor.recover(  # type: ignore[union-attr]
-                watch.run_id, watch.service, self.policy, metadata=watch.metadata,
-                last_checkpoint=run.last_checkpoint, run=run,
-                config=None if self.executor._has_rest() else self.config,  # type: ignore[union-attr]
             )
-        except (AlreadyPending, Shutdown) as error:
-            log.warning("run %s read corrupted but was not handed over: %s", watch.run_id, error)
-            watch.handle._failed(error)
+        for offset in plan.pages:
+            self._workers.submit(self._read_page, offset)
+        for run_id in plan.alone:
+            self._workers.submit(self._read_run, run_id)
+
+    def _read_run(self, run_id: str) -> None:  # on a poll worker: I/O only
+        began, rest = time.monotonic(), self._rest
+        try:
+            assert rest is not None  # monitor_run refuses runs without REST access
+            run = rest.get_training_run(run_id, timeout_s=self.settings.timeout_s, max_retries=0)
+        except BaseException as error:
+            self._post("error", run_id, error, time.monotonic() - began)
+        else:
+            self._post("read", run_id, run, time.monotonic() - began)
+
+    def _read_page(self, offset: int) -> None:  # on a poll worker: I/O only
+        rest = self._rest
+        try:
+            assert rest is not None
+            runs, cursor = rest.list_training_runs(
+                limit=self.settings.page_size, offset=offset, timeout_s=self.settings.timeout_s, max_retries=0
+            )
+        except BaseException as error:
+            self._post("page_error", offset, error)
+        else:
+            self._post("page", offset, runs, cursor.total_count)
+
+    # --- outcomes and commands (monitor thread) ---------------------------------------------------
+
+    def _on_add(self, run_id: str) -> None:
+        with self._lock:
+            watched = run_id in self._watches
+        if watched and run_id not in self._schedule:
+            self._schedule.add(run_id, self._clock.monotonic())
+            self._states[run_id] = RunState(self.policy.confirm_polls, self.policy.max_poll_errors)
+
+    def _on_remove(self, run_id: str) -> None:
+        with self._lock:
+            if run_id in self._watches:  # watched again meanwhile
+                return
+        self._forget(run_id)
+
+    def _forget(self, run_id: str) -> None:
+        self._schedule.remove(run_id)
+        self._states.pop(run_id, None)
+        self._answered(run_id, fresh=False)
+
+    def _on_poll_now(self, run_id: str) -> None:
+        self._schedule.poll_now(run_id, self._clock.monotonic())
+
+    def _on_once(self, once: _Once) -> None:
+        now = self._clock.monotonic()
+        self._onces.append(once)
+        for run_id in self._states:
+            if self._schedule.busy(run_id):  # its poll began before the call: poll again after it
+                once.pending[run_id] = 2
+                self._schedule.poll_now(run_id, now)
+            elif self._schedule.listed(run_id):  # the listing in flight reads it: that answer counts
+                once.pending[run_id] = 1
+            else:
+                once.pending[run_id] = 1
+                self._schedule.poll_now(run_id, now)
+        once.count = len(once.pending)
+        if not once.pending:
+            self._finish_once(once)
+
+    def _answered(self, run_id: str, *, fresh: bool = True) -> None:
+        for once in list(self._onces):
+            left = once.pending.get(run_id)
+            if left is None:
+                continue
+            if left <= 1 or not fresh:
+                del once.pending[run_id]
+                if not once.pending:
+                    self._finish_once(once)
+            else:
+                once.pending[run_id] = left - 1
+
+    def _finish_once(self, once: _Once) -> None:
+        once.done.set()
+        if once in self._onces:
+            self._onces.remove(once)
+
+    def _on_read(self, run_id: str, run: TrainingRun, round_trip_s: float) -> None:
+        self._round_trip_s = 0.8 * self._round_trip_s + 0.2 * round_trip_s
+        if run_id not in self._schedule:
             return
+        self._schedule.finished(run_id, self._clock.monotonic())
+        self._judge(run_id, run)
+
+    def _on_checked(self, run_id: str, run: TrainingRun) -> None:
+        if run_id in self._schedule:
+            self._judge(run_id, run, confirmed=True)
+
+    def _on_error(self, run_id: str, error: BaseException, round_trip_s: float) -> None:
+        if run_id not in self._schedule:
+            return
+        state = self._states[run_id]
+        outcome = state.failed(
+            error, interval_s=self.settings.interval_s, retry_after_s=getattr(error, "retry_after_s", None)
+        )
+        self._schedule.finished(
+            run_id,
+            self._clock.monotonic(),
+            timed_out=isinstance(error, RequestTimeout),
+            defer_s=outcome.defer_s,
+        )
+        self._answered(run_id)
+        watch = self._registered(run_id)
+        if watch is None:
+            return
+        if not isinstance(error, Exception):
+            log.error("run %s: poll raised %s; treated as a poll error", run_id, type(error).__name__)
+        if outcome.verdict is Verdict.DROPPED:
+            self._drop(watch, outcome.reason, error)
+        elif outcome.report:
+            log.warning("run %s: %s (%s)", run_id, outcome.reason, escape_text(error, 300))
+            self._notify(
+                signals.poll_error,
+                watch,
+                error=error,
+                reason=outcome.reason,
+                reason_class=events.reason_class(error),
+            )
+        else:
+            log.debug("run %s: %s (%s), reported before", run_id, outcome.reason, escape_text(error, 300))
+
+    def _on_page(self, offset: int, runs: list[TrainingRun], total: int) -> None:
+        by_id = {run.training_run_id: run for run in runs}
+        read, unread = self._schedule.page_read(offset, total, by_id, self._clock.monotonic())
+        for run_id in read:
+            self._judge(run_id, by_id[run_id])
+        self._listing_ended(unread)
+
+    def _on_page_error(self, offset: int, error: BaseException) -> None:
+        status = error.status_code if isinstance(error, ApiError) else None
+        unavailable = status in LIST_UNAVAILABLE_STATUSES
+        if unavailable and not self._list_warned:
+            self._list_warned = True
+            log.warning(
+                "listing training runs answered HTTP %s: no list endpoint; polling each run from now on",
+                status,
+            )
+        elif not unavailable:
+            log.warning(
+                "listing training runs failed at offset %d (%s); polling each run this cycle",
+                offset,
+                escape_text(error, 300),
+            )
+        if not unavailable:
+            self._listing_error = error
+        self._listing_ended(
+            self._schedule.page_failed(
+                self._clock.monotonic(),
+                unavailable=unavailable,
+                defer_s=getattr(error, "retry_after_s", None),
+            )
+        )
+
+    def _listing_ended(self, unread: list[str]) -> None:
+        """Runs a listing left unread are polled alone now (and answer then); after a failed
+        listing each gets one ``poll_error`` (never counted towards dropping it)."""
+        if self._schedule.listing or self._listing_error is None:
+            return  # pages still in flight: the listing has not ended
+        error, self._listing_error = self._listing_error, None
+        reason = f"listing failed: {type(error).__name__}"
+        for run_id in unread:
+            watch = self._registered(run_id)
+            if watch is not None:
+                self._notify(
+                    signals.poll_error,
+                    watch,
+                    error=error,
+                    reason=reason,
+                    reason_class=events.reason_class(error),
+                )
+
+    def _judge(self, run_id: str, run: TrainingRun, *, confirmed: bool = False) -> None:
+        outcome = self._states[run_id].read(bool(run.corrupted), confirmed=confirmed)
+        self._answered(run_id)
+        if outcome.verdict is not Verdict.CORRUPTED:
+            return
+        if self.detect_only:
+            watch = self._registered(run_id)
+            if watch is not None and outcome.report:
+                threading.Thread(
+                    target=deliver,
+                    name=f"{self._name}.detect",
+                    daemon=True,
+                    args=(signals.detected, self, self._payload(watch, checkpoint=run.last_checkpoint)),
+                ).start()
+            return
+        with self._lock:
+            watch = self._watches.pop(run_id, None)
+            if watch is not None:
+                self._recovering[run_id] = watch
+        self._forget(run_id)
+        if watch is not None:
+            watch.handle._began()  # at once, so the handle never says "not recovering" in between
+            threading.Thread(
+                target=self._hand_over, args=(watch, run), name=f"{self._name}.detect", daemon=True
+            ).start()
+
+    def _registered(self, run_id: str) -> _Watch | None:
+        with self._lock:
+            return self._watches.get(run_id)
+
+    def _drop(self, watch: _Watch, reason: str, error: BaseException) -> None:
+        with self._lock:
+            if self._watches.get(watch.run_id) is watch:
+                del self._watches[watch.run_id]
+        self._forget(watch.run_id)
+        log.warning("run %s %s", watch.run_id, reason)
+        dropped = NotFound(f"run {watch.run_id} {reason}", status_code=404)
+        mark = getattr(watch.handle, "_dropped", None)
+        (mark if callable(mark) else watch.handle._failed)(dropped)
+        self._notify(
+            signals.poll_error, watch, error=error, reason=reason, reason_class=events.reason_class(error)
+        )
+        self._notify(signals.unwatched, watch, reason=f"dropped: {reason}")
+
+    # --- handing over and following (detection thread, executor's thread) -------------------------
+
+    def _hand_over(self, watch: _Watch, run: TrainingRun) -> None:
+        deliver(signals.detected, self, self._payload(watch, checkpoint=run.last_checkpoint))
+        extra: dict[str, Any] = {}
+        if watch.lineage_given:
+            extra["lineage_id"] = watch.lineage_id
+        if watch.pending_recovery_id is not None:
+            extra["recovery_id"] = watch.pending_recovery_id
+        executor = self.executor
+        has_rest = getattr(executor, "_has_rest", None)
+        config = None if callable(has_rest) and has_rest() else self.config
+        future: Future[Recovery] | None = None
+        try:
+            assert executor is not None  # monitor_run refuses runs without one unless detect-only
+            future = executor.recover(
+                watch.run_id,
+                watch.service,
+                self.policy,
+                config=config,
+                metadata=watch.metadata,
+                last_checkpoint=run.last_checkpoint,
+                run=run,
+                **extra,
+            )
+        except AlreadyPending as error:  # another monitor handed it over: follow that recovery
+            future_of = getattr(self.executor, "future_of", None)
+            future = future_of(watch.run_id) if callable(future_of) else None
+            if future is None:
+                self._lost(watch, error)
+                return
+        except BaseException as error:
+            self._lost(watch, error)
+            return
+        assert future is not None
         future.add_done_callback(lambda done: self._recovery_done(watch, done))
 
-    def _recovery_done(self, watch: _Watch, future: Future) -> None:
+    def _lost(self, watch: _Watch, error: BaseException) -> None:
+        log.warning(
+            "run %s read corrupted but was not handed over: %s", watch.run_id, escape_text(error, 300)
+        )
+        with self._lock:
+            self._recovering.pop(watch.run_id, None)
+        watch.handle._failed(error)
+
+    def _recovery_done(self, watch: _Watch, future: Future[Recovery]) -> None:
         """Follow the recovered run with the same service and handle; or mark the handle failed."""
-        error = future.exception()
+        error = (
+            Shutdown(f"recovery of {watch.run_id} cancelled") if future.cancelled() else future.exception()
+        )
+        with self._lock:
+            self._recovering.pop(watch.run_id, None)
         if error is not None:
             watch.handle._failed(error)
             return
-        recovery: Recovery = future.result()
+        recovery = future.result()
         new_run_id = recovery.new_run_id
-        self._record("completed", watch.run_id, attempt=recovery.attempts, new_run_id=new_run_id,
-                     checkpoint=recovery.checkpoint.tinker_path)
-        following = watch.handle.watching and new_run_id is not None and _is_run_id(new_run_id)
-        if new_run_id is None:
-            log.warning("run %s: the restored client has no model_id; the new run is not watched", watch.run_id)
-        elif not _is_run_id(new_run_id):
-            log.warning("run %s: the restored client's model_id %r is not a valid run id; not watched",
-                        watch.run_id, new_run_id[:80])
-        if following:
-            metadata = {**watch.metadata, "training_client": recovery.client}
-            try:
-                self._watch(new_run_id, watch.service, metadata, watch.handle,
-                            reason=f"recovered from {watch.run_id}")
-            except Shutdown:
-                following = False
-        watch.handle._completed(recovery, watching=following)  # the loop sees it all at once
-
-    # --- journal --------------------------------------------------------------------------------
-
-    def _record(self, event: str, run_id: str, **fields: Any) -> None:
-        if self._journal is not None:
-            self._journal.write(self._clock.now(), event, run_id, **fields)
-
-    def _open_journal(self) -> None:
-        heads = lineage_heads(read_journal(self._journal_path))  # type: ignore[arg-type]
-        self._journal = Journal(self._journal_path)  # type: ignore[arg-type]
-        for signal in signals.ALL:
-            event = signal.name.rsplit(".", 1)[1]
-            if event == "completed":
-                continue  # written by _recovery_done, with the new run id
-            receiver = self._journal_receiver(event)
-            for sender in (self, self.executor):
-                if sender is not None:
-                    signal.connect(receiver, sender=sender, weak=False)
-            self._receivers.append((signal, receiver))
-        if heads and self._service is None:
-            log.warning("journal %s lists %d run(s) but the monitor has no service= to recover them; not resumed",
-                        self._journal_path, len(heads))
-            return
-        for run_id in heads:
-            if not _is_run_id(run_id):
-                log.warning("journal %s lists %r, not a valid run id; skipped",
-                            self._journal_path, str(run_id)[:80])
-            elif run_id not in self._watches:
-                handle = RunHandle(run_id, None, stop=self.stop_monitoring, poll=self.poll_now)
-                self._watch(run_id, self._service, {}, handle, reason="resumed from journal")
-        if heads:
-            log.info("resumed %d run(s) from journal %s", len(heads), self._journal_path)
-
-    def _journal_receiver(self, event: str) -> Any:
-        def receiver(_sender: Any, **payload: Any) -> None:
-            checkpoint = payload.get("checkpoint")
-            error = payload.get("error")
-            self._record(
-                event,
-                payload["run_id"],
-                attempt=payload.get("attempt", 0),
-                checkpoint=getattr(checkpoint, "tinker_path", None),
-                error=None if error is None else f"{type(error).__name__}: {error}",
-                reason=payload.get("reason"),
+        follow = new_run_id is not None and _is_run_id(new_run_id)
+        if not follow:
+            log.warning(
+                "run %s: the restored client's model_id %s is not a run id; the new run is not watched",
+                watch.run_id,
+                escape_text(new_run_id, 80),
             )
+        with self._lock:
+            follow = follow and not watch.stopped and not self._stopping
+            if follow:
+                assert new_run_id is not None
+                lineage = getattr(recovery, "lineage_id", None) or watch.lineage_id
+                successor = _Watch(
+                    new_run_id,
+                    watch.service,
+                    {**watch.metadata, "training_client": recovery.client},
+                    watch.handle,
+                    str(lineage),
+                )
+                self._watches.setdefault(new_run_id, successor)
+        if follow:
+            deliver(signals.watched, self, self._payload(successor, reason=f"recovered from {watch.run_id}"))
+            self._post("add", new_run_id)
+        watch.handle._completed(recovery, watching=follow)
 
-        return receiver
+    # --- signals --------------------------------------------------------------------------------
+
+    def _payload(self, watch: _Watch, **extra: Any) -> dict[str, Any]:
+        return events.payload(
+            run_id=watch.run_id,
+            attempt=0,
+            strategy=self.policy.strategy_name,
+            metadata=watch.metadata,
+            time=self._clock.now(),
+            lineage_id=watch.lineage_id,
+            recovery_id=None,
+            **extra,
+        )
+
+    def _notify(self, signal: NamedSignal, watch: _Watch, **extra: Any) -> None:
+        if self._notifier is not None:
+            self._notifier.send(signal, self._payload(watch, **extra))
 
 
 def _is_run_id(run_id: Any) -> bool:

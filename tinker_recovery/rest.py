@@ -2,78 +2,49 @@
 
 from __future__ import annotations
 
-import email.utils
-import json
 import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Self
 
 import backoff
 import requests
-from requests.adapters import HTTPAdapter
 
+from . import _http
 from ._ids import check_run_id
-from ._json import JsonObject
+from ._json import JsonObject, loads
 from ._version import __version__
+from ._wire import RETRY_AFTER_CAP_S, error_detail, retry_after_s
 from .config import Config
-from .errors import (
-    ConnectionFailed,
-    RequestTimeout,
-    ResponseError,
-    TinkerRecoveryError,
-    error_for_status,
+from .errors import ResponseError, TinkerRecoveryError, error_for_status
+from .models import (
+    Checkpoint,
+    Cursor,
+    ParsedCheckpointTinkerPath,
+    RunBrief,
+    TrainingRun,
 )
-from .models import Checkpoint, Cursor, ParsedCheckpointTinkerPath, TrainingRun
 
-__all__ = ["RestClient", "MAX_RESPONSE_BYTES", "RETRY_AFTER_CAP_S"]
+__all__ = [
+    "RestClient",
+    "MAX_RESPONSE_BYTES",
+    "RETRY_AFTER_CAP_S",
+    "MAX_LIST_PAGES",
+    "retry_after_s",
+]
 
 log = logging.getLogger("tinker_recovery.rest")
 
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 """Largest response body accepted; a larger one raises ResponseError."""
-RETRY_AFTER_CAP_S = 60.0
-"""A server's Retry-After is obeyed up to this many seconds."""
+MAX_LIST_PAGES = 1000
+"""``iter_training_runs`` reads at most this many pages (a server whose total keeps growing
+cannot keep one listing going for ever)."""
 _BACKOFF_FACTOR_S = 0.5
 _BACKOFF_CAP_S = 8.0
 _API = "/api/v1"
-
-
-def retry_after_s(headers: Any, now: float) -> float | None:
-    """The server's retry hint in seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or
-    HTTP date, ``now`` being the wall-clock time), capped at RETRY_AFTER_CAP_S; None if absent or bad."""
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms is not None:
-        try:
-            return max(0.0, min(float(raw_ms) / 1000.0, RETRY_AFTER_CAP_S))
-        except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            seconds = email.utils.parsedate_to_datetime(raw).timestamp() - now
-        except (TypeError, ValueError):
-            return None
-    return max(0.0, min(seconds, RETRY_AFTER_CAP_S))
-
-
-def _error_detail(body: bytes) -> str:
-    """A short, printable detail from an error body (its JSON ``detail``/``error``/``message``)."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body[:200].decode("utf-8", "replace").strip()
-    if isinstance(data, dict):
-        for key in ("detail", "error", "message"):
-            if isinstance(data.get(key), str):
-                return data[key][:200]
-    return str(data)[:200]
 
 
 class RestClient:
@@ -83,11 +54,16 @@ class RestClient:
     connection pool of ``pool_size``. ``sleep``, ``clock`` and ``rng`` are the wait between retries,
     the monotonic clock bounding them, and the jitter source; tests inject them.
 
+    Every request has a total deadline of ``config.timeout_s`` (connect, headers and body, however
+    slowly the server sends them), capped to what is left of ``config.retry_max_time_s``: a call with
+    its retries ends within ``retry_max_time_s`` (plus the time to close the socket).
     Retryable failures (connection errors, time-outs, 408/409/429/5xx and garbled bodies) are
     retried up to ``config.max_retries`` times within ``config.retry_max_time_s``, with capped
     exponential backoff and jitter, waiting at least the server's Retry-After (up to 60 s). Other
-    errors raise at once. Every error is a ``TinkerRecoveryError``. Redirects are not followed (they
-    would carry the API key elsewhere): a 3xx raises a non-retryable ApiError.
+    errors raise at once. Every error is a ``TinkerRecoveryError`` with one-line text, no chained
+    context and no trace of the API key (see ``tinker_recovery.redact``). Redirects are not followed
+    (they would carry the API key elsewhere): a 3xx raises a non-retryable ApiError. A loopback
+    base URL never goes through a proxy. Not picklable (it holds the key).
     """
 
     def __init__(
@@ -107,23 +83,31 @@ class RestClient:
         self._owns_session = session is None
         self._send_kwargs: dict[str, Any] = {}
         if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
+            session = _http.new_session(pool_size)
             # The environment's proxies and CA bundle are read once, here, as Config reads its
             # settings: with trust_env, requests scans os.environ (and ~/.netrc) on every call,
             # about a quarter of the CPU a poll costs. The API key is the only credential sent.
+            # A loopback URL never uses a proxy (``_http.exchange`` enforces it on every request).
             self._send_kwargs = {
                 "proxies": requests.utils.get_environ_proxies(config.base_url),
                 "verify": os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True,
             }
-            session.trust_env = False
         self._session = session
+        self._direct = (
+            _http.DirectGet.for_session(
+                session, config.base_url, self._send_kwargs["proxies"], self._send_kwargs["verify"]
+            )
+            if self._owns_session
+            else None
+        )
         self._headers = {
             "X-API-Key": config.api_key,
             "User-Agent": f"tinker-recovery/{__version__} python-requests/{requests.__version__}",
             "Accept": "application/json",
+        }
+        # what requests adds on its own path, for the direct one
+        self._direct_headers = {
+            **self._headers, "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive"
         }
         self._max_response_bytes = max_response_bytes
         self._sleep = sleep
@@ -133,7 +117,10 @@ class RestClient:
     def __repr__(self) -> str:
         return f"RestClient(base_url={self.config.base_url!r})"
 
-    def __enter__(self) -> RestClient:
+    def __reduce__(self) -> Any:
+        raise TypeError("RestClient holds the API key and a live session; it cannot be pickled")
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -166,10 +153,11 @@ class RestClient:
         timeout_s: float | None = None,
         max_retries: int | None = None,
     ) -> tuple[list[TrainingRun], Cursor]:
-        """One page of the caller's training runs, and the cursor that places it."""
-        for name, value, minimum in (("limit", limit, 1), ("offset", offset, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+        """One page of the caller's training runs, and the cursor that places it.
+
+        ``limit`` >= 1, ``offset`` >= 0 (ValueError otherwise). Any malformed item fails the page
+        with ResponseError; ``list_training_runs_brief`` skips such items instead."""
+        self._check_page(limit, offset)
         data = self._get_json(
             "/training_runs",
             params={"limit": limit, "offset": offset},
@@ -177,25 +165,73 @@ class RestClient:
             max_retries=max_retries,
         )
         page = JsonObject(data, "TrainingRunsResponse")
-        return page.list("training_runs", TrainingRun.from_json), page.nested(
-            "cursor", Cursor.from_json, required=True
-        )
+        cursor = page.nested("cursor", Cursor.from_json, required=True)
+        assert cursor is not None
+        return page.items("training_runs", TrainingRun.from_json), cursor
 
-    def iter_training_runs(self, page_size: int = 100) -> Iterator[TrainingRun]:
-        """Every training run, fetched ``page_size`` at a time."""
+    def list_training_runs_brief(
+        self,
+        limit: int = 20,
+        offset: int = 0,
+        *,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
+    ) -> tuple[list[RunBrief], Cursor, int]:
+        """One page of runs read cheaply for monitoring: ``(briefs, cursor, skipped)``.
+
+        Each item gives a RunBrief (``training_run_id``, ``corrupted``, and ``last_checkpoint``
+        parsed lazily). An item that does not parse is skipped, counted in ``skipped`` and logged at
+        DEBUG, rather than failing the page; a page whose envelope (list, cursor) is malformed
+        raises ResponseError. ``limit`` >= 1, ``offset`` >= 0 (ValueError otherwise).
+        """
+        self._check_page(limit, offset)
+        data = self._get_json(
+            "/training_runs",
+            params={"limit": limit, "offset": offset},
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+        )
+        page = JsonObject(data, "TrainingRunsResponse")
+        cursor = page.nested("cursor", Cursor.from_json, required=True)
+        assert cursor is not None
+        briefs: list[RunBrief] = []
+        skipped = 0
+        for index, item in enumerate(page.raw_list("training_runs")):
+            try:
+                briefs.append(RunBrief.from_json(item))
+            except ResponseError as error:
+                skipped += 1
+                log.debug("listing at offset %d: item %d skipped: %s", offset, index, error)
+        return briefs, cursor, skipped
+
+    def iter_training_runs(
+        self, page_size: int = 100, *, max_pages: int = MAX_LIST_PAGES
+    ) -> Iterator[TrainingRun]:
+        """Every training run, fetched ``page_size`` at a time, at most ``max_pages`` pages.
+
+        Stops at an empty page, at the cursor's ``total_count``, or after ``max_pages`` pages
+        (logged at WARNING: a server whose total keeps growing cannot hold a listing for ever).
+        """
         offset = 0
-        while True:
+        for _page in range(max_pages):
             runs, cursor = self.list_training_runs(limit=page_size, offset=offset)
             yield from runs
             offset += len(runs)
             if not runs or offset >= cursor.total_count:
                 return
+        log.warning("listing stopped after %d pages (%d runs); the server reports more", max_pages, offset)
+
+    @staticmethod
+    def _check_page(limit: Any, offset: Any) -> None:
+        for name, value, minimum in (("limit", limit, 1), ("offset", offset, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
 
     def list_checkpoints(self, run_id: str) -> list[Checkpoint]:
         """Every checkpoint of ``run_id``, in the order the service lists them."""
         check_run_id(run_id)
         data = self._get_json(f"/training_runs/{run_id}/checkpoints")
-        return JsonObject(data, "CheckpointsListResponse").list("checkpoints", Checkpoint.from_json)
+        return JsonObject(data, "CheckpointsListResponse").items("checkpoints", Checkpoint.from_json)
 
     # --- transport ------------------------------------------------------------------------------
 
@@ -203,7 +239,7 @@ class RestClient:
         self,
         path: str,
         *,
-        params: dict[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
         max_retries: int | None = None,
     ) -> Any:
@@ -213,8 +249,10 @@ class RestClient:
         delays = backoff.expo(factor=_BACKOFF_FACTOR_S, max_value=_BACKOFF_CAP_S)
         next(delays)  # backoff's generators are primed before their first value
         for retry in range(retries + 1):
+            # each request is capped to what is left of the call's budget
+            left = deadline - self._clock()
             try:
-                return self._get_once(path, params, timeout)
+                return self._get_once(path, params, min(timeout, max(left, 0.001)))
             except TinkerRecoveryError as error:
                 if not error.retryable or retry == retries:
                     raise
@@ -222,57 +260,42 @@ class RestClient:
                 hint = getattr(error, "retry_after_s", None)
                 if hint is not None:
                     delay = max(delay, hint)
-                if self._clock() + delay > deadline:
+                if self._clock() + delay >= deadline:
                     raise
                 log.debug("GET %s failed (%s); retry %d in %.2f s", path, error, retry + 1, delay)
                 self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _get_once(self, path: str, params: dict[str, Any] | None, timeout: float) -> Any:
+    def _get_once(self, path: str, params: Mapping[str, Any] | None, timeout: float) -> Any:
         what = f"GET {_API}{path}"
-        try:
-            response = self._session.get(
-                self.config.base_url + _API + path,
+        key = self.config.api_key
+        if self._direct is not None and self._direct.usable():
+            reply = self._direct.get(
+                _API + path,
+                what=what,
+                key=key,
+                timeout_s=timeout,
+                max_bytes=self._max_response_bytes,
+                headers=self._direct_headers,
                 params=params,
-                headers=self._headers,
-                timeout=timeout,
-                stream=True,
-                allow_redirects=False,  # a redirect would carry X-API-Key to wherever it points
-                **self._send_kwargs,
             )
-        except requests.Timeout:
-            raise RequestTimeout(f"{what}: no answer within {timeout:g} s") from None
-        except requests.RequestException as error:
-            raise ConnectionFailed(f"{what}: {type(error).__name__}") from None
-        with response:
-            body = self._read_body(response, what)
-            if response.status_code >= 300:
-                body = body.replace(self.config.api_key.encode(), b"<redacted>")  # a server may echo it
-                hint = retry_after_s(response.headers, time.time())
-                raise error_for_status(
-                    response.status_code,
-                    f"{what}: HTTP {response.status_code}: {_error_detail(body)}",
-                    retry_after_s=hint,
-                )
-        try:
-            return json.loads(body)
-        except ValueError:
-            raise ResponseError(f"{what}: response is not JSON ({len(body)} bytes)") from None
-
-    def _read_body(self, response: requests.Response, what: str) -> bytes:
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_response_bytes:
-            raise ResponseError(f"{what}: response of {declared} bytes exceeds {self._max_response_bytes}")
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            for chunk in response.iter_content(chunk_size=64 * 1024):
-                size += len(chunk)
-                if size > self._max_response_bytes:
-                    raise ResponseError(f"{what}: response exceeds {self._max_response_bytes} bytes")
-                chunks.append(chunk)
-        except requests.Timeout:
-            raise RequestTimeout(f"{what}: body not received within the time-out") from None
-        except requests.RequestException as error:
-            raise ConnectionFailed(f"{what}: connection broke while reading: {type(error).__name__}") from None
-        return b"".join(chunks)
+        else:
+            reply = _http.exchange(
+                self._session,
+                "GET",
+                self.config.base_url + _API + path,
+                what=what,
+                key=key,
+                timeout_s=timeout,
+                max_bytes=self._max_response_bytes,
+                headers=self._headers,
+                params=params,
+                send_kwargs=self._send_kwargs,
+            )
+        if reply.status >= 300:
+            raise error_for_status(
+                reply.status,
+                f"{what}: HTTP {reply.status}: {error_detail(reply.body, key)}",
+                retry_after_s=retry_after_s(reply.headers, time.time()),
+            )
+        return loads(reply.body, what)

@@ -33,6 +33,13 @@ __all__ = ["FakeState"]
 
 logger = logging.getLogger("tinker_recovery.testing.fake_server")
 
+MAX_SEEDED_CHECKPOINTS = 1000
+"""Most checkpoints of one kind ``add_run`` seeds: a bound so one admin request cannot exhaust memory."""
+MAX_LORA_RANK = 1024
+"""Largest ``lora_rank`` a run accepts (the tiny model's weights are sized by it)."""
+MAX_TTL_S = 100 * 365 * 86400.0
+"""Longest checkpoint time-to-live, about a century: past it ``expires_at`` would overflow a datetime."""
+
 
 class FakeState:
     """All state of one FakeTinker. Thread-safe; every public method takes the lock.
@@ -355,14 +362,15 @@ class FakeState:
         if not isinstance(base_model, str) or not base_model:
             raise ValueError("base_model must be a non-empty string")
         for name, value in (("checkpoints", checkpoints), ("sampler_checkpoints", sampler_checkpoints)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        if not isinstance(lora_rank, int) or isinstance(lora_rank, bool) or lora_rank < 1:
-            raise ValueError(f"lora_rank must be an integer >= 1, got {lora_rank!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEEDED_CHECKPOINTS:
+                raise ValueError(f"{name} must be an integer from 0 to {MAX_SEEDED_CHECKPOINTS}, got {value!r}")
+        if not isinstance(lora_rank, int) or isinstance(lora_rank, bool) or not 1 <= lora_rank <= MAX_LORA_RANK:
+            raise ValueError(f"lora_rank must be an integer from 1 to {MAX_LORA_RANK}, got {lora_rank!r}")
         if ttl_seconds is not None and (
-            isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, (int, float)) or not ttl_seconds > 0
+            isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, (int, float))
+            or not 0 < ttl_seconds <= MAX_TTL_S
         ):
-            raise ValueError(f"ttl_seconds must be > 0 or None, got {ttl_seconds!r}")
+            raise ValueError(f"ttl_seconds must be > 0 and at most {MAX_TTL_S:g}, or None, got {ttl_seconds!r}")
         if not isinstance(corrupted, bool):
             raise TypeError(f"corrupted must be a boolean, got {corrupted!r}")
         if user_metadata is not None and not isinstance(user_metadata, Mapping):

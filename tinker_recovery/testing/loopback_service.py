@@ -8,39 +8,47 @@ a recovery test or a soak against FakeTinker fails in seconds, not after a 300 s
 
 from __future__ import annotations
 
-import email.utils
+import math
+import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 import requests
 
-from tinker_recovery.errors import (
-    ConnectionFailed,
-    RequestTimeout,
-    ResponseError,
-    error_for_status,
-)
+from tinker_recovery import _http
+from tinker_recovery._json import loads
+from tinker_recovery._text import escape_text
+from tinker_recovery._wire import error_detail, retry_after_s
+from tinker_recovery.errors import RequestTimeout, ResponseError, error_for_status
+from tinker_recovery.redact import scrub
 
 __all__ = ["LoopbackService", "LoopbackTrainingClient"]
 
 _SDK_VERSION = "tinker-recovery-loopback"
 _MAX_MESSAGE = 300
+_MAX_BODY = 8 * 1024 * 1024
+_MAX_TIMEOUT_S = 86_400.0
 
 
 class LoopbackService:
     """A service client for ``base_url`` (e.g. ``FakeTinker.base_url``) authenticated by ``api_key``.
 
-    - ``timeout_s``: the connect and read time-out of every HTTP call, and the longest a future is
-      polled before RequestTimeout. Must be > 0.
+    - ``timeout_s``: the total time-out of every HTTP call (connect, headers and body, however
+      slowly the server sends them), and how long a future is polled before RequestTimeout (the
+      poll under way then finishes, so a create call ends within 2 x ``timeout_s``). Must be > 0
+      and at most a day.
     - ``session``: a ``requests.Session`` to use (not closed by ``close()``); None makes one.
 
     Errors (all from ``tinker_recovery.errors``): an HTTP error status raises the matching ApiError
     subclass (with ``retry_after_s`` from Retry-After); a future that resolves to an error raises
     UnprocessableEntity (category ``user``) or ServerError (otherwise); a time-out raises
     RequestTimeout; a refused or broken connection ConnectionFailed; a body that is not the expected
-    JSON ResponseError. Nothing is retried. The API key never appears in errors or the repr.
+    JSON ResponseError. Nothing is retried. Redirects are never followed (a 3xx raises ApiError: the
+    key would go with it); a loopback URL never goes through a proxy. The API key never appears in
+    errors (scrubbed in every form, see ``tinker_recovery.redact``), their chains, or the repr;
+    error text is one line.
     Thread-safe: the session is created once, and model sequence ids are handed out under a lock.
     """
 
@@ -56,12 +64,24 @@ class LoopbackService:
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
         if not isinstance(api_key, str) or not api_key:
             raise ValueError("api_key must be a non-empty string")
-        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+        if (
+            isinstance(timeout_s, bool)
+            or not isinstance(timeout_s, (int, float))
+            or not 0 < timeout_s <= _MAX_TIMEOUT_S
+            or not math.isfinite(timeout_s)
+        ):
+            raise ValueError(f"timeout_s must be > 0 and at most {_MAX_TIMEOUT_S:g} s, got {timeout_s!r}")
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._timeout_s = float(timeout_s)
-        self._http = session if session is not None else requests.Session()
+        # a pool at least as large as an Executor's workers: a full pool discards kept-alive connections
+        self._http = session if session is not None else _http.new_session(16)
+        self._send_kwargs: dict[str, Any] = {}
+        if session is None:  # read the environment once, as RestClient does
+            self._send_kwargs = {
+                "proxies": requests.utils.get_environ_proxies(self._base_url),
+                "verify": os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True,
+            }
         self._owns_http = session is None
         self._lock = threading.Lock()
         self._session_id: str | None = None
@@ -73,7 +93,10 @@ class LoopbackService:
             f"session_id={self._session_id!r})"
         )
 
-    def __enter__(self) -> LoopbackService:
+    def __reduce__(self) -> Any:
+        raise TypeError("LoopbackService holds the API key and a live session; it cannot be pickled")
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -142,13 +165,15 @@ class LoopbackService:
         info = self._post("/api/v1/get_info", {"model_id": model_id, "type": "get_info"})
         return LoopbackTrainingClient(self, model_id, info)
 
-    def _wait(self, submitted: Mapping[str, Any], what: str) -> dict:
+    def _wait(self, submitted: Mapping[str, Any], what: str) -> dict[str, Any]:
         """Poll ``retrieve_future`` until the future resolves; at most ``timeout_s`` in all."""
         request_id = submitted.get("request_id")
         if not isinstance(request_id, str):
             raise ResponseError(f"{what} answered without a request_id")
         deadline = time.monotonic() + self._timeout_s
         while True:
+            # Each poll has its own deadline of timeout_s (so the wait ends within 2 x timeout_s): a
+            # poll cut short would leave a load done on the server but unknown to the caller.
             result = self._post(
                 "/api/v1/retrieve_future", {"request_id": request_id, "allow_metadata_only": False}
             )
@@ -157,44 +182,34 @@ class LoopbackService:
                     raise RequestTimeout(f"{what} did not finish within {self._timeout_s} s")
                 continue  # the server holds try_again answers, so polling again at once is cheap
             if "error" in result:
-                message = f"{what} failed: {_clip(str(result['error']))}"
+                message = f"{what} failed: {_clip(_text_of(result['error']), self._api_key)}"
                 status = 422 if result.get("category") == "user" else 500
                 raise error_for_status(status, message)
             return result
 
-    def _post(self, path: str, body: Mapping[str, Any]) -> dict:
-        # Errors are raised outside the ``except`` blocks: a chained requests exception would carry
-        # the prepared request, and with it the X-API-Key header.
-        failure: Exception | None = None
-        try:
-            response = self._http.post(
-                self._base_url + path,
-                json=body,
-                headers={"X-API-Key": self._api_key},
-                timeout=(self._timeout_s, self._timeout_s),
-            )
-        except requests.Timeout as exc:
-            failure = RequestTimeout(
-                f"POST {path} timed out after {self._timeout_s} s ({type(exc).__name__})"
-            )
-        except requests.RequestException as exc:
-            failure = ConnectionFailed(f"POST {path} failed: {type(exc).__name__}")
-        if failure is not None:
-            raise failure
-        if response.status_code >= 400:
+    def _post(self, path: str, body: Mapping[str, Any], *, timeout_s: float | None = None) -> dict[str, Any]:
+        what = f"POST {path}"
+        reply = _http.exchange(
+            self._http,
+            "POST",
+            self._base_url + path,
+            what=what,
+            key=self._api_key,
+            timeout_s=self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s),
+            max_bytes=_MAX_BODY,
+            headers={"X-API-Key": self._api_key},
+            json_body=body,
+            send_kwargs=self._send_kwargs,
+        )
+        if reply.status >= 300:
             raise error_for_status(
-                response.status_code,
-                f"POST {path} answered {response.status_code}: {_error_message(response)}",
-                _retry_after_s(response.headers),
+                reply.status,
+                f"{what} answered {reply.status}: {error_detail(reply.body, self._api_key, _MAX_MESSAGE)}",
+                retry_after_s(reply.headers, time.time()),
             )
-        try:
-            data = response.json()
-        except ValueError:
-            failure = ResponseError(f"POST {path} answered a body that is not JSON")
-        if failure is not None:
-            raise failure
+        data = loads(reply.body, what)
         if not isinstance(data, dict):
-            raise ResponseError(f"POST {path} answered JSON that is not an object")
+            raise ResponseError(f"{what} answered JSON that is not an object")
         return data
 
 
@@ -216,7 +231,7 @@ class LoopbackTrainingClient:
         return self._model_id
 
     @property
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         """The ``get_info`` answer fetched at creation (a copy)."""
         return dict(self._info)
 
@@ -247,39 +262,14 @@ class LoopbackTrainingClient:
         return path
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+def _clip(text: str, key: str | None = None) -> str:
+    return escape_text(scrub(text, key), limit=_MAX_MESSAGE)
 
 
-def _error_message(response: requests.Response) -> str:
+def _text_of(value: Any) -> str:
+    if isinstance(value, str):
+        return value
     try:
-        data = response.json()
-    except ValueError:
-        return _clip(response.text or response.reason or "")
-    if isinstance(data, dict):
-        for key in ("detail", "message", "error"):
-            if isinstance(data.get(key), str):
-                return _clip(data[key])
-    return _clip(str(data))
-
-
-def _retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date); None if absent."""
-    value = headers.get("retry-after-ms")
-    if value is not None:
-        try:
-            return max(0.0, float(value) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - time.time())
+        return repr(value)
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deeply>"

@@ -1,0 +1,337 @@
+"""PollSchedule and PollSettings: every timing rule with exact numbers (no thread, no clock)."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinker_recovery.poll_schedule import AUTO_MIN_RUNS, Plan, PollSchedule, pages_for, pool_size
+from tinker_recovery.poll_settings import PollSettings, check_seconds, default_timeout_s
+
+
+def schedule(**overrides: object) -> PollSchedule:
+    fields = {"interval_s": 1.0, "timeout_s": 1.0, "concurrency": 16, "mode": "per_run", "page_size": 100}
+    fields.update(overrides)
+    return PollSchedule(PollSettings(**fields))  # type: ignore[arg-type]
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("interval_s", float("nan")),
+        ("interval_s", float("inf")),
+        ("interval_s", -1.0),
+        ("interval_s", 0),
+        ("interval_s", threading.TIMEOUT_MAX * 2),
+        ("interval_s", True),
+        ("timeout_s", "1"),
+        ("timeout_s", 0.0005),
+        ("concurrency", 0),
+        ("concurrency", 5000),
+        ("concurrency", 1.5),
+        ("page_size", 0),
+        ("max_pages", 0),
+        ("page_concurrency", 65),
+        ("mode", "sometimes"),
+    ],
+)
+def test_settings_refuse_bad_values_naming_the_field(field: str, value: object) -> None:
+    fields: dict[str, object] = {"interval_s": 1.0, "timeout_s": 1.0, field: value}
+    with pytest.raises(ValueError, match="poll_mode" if field == "mode" else field):
+        PollSettings(**fields)  # type: ignore[arg-type]
+
+
+def test_settings_derived_values() -> None:
+    assert PollSettings(interval_s=1.0, timeout_s=1.0).slack_s == 0.05
+    assert PollSettings(interval_s=0.2, timeout_s=1.0).slack_s == pytest.approx(0.01)
+    assert PollSettings(interval_s=1.0, timeout_s=1.0, concurrency=16).suspect_slots == 4
+    assert PollSettings(interval_s=1.0, timeout_s=1.0, concurrency=3).suspect_slots == 1
+    assert default_timeout_s(30.0, 30.0) == 30.0 and default_timeout_s(0.1, 30.0) == 1.0
+    assert default_timeout_s(5.0, 2.0) == 2.0
+    assert check_seconds("t", 0, allow_zero=True) == 0.0
+    with pytest.raises(ValueError, match="t: must be > 0"):
+        check_seconds("t", 0)
+
+
+def test_pages_and_pool_size() -> None:
+    assert pages_for(0, 100, 1000) == 1 and pages_for(100, 100, 1000) == 1 and pages_for(101, 100, 1000) == 2
+    assert pages_for(30_000, 100, 1000) == 300 and pages_for(10**9, 100, 1000) == 1000
+    assert pool_size(1000, 1.0, 0.044, 64, suspect_slots=4) == 64
+    assert pool_size(1000, 1.0, 0.044, 128, suspect_slots=4) == 92
+    assert pool_size(10, 1.0, 0.01, 16, suspect_slots=4) == 8
+    assert pool_size(100, 1.0, 0.05, 16, suspect_slots=4) == 14
+    assert pool_size(0, 1.0, 0.05, 16, suspect_slots=0) == 1
+
+
+# --- per run --------------------------------------------------------------------------------------
+
+
+def test_new_runs_are_due_at_once_then_every_interval_with_slack() -> None:
+    s = schedule()
+    s.add("a", 10.0)
+    s.add("b", 10.03)  # within the slack (0.05 s): goes along with "a"
+    s.add("c", 10.2)
+    assert s.plan(10.0) == Plan(alone=("a", "b"))
+    assert s.next_wake(10.0) == 10.2
+    assert s.plan(10.2) == Plan(alone=("c",))
+    assert s.next_wake(10.2) == math.inf  # every run in flight: the answers wake the caller
+    s.finished("a", 10.5)
+    s.finished("b", 10.5)
+    s.finished("c", 10.5)
+    assert s.next_wake(10.5) == 11.0  # a and b began at 10.0
+    assert s.plan(10.95) == Plan(alone=("a", "b"))  # 11.0 is within the slack of 10.95
+    assert s.next_wake(10.95) == pytest.approx(11.2)
+
+
+def test_at_10_the_due_set_and_the_next_wake_are_exact() -> None:
+    s = schedule()
+    for run_id, at in (("a", 9.0), ("b", 9.5), ("c", 9.9)):
+        s.add(run_id, at)
+        assert s.plan(at).alone == (run_id,)
+        s.finished(run_id, at + 0.1)
+    # due: a at 10.0, b at 10.5, c at 10.9; at 10.0 the slack is 0.05 s
+    assert s.plan(10.0) == Plan(alone=("a",))
+    assert s.next_wake(10.0) == 10.5
+
+
+def test_poll_now_makes_a_run_due_at_once_or_right_after_its_poll() -> None:
+    s = schedule()
+    s.add("a", 0.0)
+    s.plan(0.0)
+    s.finished("a", 0.1)
+    assert s.poll_now("a", 0.2) and s.next_wake(0.2) == 0.2
+    assert s.plan(0.2) == Plan(alone=("a",))
+    assert s.poll_now("a", 0.3)  # in flight: urgent
+    s.finished("a", 0.4)
+    assert s.next_wake(0.4) == 0.4 and s.plan(0.4) == Plan(alone=("a",))
+    assert not s.poll_now("unknown", 0.4)
+
+
+def test_suspects_hold_at_most_a_quarter_of_the_workers() -> None:
+    s = schedule(concurrency=8)  # 2 slots
+    for run_id in "abcd":
+        s.add(run_id, 0.0)
+    s.plan(0.0)
+    for run_id in "abcd":
+        s.finished(run_id, 1.0, timed_out=True)
+    assert s.plan(1.0) == Plan(alone=("a", "b"), waiting=("c", "d"))
+    assert s.next_wake(1.0) == math.inf  # the waiting suspects are woken by a freed slot
+    s.finished("a", 1.5, timed_out=False)
+    assert s.plan(1.5) == Plan(alone=("c",), waiting=("d",))
+    s.add("e", 1.6)  # a healthy run is never held back by suspects
+    assert s.plan(1.6) == Plan(alone=("e",), waiting=("d",))
+
+
+def test_a_removed_suspect_frees_its_slot() -> None:
+    s = schedule(concurrency=4)  # 1 slot
+    s.add("a", 0.0)
+    s.add("b", 0.0)
+    s.plan(0.0)
+    s.finished("a", 1.0, timed_out=True)
+    s.finished("b", 1.0, timed_out=True)
+    assert s.plan(1.0) == Plan(alone=("a",), waiting=("b",))
+    s.remove("a")
+    assert s.plan(1.0) == Plan(alone=("b",))
+    assert len(s) == 1 and "a" not in s
+
+
+def test_retry_after_defers_the_next_poll() -> None:
+    s = schedule()
+    s.add("a", 0.0)
+    s.plan(0.0)
+    s.finished("a", 0.2, defer_s=3.0)
+    assert s.next_wake(0.2) == 3.2
+    assert s.plan(1.0) == Plan()
+    assert s.plan(3.2) == Plan(alone=("a",))
+
+
+# --- list mode ------------------------------------------------------------------------------------
+
+
+def test_list_mode_reads_the_first_page_then_the_rest_a_few_at_a_time() -> None:
+    s = schedule(mode="list", page_concurrency=2)
+    for n in range(5):
+        s.add(f"r{n}", 0.0)
+    assert s.plan(0.0) == Plan(pages=(0,))
+    assert s.next_wake(0.0) == 1.0  # the first page's answer, or the runs' deadline to be polled alone
+    read, unread = s.page_read(0, 450, ["r0", "x"], 0.2)  # 5 pages in all
+    assert read == ["r0"] and unread == [] and s.known_total == 450
+    assert s.next_wake(0.2) == 0.2
+    assert s.plan(0.2) == Plan(pages=(100, 200))
+    assert s.plan(0.2) == Plan()  # two pages in flight already
+    assert s.page_read(100, 450, ["r1"], 0.3) == (["r1"], [])
+    assert s.plan(0.3) == Plan(pages=(300,))
+    s.page_read(200, 450, ["r2"], 0.4)
+    assert s.plan(0.4) == Plan(pages=(400,))
+    s.page_read(300, 450, ["r3"], 0.5)
+    read, unread = s.page_read(400, 460, [], 0.6)  # r4 was in no page (another owner's, deleted)
+    assert unread == ["r4"] and not s.listing
+    assert s.plan(0.6) == Plan(alone=("r4",))
+    assert s.next_wake(0.6) == 1.0  # the next listing, one interval after the last began
+
+
+def test_a_listing_is_bounded_in_pages_whatever_the_count_says() -> None:
+    s = schedule(mode="list", max_pages=3, page_concurrency=8)
+    s.add("a", 0.0)
+    assert s.plan(0.0).pages == (0,)
+    s.page_read(0, 10**6, [], 0.1)
+    assert s.plan(0.1).pages == (100, 200)
+    s.page_read(100, 10**7, [], 0.2)  # a total that keeps growing changes nothing
+    assert s.plan(0.2).pages == ()
+    assert s.page_read(200, 10**8, [], 0.3) == ([], ["a"])
+
+
+def test_a_listing_is_bounded_in_time() -> None:
+    s = schedule(mode="list", timeout_s=0.5, page_concurrency=1)
+    s.add("a", 0.0)
+    s.plan(0.0)
+    s.page_read(0, 1000, [], 0.2)
+    assert s.plan(0.2).pages == (100,)
+    s.page_read(100, 1000, [], 0.6)  # past the budget (0.5 s after it began): no more pages
+    assert not s.listing
+    assert s.plan(0.6) == Plan(alone=("a",))
+
+
+def test_a_run_watched_during_a_listing_is_read_at_once() -> None:
+    s = schedule(mode="list")
+    s.add("a", 0.0)
+    assert s.plan(0.0) == Plan(pages=(0,))
+    s.add("b", 0.1)
+    assert s.plan(0.1) == Plan(alone=("b",))
+
+
+def test_a_listing_longer_than_an_interval_does_not_leave_runs_unread() -> None:
+    s = schedule(mode="list", timeout_s=5.0)
+    s.add("a", 0.0)
+    s.plan(0.0)
+    assert s.next_wake(0.0) == 1.0  # a's deadline while it waits for the listing
+    assert s.plan(1.0) == Plan(alone=("a",))
+
+
+def test_a_missing_list_endpoint_turns_list_mode_into_per_run() -> None:
+    s = schedule(mode="list")
+    s.add("a", 0.0)
+    s.plan(0.0)
+    assert s.page_failed(0.1, unavailable=True) == ["a"]
+    assert s.mode == "per_run"
+    assert s.plan(0.1) == Plan(alone=("a",))
+    s.finished("a", 0.2)
+    assert s.plan(1.1) == Plan(alone=("a",))
+
+
+def test_a_failed_listing_makes_that_cycle_per_run_and_the_next_lists_again() -> None:
+    s = schedule(mode="list")
+    s.add("a", 0.0)
+    s.add("b", 0.0)
+    s.plan(0.0)
+    assert s.page_failed(0.1) == ["a", "b"] and s.mode == "list"
+    assert s.plan(0.1) == Plan(alone=("a", "b"))
+    s.finished("a", 0.2)
+    s.finished("b", 0.2)
+    assert s.next_wake(0.2) == 1.0
+    assert s.plan(1.0) == Plan(pages=(0,))
+
+
+def test_a_rate_limited_listing_defers_the_next_listing_and_its_runs() -> None:
+    s = schedule(mode="list")
+    s.add("a", 0.0)
+    s.plan(0.0)
+    assert s.page_failed(0.1, defer_s=3.0) == ["a"]
+    assert s.plan(0.1) == Plan() and s.next_wake(0.1) == pytest.approx(3.1)
+    assert s.plan(3.1) == Plan(pages=(0,))  # one listing, not a storm of GETs
+
+
+def test_list_mode_lists_early_when_new_runs_outnumber_the_pages() -> None:
+    s = schedule(mode="list")
+    s.add("a", 0.0)
+    s.plan(0.0)
+    s.page_read(0, 1, ["a"], 0.1)
+    s.add("b", 0.2)
+    assert s.plan(0.2) == Plan(pages=(0,))  # 1 new run >= 1 page: the listing reads it too
+
+
+# --- auto -----------------------------------------------------------------------------------------
+
+
+def test_auto_polls_each_run_before_its_first_look_then_learns_the_total() -> None:
+    s = schedule(mode="auto")
+    for n in range(20):
+        s.add(f"r{n}", 0.0)
+    assert len(s.plan(0.0).alone) == 20 and s.mode == "per_run"  # 20 requests, as per-run would cost
+    for n in range(20):
+        s.finished(f"r{n}", 0.1)
+    assert s.mode == "list"
+    assert s.plan(1.0) == Plan(pages=(0,))
+    read, unread = s.page_read(0, 30_000, ["r0"], 1.1)  # 300 pages > 20 runs: stop listing
+    assert read == ["r0"] and len(unread) == 19 and s.mode == "per_run"
+    assert len(s.plan(1.1).alone) == 19
+
+
+def test_auto_lists_when_the_pages_are_fewer_than_the_runs() -> None:
+    s = schedule(mode="auto")
+    for n in range(50):
+        s.add(f"r{n}", 0.0)
+    s.plan(0.0)
+    for n in range(50):
+        s.finished(f"r{n}", 0.1)
+    s.plan(1.0)
+    s.page_read(0, 50, [f"r{n}" for n in range(50)], 1.1)
+    assert s.known_total == 50 and s.mode == "list" and s.next_wake(1.1) == 2.0
+    assert s.plan(2.0) == Plan(pages=(0,))
+
+
+def test_auto_never_lists_for_a_single_run() -> None:
+    assert AUTO_MIN_RUNS == 2
+    s = schedule(mode="auto")
+    s.add("a", 0.0)
+    s.plan(0.0)
+    s.finished("a", 0.1)
+    assert s.mode == "per_run"
+
+
+# --- properties -----------------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 7), st.sampled_from(["plan", "ok", "timeout", "now", "rm"])), max_size=60
+    )
+)
+def test_suspect_slots_are_never_exceeded_and_no_run_is_planned_twice(steps: list[tuple[int, str]]) -> None:
+    s = schedule(concurrency=8)
+    in_flight: set[str] = set()
+    now = 0.0
+    for index, action in steps:
+        run_id = f"r{index}"
+        now += 0.3
+        if run_id not in s and action != "rm":
+            s.add(run_id, now)
+        if action == "plan":
+            plan = s.plan(now)
+            assert not in_flight & set(plan.alone)
+            in_flight |= set(plan.alone)
+        elif action in ("ok", "timeout") and run_id in in_flight:
+            s.finished(run_id, now, timed_out=action == "timeout")
+            in_flight.discard(run_id)
+        elif action == "now":
+            s.poll_now(run_id, now)
+        elif action == "rm":
+            s.remove(run_id)
+            in_flight.discard(run_id)
+        assert 0 <= s._suspects_in_flight <= s.settings.suspect_slots
+        assert s.next_wake(now) >= now or math.isinf(s.next_wake(now)) or s.next_wake(now) < now
+
+
+def test_settings_are_frozen() -> None:
+    settings_ = PollSettings(interval_s=1.0, timeout_s=1.0)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        settings_.interval_s = 2.0  # type: ignore[misc]

@@ -1,0 +1,143 @@
+"""Every HTTP request has a total deadline, whatever the server's pace (issue 11.1).
+
+Against a real server on 127.0.0.1 that drips its headers or body one byte every 0.5 s. The bounds
+asserted are generous (the fault was minutes); the measured times are in the report.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hostile_server import http_answer, scripted_server
+
+import tinker_recovery as tr
+from tinker_recovery.testing import LoopbackService
+
+KEY = "tml-DEADLINE-sentinel-0123456789"
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+CHUNKED = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+BODY = b" " * 500
+
+
+def config(server, **settings) -> tr.Config:
+    return tr.Config(api_key=KEY, base_url=server.base_url, **settings)
+
+
+def timed(call) -> tuple[BaseException, float]:
+    started = time.monotonic()
+    with pytest.raises(tr.TinkerRecoveryError) as info:
+        call()
+    return info.value, time.monotonic() - started
+
+
+@pytest.mark.parametrize("drip_head", [False, True], ids=["body", "headers"])
+def test_a_drip_fed_answer_ends_at_the_request_deadline(drip_head):
+    with scripted_server() as server:
+        server.drip(HEAD, BODY, 0.5, drip_head=drip_head)
+        with tr.RestClient(config(server, timeout_s=1, retry_max_time_s=2, max_retries=0)) as rest:
+            error, elapsed = timed(lambda: rest.get_training_run("run-1"))
+    assert isinstance(error, tr.RequestTimeout)
+    assert error.__context__ is None and error.__cause__ is None
+    assert 0.9 <= elapsed < 2.5, elapsed
+
+
+def test_a_drip_fed_chunked_body_ends_at_the_deadline():
+    with scripted_server() as server:
+        server.drip(CHUNKED, b"1f4\r\n" + BODY + b"\r\n0\r\n\r\n", 0.5)
+        with tr.RestClient(config(server, timeout_s=1, retry_max_time_s=2, max_retries=0)) as rest:
+            error, elapsed = timed(lambda: rest.get_training_run("run-1"))
+    assert isinstance(error, tr.RequestTimeout)
+    assert elapsed < 2.5, elapsed
+
+
+def test_one_request_is_capped_to_the_time_left_of_retry_max_time():
+    # timeout_s=2 but only 1 s of budget: the request ends after about 1 s, not 2
+    with scripted_server() as server:
+        server.drip(HEAD, BODY, 0.5)
+        with tr.RestClient(config(server, timeout_s=2, retry_max_time_s=1, max_retries=0)) as rest:
+            error, elapsed = timed(lambda: rest.get_training_run("run-1"))
+    assert isinstance(error, tr.RequestTimeout)
+    assert 0.9 <= elapsed < 1.8, elapsed
+
+
+def test_a_call_with_its_retries_is_bounded_by_retry_max_time():
+    with scripted_server() as server:
+        server.drip(HEAD, BODY, 0.5)
+        with tr.RestClient(config(server, timeout_s=1, retry_max_time_s=2.5, max_retries=10)) as rest:
+            error, elapsed = timed(lambda: rest.get_training_run("run-1"))
+        attempts = len(server.requests)
+    assert isinstance(error, tr.RequestTimeout)
+    assert attempts >= 2  # it did retry, within the budget
+    assert elapsed < 3.5, elapsed
+
+
+def test_a_fast_answer_after_a_drip_reuses_nothing_broken():
+    run = (
+        b'{"training_run_id": "run-1", "base_model": "m", "model_owner": "o", "is_lora": false,'
+        b' "last_request_time": "2025-03-01T12:00:00"}'
+    )
+    with (
+        scripted_server() as server,
+        tr.RestClient(config(server, timeout_s=1, retry_max_time_s=2, max_retries=0)) as rest,
+    ):
+        server.drip(HEAD, BODY, 0.5)
+        with pytest.raises(tr.RequestTimeout):
+            rest.get_training_run("run-1")
+        server.answer(http_answer(200, run))
+        assert rest.get_training_run("run-1").training_run_id == "run-1"
+
+
+@pytest.mark.parametrize("drip_head", [False, True], ids=["body", "headers"])
+def test_loopback_service_calls_have_a_total_deadline(drip_head):
+    with scripted_server() as server:
+        server.drip(HEAD, BODY, 0.5, drip_head=drip_head)
+        with LoopbackService(server.base_url, KEY, timeout_s=1.0) as service:
+            error, elapsed = timed(service.create_session)
+    assert isinstance(error, tr.RequestTimeout)
+    assert error.__context__ is None
+    assert elapsed < 2.5, elapsed
+
+
+def test_the_direct_poll_path_sends_what_requests_would():
+    run = (
+        b'{"training_run_id": "run-1", "base_model": "m", "model_owner": "o", "is_lora": false,'
+        b' "last_request_time": "2025-03-01T12:00:00Z"}'
+    )
+    page = b'{"training_runs": [], "cursor": {"offset": 5, "limit": 2, "total_count": 5}}'
+    with scripted_server() as server, tr.RestClient(config(server, max_retries=0)) as rest:
+        assert rest._direct is not None and rest._direct.usable()  # the poll path in use here
+        server.answer(http_answer(200, run))
+        for _ in range(3):  # one kept-alive connection or new ones: both work
+            assert rest.get_training_run("run-1").training_run_id == "run-1"
+        server.answer(http_answer(200, page))
+        rest.list_training_runs_brief(limit=2, offset=5)
+        request = server.requests[-1].decode("latin-1")
+    first_line, _, rest_of_head = request.partition("\r\n")
+    assert first_line == "GET /api/v1/training_runs?limit=2&offset=5 HTTP/1.1"
+    head = rest_of_head.lower()
+    assert f"x-api-key: {KEY}".lower() in head and "user-agent: tinker-recovery/" in head
+    assert "accept: application/json" in head
+
+
+def test_a_redirect_on_the_direct_path_is_not_followed():
+    with scripted_server() as elsewhere, scripted_server() as server:
+        server.answer(
+            http_answer(307, b"{}", {"Location": f"{elsewhere.base_url}/api/v1/training_runs/run-1"})
+        )
+        with tr.RestClient(config(server, max_retries=0)) as rest, pytest.raises(tr.ApiError) as info:
+            rest.get_training_run("run-1")
+        assert info.value.status_code == 307 and elsewhere.requests == []
+
+
+def test_loopback_future_polling_ends_by_its_time_out():
+    with scripted_server() as server:
+        routes = {
+            "/api/v1/create_session": http_answer(200, b'{"session_id": "s-1"}'),
+            "/api/v1/load_weights": http_answer(200, b'{"request_id": "q-1"}'),
+        }
+        server.answer(http_answer(200, b'{"type": "try_again"}'), routes)
+        with LoopbackService(server.base_url, KEY, timeout_s=1.0) as service:
+            error, elapsed = timed(lambda: service.create_training_client_from_state("tinker://r/weights/x"))
+    assert isinstance(error, tr.RequestTimeout) and "load_weights did not finish" in str(error)
+    assert elapsed < 3.0, elapsed  # within 2 x timeout_s

@@ -1,0 +1,480 @@
+"""One HTTP exchange with a total deadline, a body cap, and errors of this package only.
+
+``exchange()`` is what RestClient and LoopbackService send every request through:
+
+- **Total deadline.** ``requests``' time-out bounds each socket operation, not the request: a server
+  that drips its headers or body one byte at a time holds a plain ``requests`` call for ever. Here
+  the whole exchange (connect, headers, body) ends by ``timeout_s``: connections made by
+  ``new_session``'s adapter read every response through a reader that sets the socket's time-out
+  to the time left before each read (headers included); the body is read in small reads with the
+  deadline checked between them (this part holds for any session, e.g. one a caller supplies).
+- **No redirects, no proxy for loopback.** A 3xx is returned as is (callers raise for it: following
+  it would carry ``X-API-Key`` elsewhere). A loopback URL (127.0.0.0/8, ::1, localhost) never goes
+  through a proxy, whatever ``HTTP_PROXY``/``ALL_PROXY`` say.
+- **Errors.** Every failure is RequestTimeout, ConnectionFailed or ResponseError, built outside any
+  ``except`` block, so no ``__context__`` carries the request (and its headers); their text is
+  scrubbed of the key.
+- ``http.client``'s debug printing (which prints headers) is off on this package's connections.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import ipaddress
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import attrs
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from .errors import ConnectionFailed, RequestTimeout, ResponseError, TinkerRecoveryError
+from .redact import scrub
+
+__all__ = ["NO_PROXY", "DeadlineAdapter", "Reply", "exchange", "is_loopback_host"]
+
+log = logging.getLogger("tinker_recovery.http")
+
+READ_SIZE = 16 * 1024
+"""Largest single read of a body; the deadline is checked between reads."""
+NO_PROXY: dict[str, str | None] = {"http": None, "https": None, "all": None}
+"""``proxies=`` for requests that must not use a proxy (None removes what the environment sets)."""
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for exactly ``localhost``, 127.0.0.0/8 and ``::1`` (brackets allowed); nothing else,
+    not even ``localhost.`` or an IPv4-mapped address (look-alikes may resolve elsewhere)."""
+    if not host:
+        return False
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- the deadline, enforced on every read of this package's connections ------------------------
+
+
+class _Entry:
+    """One exchange in flight on this thread: its deadline, on ``time.monotonic()``."""
+
+    __slots__ = ("deadline",)
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+
+_current = threading.local()  # the entry of the exchange running on this thread, if any
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Reads a socket with its time-out set, before each read, to the time left before
+    ``deadline``: a server that drips bytes cannot hold a readline (headers) or a read (body)
+    past it. Past the deadline, a read raises ``TimeoutError`` (``socket.timeout``)."""
+
+    def __init__(self, raw: Any, sock: Any, deadline: float) -> None:
+        super().__init__()
+        self._raw = raw  # the socket's SocketIO: it holds the reference that keeps the fd open
+        self._sock = sock
+        self._deadline = deadline
+        self._timeout = sock.gettimeout()
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return int(self._raw.fileno())
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request's deadline has passed")
+        self._sock.settimeout(left if self._timeout is None else min(left, self._timeout))
+        return int(self._raw.readinto(buffer))
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """``http.client``'s response reading through a ``_DeadlineReader`` when an exchange is running."""
+
+    def __init__(
+        self, sock: Any, debuglevel: int = 0, method: str | None = None, url: str | None = None
+    ) -> None:
+        super().__init__(sock, 0, method, url)  # debuglevel 0: its debug output prints headers
+        entry = getattr(_current, "entry", None)
+        if entry is not None and isinstance(self.fp, io.BufferedReader):
+            # read through the same SocketIO (detached, not closed: it keeps the fd open; nothing
+            # has been buffered yet), under the deadline
+            raw = self.fp.detach()
+            self.fp = io.BufferedReader(_DeadlineReader(raw, sock, entry.deadline), 64 * 1024)
+
+
+class _Bound:
+    """Mixin for urllib3 connections: responses read under the exchange's deadline."""
+
+    debuglevel = 0  # http.client prints headers (the key) when this is > 0; keep it off for us
+    response_class: Any = _DeadlineResponse
+
+
+class _Connection(_Bound, HTTPConnection):
+    pass
+
+
+class _TLSConnection(_Bound, HTTPSConnection):
+    pass
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TLSPool(HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """An HTTPAdapter whose connections read every response under the exchange's deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if hasattr(manager, "pool_classes_by_scheme"):
+            manager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
+        return manager
+
+
+def new_session(pool_size: int) -> requests.Session:
+    """A session with a DeadlineAdapter of ``pool_size`` connections, not reading the environment
+    on each call (``trust_env`` off; callers pass proxies and CA bundle explicitly)."""
+    session = requests.Session()
+    adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.trust_env = False
+    return session
+
+
+# --- one exchange ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Reply:
+    """An answer: ``status`` code, ``headers`` (case-insensitive mapping) and the whole ``body``."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def _socket_of(response: requests.Response) -> Any:
+    """The socket under a streamed response, or None (e.g. a mocked transport)."""
+    connection = getattr(response.raw, "_connection", None) or getattr(response.raw, "connection", None)
+    return getattr(connection, "sock", None)
+
+
+def declared_length(headers: Mapping[str, str]) -> int | None:
+    """The ``Content-Length`` as an int when it is plain ASCII digits; else None (ignored)."""
+    value = headers.get("content-length")
+    if value is None:
+        return None
+    value = value.strip()
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        return None
+    return int(value)
+
+
+def exchange(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    what: str,
+    key: str | None,
+    timeout_s: float,
+    max_bytes: int,
+    headers: Mapping[str, str],
+    params: Mapping[str, Any] | None = None,
+    json_body: Any = None,
+    send_kwargs: Mapping[str, Any] | None = None,
+) -> Reply:
+    """Send one request and read its whole answer within ``timeout_s`` seconds in all (> 0).
+
+    ``what`` names the request in error messages (e.g. ``"GET /api/v1/training_runs"``); ``key`` is
+    scrubbed from them. A body over ``max_bytes`` (declared or streamed) raises ResponseError.
+    Raises RequestTimeout past the deadline, ConnectionFailed when the connection fails or breaks,
+    ResponseError for an answer that cannot be read; nothing else.
+    """
+    entry = _Entry(time.monotonic() + timeout_s)
+    outer = getattr(_current, "entry", None)
+    _current.entry = entry
+    try:
+        reply, failure = _send_and_read(
+            session, method, url, what, entry, timeout_s, max_bytes, headers, params, json_body,
+            send_kwargs or {},
+        )
+    finally:
+        _current.entry = outer
+    if failure is not None:
+        raise _scrubbed(failure, key)
+    assert reply is not None
+    return reply
+
+
+def _scrubbed(error: TinkerRecoveryError, key: str | None) -> TinkerRecoveryError:
+    text = str(error)
+    clean = scrub(text, key)
+    return error if clean == text else type(error)(clean)
+
+
+def _timed_out(what: str, timeout_s: float, phase: str) -> RequestTimeout:
+    return RequestTimeout(f"{what}: no complete answer within {timeout_s:.3g} s ({phase})")
+
+
+def _send_and_read(
+    session: requests.Session,
+    method: str,
+    url: str,
+    what: str,
+    entry: _Entry,
+    timeout_s: float,
+    max_bytes: int,
+    headers: Mapping[str, str],
+    params: Mapping[str, Any] | None,
+    json_body: Any,
+    send_kwargs: Mapping[str, Any],
+) -> tuple[Reply | None, TinkerRecoveryError | None]:
+    kwargs = dict(send_kwargs)
+    if is_loopback_host(urlsplit(url).hostname):
+        kwargs["proxies"] = dict(NO_PROXY)
+    response: requests.Response | None = None
+    failure: TinkerRecoveryError | None = None
+    try:
+        response = session.request(
+            method,
+            url,
+            params=params,
+            json=json_body,
+            headers=dict(headers),
+            timeout=timeout_s,
+            stream=True,
+            allow_redirects=False,  # a redirect would carry X-API-Key to wherever it points
+            **kwargs,
+        )
+    except requests.Timeout:
+        failure = _timed_out(what, timeout_s, "no answer")
+    except requests.RequestException as error:
+        failure = (
+            _timed_out(what, timeout_s, "cut at the deadline")
+            if entry.deadline <= time.monotonic()
+            else ConnectionFailed(f"{what}: {type(error).__name__}")
+        )
+    except (RecursionError, MemoryError):
+        failure = ResponseError(f"{what}: the answer's headers could not be read")
+    except Exception as error:
+        log.warning("%s: unexpected %s while sending; reported as ConnectionFailed", what,
+                    type(error).__name__)
+        failure = ConnectionFailed(f"{what}: {type(error).__name__}")
+    if failure is not None or response is None:
+        return None, failure or ConnectionFailed(f"{what}: no response")
+    try:
+        body, failure = _read_body(response, what, entry, timeout_s, max_bytes)
+    finally:
+        response.close()
+    if failure is not None:
+        return None, failure
+    assert body is not None
+    return Reply(response.status_code, response.headers, body), None
+
+
+def _read_body(
+    response: requests.Response, what: str, entry: _Entry, timeout_s: float, max_bytes: int
+) -> tuple[bytes | None, TinkerRecoveryError | None]:
+    return _read_raw(response.raw, response.headers, what, entry, timeout_s, max_bytes)
+
+
+def _read_raw(
+    raw: Any, headers: Mapping[str, str], what: str, entry: _Entry, timeout_s: float, max_bytes: int
+) -> tuple[bytes | None, TinkerRecoveryError | None]:
+    declared = declared_length(headers)
+    if declared is not None and declared > max_bytes:
+        return None, ResponseError(f"{what}: response of {declared} bytes exceeds {max_bytes}")
+    connection = getattr(raw, "_connection", None) or getattr(raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    chunks: list[bytes] = []
+    size = 0
+    failure: TinkerRecoveryError | None = None
+    try:
+        while True:
+            left = entry.deadline - time.monotonic()
+            if left <= 0:
+                failure = _timed_out(what, timeout_s, f"body after {size} bytes")
+                break
+            if sock is not None:
+                sock.settimeout(left)
+            chunk = raw.read1(READ_SIZE, decode_content=True)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > max_bytes:
+                failure = ResponseError(f"{what}: response exceeds {max_bytes} bytes")
+                break
+            chunks.append(chunk)
+    except (TimeoutError, urllib3.exceptions.TimeoutError, requests.Timeout):
+        failure = _timed_out(what, timeout_s, f"body after {size} bytes")
+    except (OSError, urllib3.exceptions.HTTPError, requests.RequestException, ValueError) as error:
+        failure = (
+            _timed_out(what, timeout_s, f"body cut at the deadline after {size} bytes")
+            if entry.deadline <= time.monotonic()
+            else ConnectionFailed(f"{what}: connection broke while reading: {type(error).__name__}")
+        )
+    except Exception as error:
+        log.warning("%s: unexpected %s while reading the body", what, type(error).__name__)
+        failure = ResponseError(f"{what}: the body could not be read ({type(error).__name__})")
+    if failure is not None:
+        return None, failure
+    return b"".join(chunks), None
+
+
+# --- the poll path: the session's urllib3 pool, without requests' per-call work ----------------------
+
+_SESSION_SEND = requests.Session.send
+_ADAPTER_SEND = HTTPAdapter.send
+
+
+class DirectGet:
+    """GETs to one base URL through the urllib3 pool of ``session``'s adapter, skipping what
+    ``requests`` does on every call (merging settings, hooks, cookies, preparing the request): about
+    a third of a poll's CPU. Same deadline, cap, redirect and error rules as ``exchange``.
+
+    Built only for a session this package made (a ``DeadlineAdapter``) and a URL no proxy applies
+    to; ``None`` from ``for_session`` otherwise, and callers use ``exchange``. ``usable()`` is False
+    while something has replaced ``requests``' send methods (a mocking library such as
+    ``responses``, or an instrumentation): then callers go through ``exchange``, so it sees the call.
+    """
+
+    def __init__(self, adapter: HTTPAdapter, base_url: str, verify: Any) -> None:
+        self._adapter = adapter
+        self._base_url = base_url
+        self._verify = verify
+        self._lock = threading.Lock()
+        self._pool: Any = None
+
+    @classmethod
+    def for_session(
+        cls, session: requests.Session, base_url: str, proxies: Mapping[str, Any], verify: Any
+    ) -> DirectGet | None:
+        adapter = session.get_adapter(base_url)
+        if not isinstance(adapter, DeadlineAdapter):
+            return None
+        if not is_loopback_host(urlsplit(base_url).hostname) and any(proxies.values()):
+            return None
+        return cls(adapter, base_url, verify)
+
+    @staticmethod
+    def usable() -> bool:
+        """True unless ``requests.Session.send`` or ``HTTPAdapter.send`` has been replaced."""
+        return requests.Session.send is _SESSION_SEND and HTTPAdapter.send is _ADAPTER_SEND
+
+    def _get_pool(self) -> Any:
+        with self._lock:
+            if self._pool is None or self._pool.pool is None:  # none yet, or closed (evicted)
+                request = requests.Request("GET", self._base_url).prepare()
+                self._pool = self._adapter.get_connection_with_tls_context(request, self._verify, None, None)
+            return self._pool
+
+    def get(
+        self,
+        path: str,
+        *,
+        what: str,
+        key: str | None,
+        timeout_s: float,
+        max_bytes: int,
+        headers: Mapping[str, str],
+        params: Mapping[str, Any] | None = None,
+    ) -> Reply:
+        """GET ``base_url + path`` (``params`` as the query); see ``exchange`` for the rules."""
+        target = urlsplit(self._base_url).path + path
+        if params:
+            target += "?" + urlencode(params)
+        entry = _Entry(time.monotonic() + timeout_s)
+        outer = getattr(_current, "entry", None)
+        _current.entry = entry
+        try:
+            reply, failure = self._get(target, what, entry, timeout_s, max_bytes, headers)
+        finally:
+            _current.entry = outer
+        if failure is not None:
+            raise _scrubbed(failure, key)
+        assert reply is not None
+        return reply
+
+    def _get(
+        self,
+        target: str,
+        what: str,
+        entry: _Entry,
+        timeout_s: float,
+        max_bytes: int,
+        headers: Mapping[str, str],
+    ) -> tuple[Reply | None, TinkerRecoveryError | None]:
+        failure: TinkerRecoveryError | None = None
+        response: Any = None
+        try:
+            response = self._get_pool().urlopen(
+                "GET",
+                target,
+                headers=dict(headers),
+                timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s),
+                retries=False,
+                redirect=False,
+                assert_same_host=False,
+                preload_content=False,
+                decode_content=False,
+            )
+        except urllib3.exceptions.TimeoutError:
+            failure = _timed_out(what, timeout_s, "no answer")
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            failure = (
+                _timed_out(what, timeout_s, "cut at the deadline")
+                if entry.deadline <= time.monotonic()
+                else ConnectionFailed(f"{what}: {type(error).__name__}")
+            )
+        except (RecursionError, MemoryError):
+            failure = ResponseError(f"{what}: the answer's headers could not be read")
+        except Exception as error:
+            log.warning("%s: unexpected %s while sending; reported as ConnectionFailed", what,
+                    type(error).__name__)
+            failure = ConnectionFailed(f"{what}: {type(error).__name__}")
+        if failure is not None or response is None:
+            return None, failure or ConnectionFailed(f"{what}: no response")
+        complete = False
+        try:
+            body, failure = _read_raw(response, response.headers, what, entry, timeout_s, max_bytes)
+            complete = failure is None
+        finally:
+            if not complete:
+                response.close()  # a half-read answer: the connection cannot be reused
+            response.release_conn()
+        if failure is not None:
+            return None, failure
+        assert body is not None
+        return Reply(response.status, response.headers, body), None

@@ -1,0 +1,377 @@
+"""When each watched run is polled, and how: a pure schedule (no thread, no lock, no I/O).
+
+Every method takes ``now`` (seconds on a monotonic clock). The Monitor thread is the only caller:
+it asks ``plan(now)`` what to start, reports what ended (``finished``, ``page_read``,
+``page_failed``) and sleeps until ``next_wake(now)``.
+
+Rules (exact-number tests in tests/test_poll_schedule.py):
+
+- A run is due ``interval_s`` after its last poll began; a new run, or one asked for by
+  ``poll_now``, is due at once; ``poll_now`` during a poll of the run makes it due when that poll
+  ends. Runs due within ``slack_s`` go along with the ones due now.
+- Runs whose last poll timed out ("suspects") hold at most ``suspect_slots`` polls at once; the
+  others wait (``Plan.waiting``) for a slot.
+- A Retry-After (429/503) defers that run's next poll, or, on a listing, the next listing and the
+  runs it left unread.
+- List mode: one listing at a time, once per interval, covering every run not in a poll of its
+  own. Its first page gives ``total_count``; the rest (at most ``max_pages`` pages in all,
+  whatever the count says later) are read ``page_concurrency`` at a time, and no page is started
+  ``timeout_s`` after the listing began. A run the listing did not return (another owner's run,
+  a deleted one, a listing cut short or failed) is polled alone at once; a run still unread
+  ``interval_s`` after the listing began is polled alone too. A new run is polled alone at once
+  unless a listing starts now. A 404/405/501 on a listing turns list mode into per-run for good.
+- Auto mode: per-run until every watched run has been looked at once (so auto never costs more
+  requests before its first look than per-run polls). Then, with two or more runs and the total
+  unknown, one listing learns it; from then on it lists when the pages needed are fewer than the
+  watched runs (a first page that shows otherwise ends that listing at once).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import attrs
+
+from .poll_settings import PollSettings
+
+__all__ = ["Plan", "PollSchedule", "pages_for", "pool_size"]
+
+AUTO_MIN_RUNS = 2
+"""``auto`` never lists for fewer watched runs than this."""
+
+
+def pages_for(total: int, page_size: int, max_pages: int) -> int:
+    """Pages a listing reads for ``total`` runs: ``ceil(total / page_size)``, at least 1, at most
+    ``max_pages``."""
+    return max(1, min(max_pages, math.ceil(max(0, total) / page_size)))
+
+
+def pool_size(runs: int, interval_s: float, round_trip_s: float, cap: int, *, suspect_slots: int = 0) -> int:
+    """Poll workers for ``runs`` runs polled every ``interval_s`` with a measured ``round_trip_s``:
+    twice the polls in flight on average (``runs * round_trip_s / interval_s``), rounded up, plus
+    the suspect slots; never fewer than twice the suspect slots (so runs that hang never hold more
+    than half the workers), at least 1 and at most ``cap``.
+
+    >>> pool_size(1000, 1.0, 0.044, 64, suspect_slots=4)
+    64
+    >>> pool_size(10, 1.0, 0.01, 16, suspect_slots=4)
+    8
+    >>> pool_size(100, 1.0, 0.05, 16, suspect_slots=4)
+    14
+    """
+    busy = math.ceil(2 * max(0, runs) * max(0.0, round_trip_s) / interval_s)
+    return max(1, min(cap, max(busy + suspect_slots, 2 * suspect_slots)))
+
+
+@attrs.define
+class _Run:
+    next_due: float
+    in_flight: bool = False  # a poll of its own
+    in_listing: bool = False  # covered by the listing in flight, not read by it yet
+    seen: bool = False  # looked at once (read, or a poll answered)
+    urgent: bool = False  # poll_now during a poll: due again when it ends
+    suspect: bool = False  # its last poll of its own timed out
+    holds_slot: bool = False
+    unlisted: bool = False  # the last listing left it unread: its next poll is one of its own
+
+
+@attrs.frozen
+class Plan:
+    """What to start now: ``pages`` (listing page offsets to read), ``alone`` (runs polled with
+    a GET of their own), ``waiting`` (due suspects left for a free slot), and ``unread`` (runs a
+    listing cut short by its time budget left unread; they are in ``alone`` or due)."""
+
+    pages: tuple[int, ...] = ()
+    alone: tuple[str, ...] = ()
+    waiting: tuple[str, ...] = ()
+    unread: tuple[str, ...] = ()
+
+
+@attrs.define
+class _Listing:
+    started: float
+    total_pages: int | None = None  # known once the first page is read
+    next_offset: int = 0
+    in_flight: int = 0
+    stopped: bool = False  # no more pages (failed, cut short, or not worth it)
+
+
+class PollSchedule:
+    """The poll schedule of one Monitor; see the module docstring for the rules."""
+
+    def __init__(self, settings: PollSettings) -> None:
+        self.settings = settings
+        self._runs: dict[str, _Run] = {}
+        self._next_listing = -math.inf
+        self._listing: _Listing | None = None
+        self._known_total: int | None = None
+        self._list_available = True
+        self._suspects_in_flight = 0
+        self._waiting = False  # suspects are due but wait for a slot
+
+    def __repr__(self) -> str:
+        return f"PollSchedule(runs={len(self._runs)}, mode={self.mode!r}, total={self._known_total})"
+
+    # --- the watched set ------------------------------------------------------------------------
+
+    def add(self, run_id: str, now: float) -> None:
+        """Watch ``run_id``: due at once. Adding a watched run changes nothing."""
+        self._runs.setdefault(run_id, _Run(next_due=now))
+
+    def remove(self, run_id: str) -> None:
+        """Forget ``run_id`` (frees its suspect slot); unknown ids are ignored."""
+        run = self._runs.pop(run_id, None)
+        if run is not None and run.holds_slot:
+            self._suspects_in_flight -= 1
+
+    def poll_now(self, run_id: str, now: float) -> bool:
+        """Make ``run_id`` due at once, or right after its poll in flight; False if unknown."""
+        run = self._runs.get(run_id)
+        if run is None:
+            return False
+        if run.in_flight or run.in_listing:
+            run.urgent = True
+        else:
+            run.next_due = min(run.next_due, now)
+        return True
+
+    def __contains__(self, run_id: object) -> bool:
+        return run_id in self._runs
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    @property
+    def known_total(self) -> int | None:
+        """The account's run count from the last listing, or None."""
+        return self._known_total
+
+    @property
+    def listing(self) -> bool:
+        """True while a listing is in flight."""
+        return self._listing is not None
+
+    @property
+    def mode(self) -> str:
+        """The mode used now: ``"list"`` or ``"per_run"``."""
+        mode = self.settings.mode
+        if mode == "per_run" or not self._list_available:
+            return "per_run"
+        if mode == "list":
+            return "list"
+        if len(self._runs) < AUTO_MIN_RUNS or not all(run.seen for run in self._runs.values()):
+            return "per_run"
+        if self._known_total is None:
+            return "list"
+        return "list" if self._pages(self._known_total) < len(self._runs) else "per_run"
+
+    def _pages(self, total: int) -> int:
+        return pages_for(total, self.settings.page_size, self.settings.max_pages)
+
+    # --- planning -------------------------------------------------------------------------------
+
+    def plan(self, now: float) -> Plan:
+        """Start what is due at ``now``: marks the returned pages and runs as in flight."""
+        horizon = now + self.settings.slack_s
+        pages: list[int] = []
+        unread: list[str] = []
+        if self.mode == "list" and self._listing is None and self._listing_due(horizon):
+            self._start_listing(now)
+        if self._listing is not None:
+            pages = self._next_pages(now)
+            if not pages and self._listing.in_flight == 0:
+                unread = self._end_listing_if_done(now)  # cut short by its time budget: unread go alone
+        alone: list[str] = []
+        waiting: list[str] = []
+        free = self.settings.suspect_slots - self._suspects_in_flight
+        for run_id, run in self._runs.items():
+            if run.in_flight or run.next_due > horizon:
+                continue
+            if run.suspect:
+                if free <= 0:
+                    waiting.append(run_id)
+                    continue
+                free -= 1
+                run.holds_slot = True
+                self._suspects_in_flight += 1
+            run.in_flight = True
+            run.in_listing = False
+            run.unlisted = False
+            run.urgent = False
+            run.next_due = now + self.settings.interval_s
+            alone.append(run_id)
+        self._waiting = bool(waiting)
+        return Plan(pages=tuple(pages), alone=tuple(alone), waiting=tuple(waiting), unread=tuple(unread))
+
+    def _listing_due(self, horizon: float) -> bool:
+        if not any(not run.in_flight and not run.unlisted for run in self._runs.values()):
+            return False  # nothing a listing would read
+        if self._next_listing <= horizon:
+            return True
+        # read new (or urgent) runs by listing early when that costs fewer requests than alone
+        new = sum(
+            1
+            for run in self._runs.values()
+            if not run.in_flight and not run.unlisted and run.next_due <= horizon
+        )
+        pages = self._pages(self._known_total if self._known_total is not None else len(self._runs))
+        return new > 0 and new >= pages
+
+    def _start_listing(self, now: float) -> None:
+        self._listing = _Listing(started=now)
+        self._next_listing = now + self.settings.interval_s
+        for run in self._runs.values():
+            if not run.in_flight and not run.unlisted:
+                run.in_listing = True
+                run.urgent = False
+                run.next_due = now + self.settings.interval_s
+
+    def _next_pages(self, now: float) -> list[int]:
+        listing = self._listing
+        assert listing is not None
+        if listing.stopped or now >= listing.started + self.settings.timeout_s:
+            listing.stopped = True
+            return []
+        if listing.total_pages is None:  # the first page tells how many there are
+            if listing.next_offset > 0:
+                return []
+            listing.next_offset = self.settings.page_size
+            listing.in_flight += 1
+            return [0]
+        offsets = []
+        end = listing.total_pages * self.settings.page_size
+        while listing.in_flight < self.settings.page_concurrency and listing.next_offset < end:
+            offsets.append(listing.next_offset)
+            listing.next_offset += self.settings.page_size
+            listing.in_flight += 1
+        return offsets
+
+    # --- outcomes -------------------------------------------------------------------------------
+
+    def finished(
+        self, run_id: str, now: float, *, timed_out: bool = False, defer_s: float | None = None
+    ) -> None:
+        """A poll of ``run_id``'s own ended at ``now``. ``timed_out`` makes it a suspect;
+        ``defer_s`` (a Retry-After) puts its next poll no sooner than ``now + defer_s``."""
+        run = self._runs.get(run_id)
+        if run is None:
+            return
+        run.in_flight = False
+        run.seen = True
+        run.suspect = timed_out
+        if run.holds_slot:
+            run.holds_slot = False
+            self._suspects_in_flight -= 1
+        if run.urgent:
+            run.urgent = False
+            run.next_due = now
+        if defer_s is not None:
+            run.next_due = max(run.next_due, now + defer_s)
+
+    def page_read(
+        self, offset: int, total: int, run_ids: Iterable[str], now: float
+    ) -> tuple[list[str], list[str]]:
+        """A listing page at ``offset`` answered with ``run_ids`` and ``total_count`` = ``total``.
+        Return the watched runs it read (the caller judges each), and the runs the listing, if
+        it ended now, left unread (polled alone from now)."""
+        listing = self._listing
+        read = []
+        for run_id in run_ids:
+            run = self._runs.get(run_id)
+            if run is not None and run.in_listing:
+                run.in_listing = False
+                run.seen = True
+                if run.urgent:
+                    run.urgent = False
+                    run.next_due = now
+                read.append(run_id)
+        if listing is None:
+            return read, []
+        listing.in_flight -= 1
+        if offset == 0:
+            self._known_total = max(0, total)
+            listing.total_pages = self._pages(total)
+            if self.settings.mode == "auto" and listing.total_pages >= len(self._runs):
+                listing.stopped = True  # listing costs more than polling each run
+        return read, self._end_listing_if_done(now)
+
+    def page_failed(
+        self, now: float, *, unavailable: bool = False, defer_s: float | None = None
+    ) -> list[str]:
+        """A listing page failed at ``now``: no more pages; the runs it left unread are polled
+        alone (at once, or after ``defer_s``, a Retry-After, which defers the next listing too).
+        ``unavailable``: the backend has no list endpoint (404/405/501): per-run from now on.
+        Return the runs left unread if the listing ended now."""
+        listing = self._listing
+        if listing is None:
+            return []
+        listing.in_flight -= 1
+        listing.stopped = True
+        if unavailable:
+            self._list_available = False
+        if defer_s is not None:
+            self._next_listing = max(self._next_listing, now + defer_s)
+            for run in self._runs.values():
+                if run.in_listing:
+                    run.next_due = now + defer_s
+        return self._end_listing_if_done(now, defer_s=defer_s)
+
+    def _end_listing_if_done(self, now: float, defer_s: float | None = None) -> list[str]:
+        listing = self._listing
+        assert listing is not None
+        if listing.in_flight > 0:
+            return []
+        end = None if listing.total_pages is None else listing.total_pages * self.settings.page_size
+        if (
+            not listing.stopped
+            and end is not None
+            and listing.next_offset < end
+            and now < listing.started + self.settings.timeout_s
+        ):
+            return []  # more pages to start
+        self._listing = None
+        unread = []
+        for run_id, run in self._runs.items():
+            if run.in_listing:  # not in the pages read: poll it alone (after a Retry-After: list again)
+                run.in_listing = False
+                run.urgent = False
+                run.unlisted = defer_s is None
+                run.next_due = now if defer_s is None else now + defer_s
+                unread.append(run_id)
+        return unread
+
+    # --- waking ---------------------------------------------------------------------------------
+
+    def next_wake(self, now: float) -> float:
+        """When ``plan`` must be called again (``math.inf``: only after an outcome or a command).
+
+        Suspects waiting for a slot do not count: the poll that frees a slot wakes the caller."""
+        wake = math.inf
+        if self._listing is not None:
+            listing = self._listing
+            if not listing.stopped and listing.total_pages is not None:
+                end = listing.total_pages * self.settings.page_size
+                if listing.next_offset < end and listing.in_flight < self.settings.page_concurrency:
+                    wake = now
+        elif self.mode == "list":
+            wake = self._next_listing
+        for run in self._runs.values():
+            if run.in_flight or (run.suspect and self._waiting):
+                continue
+            wake = min(wake, run.next_due)
+        return wake
+
+    def busy(self, run_id: str) -> bool:
+        """True while a poll of ``run_id``'s own is in flight."""
+        run = self._runs.get(run_id)
+        return run is not None and run.in_flight
+
+    def listed(self, run_id: str) -> bool:
+        """True while the listing in flight has yet to read ``run_id``."""
+        run = self._runs.get(run_id)
+        return run is not None and run.in_listing
+
+    def due_now(self) -> list[str]:
+        """Runs not in a poll of their own (what ``poll_once`` asks for)."""
+        return [run_id for run_id, run in self._runs.items() if not run.in_flight]
