@@ -35,8 +35,8 @@ def _named(name: str, base: type[BaseException] = Exception) -> BaseException:
 
 
 def test_the_status_sets_are_exactly_these():
-    assert FATAL_STATUSES == {400, 401, 403, 404, 422}
-    assert RETRYABLE_STATUSES == {408, 409, 429}
+    assert {400, 401, 403, 404, 422} == FATAL_STATUSES
+    assert {408, 409, 429} == RETRYABLE_STATUSES
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])

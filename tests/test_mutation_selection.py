@@ -41,7 +41,8 @@ def test_path_and_type_must_both_say_training():
     with pytest.raises(tr.InvalidCheckpointPath) as info:
         check_training_checkpoint(sampler_path)
     # the path says sampler: the message names that kind
-    assert str(info.value) == f"{sampler_path.tinker_path!r} is a sampler checkpoint, not a training checkpoint"
+    expected = f"{sampler_path.tinker_path!r} is a sampler checkpoint, not a training checkpoint"
+    assert str(info.value) == expected
     sampler_type = attrs.evolve(C10, checkpoint_type="sampler")
     with pytest.raises(tr.InvalidCheckpointPath) as info:
         check_training_checkpoint(sampler_type)
