@@ -34,13 +34,18 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ServerProcess:
-    """A FakeTinker seeded with ``runs`` runs, serving from a child process until ``stop()``."""
+    """A FakeTinker seeded with ``runs`` runs, serving from a child process until ``stop()``.
 
-    def __init__(self, runs: int, *, seed: int = 0, checkpoints: int = 1) -> None:
+    ``answer_delay_ms`` delays every ``/api/v1`` answer like a remote service's round trip (the
+    server's ``--answer-delay-ms``); 0 answers at once. The server is always this checkout's."""
+
+    def __init__(self, runs: int, *, seed: int = 0, checkpoints: int = 1, answer_delay_ms: float = 0.0) -> None:
         path = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
         env = dict(os.environ, PYTHONPATH=path)
         command = [sys.executable, "-m", "tinker_recovery.testing.fake_server", "--port", "0",
                    "--runs", str(runs), "--seed", str(seed), "--checkpoints", str(checkpoints)]
+        if answer_delay_ms:
+            command += ["--answer-delay-ms", f"{answer_delay_ms:g}"]
         self._child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
         settings: dict[str, str] = {}
         assert self._child.stdout is not None
@@ -51,6 +56,8 @@ class ServerProcess:
             name, sep, value = line.strip().partition("=")
             if sep:
                 settings[name] = value
+        # drain the rest ("seeded run ..." lines), so a large seeding never blocks the server on a full pipe
+        threading.Thread(target=self._child.stdout.read, name="bench.server-stdout", daemon=True).start()
         self.base_url = settings["TINKER_BASE_URL"]
         self.api_key = settings["TINKER_API_KEY"]
         self._local = threading.local()

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Hashable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tinker_recovery import signals
 from tinker_recovery.models import Checkpoint, TrainingRun
+
+# CI runs every property test on the same examples (derandomized, no example database), so a run
+# there never depends on luck; a developer's machine explores new examples on every run.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

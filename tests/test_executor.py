@@ -326,3 +326,30 @@ def test_full_jitter_draws_within_the_delay(scheduler):
         scheduler.wait_scheduled(1)
     expected = 5.0 * random.Random(7).random()
     assert scheduler.delays == [pytest.approx(expected)] and 0 <= scheduler.delays[0] <= 5.0
+
+
+def test_a_run_already_recovered_is_not_recovered_twice(executor):
+    # Two monitors sharing an executor: the second reads the old run corrupted only after the first
+    # monitor's recovery completed. It must follow that recovery, not create a second restored run.
+    service = FakeService()
+    first = executor.recover("run-1", service, policy(), last_checkpoint=CP)
+    recovery = first.result(10)
+    again = executor.recover("run-1", service, policy(), last_checkpoint=CP)
+    assert again is first and again.result(10) is recovery
+    assert service.calls == [("with_optimizer", CP.tinker_path)]
+
+
+def test_two_monitors_follow_one_recovery_even_when_the_second_reads_it_late(executor, recorder):
+    from test_monitor import ScriptedRest, make_monitor
+
+    service = FakeService()
+    rest = ScriptedRest({"run-1": [True], "restored:1": [False]})
+    first = make_monitor(executor, rest)
+    one = first.monitor_run("run-1", service)
+    assert one.wait_for_recovery(10).new_run_id == "restored:1"
+    second = make_monitor(executor, rest)  # starts after the recovery completed; run-1 still reads corrupted
+    two = second.monitor_run("run-1", service)
+    assert two.wait_for_recovery(10).new_run_id == "restored:1"
+    assert len(service.calls) == 1
+    first.stop()
+    second.stop()

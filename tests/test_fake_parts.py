@@ -344,3 +344,12 @@ def test_admin_add_run_refuses_sizes_that_would_exhaust_memory(served, body):
     response = session.post(fake.base_url + "/_fake/runs", json=body, timeout=10)
     assert response.status_code == 400
     assert next(iter(body)) in response.text
+
+
+def test_the_clock_cannot_be_advanced_past_what_a_timestamp_can_show(served):
+    # Found by the hypothesis test above in a fresh clone: examples advanced the shared fake's clock by
+    # 1e308 s in total, and every later answer that prints a time failed with OverflowError (a 500).
+    fake, session, _ = served
+    refused = session.post(fake.base_url + "/_fake/clock/advance", json={"seconds": 1e300}, timeout=10)
+    assert refused.status_code == 400 and "seconds" in refused.text
+    assert session.get(fake.base_url + "/_fake/clock", timeout=10).status_code == 200

@@ -9,7 +9,7 @@ from .config import DEFAULT_BASE_URL, Config
 from .errors import *  # noqa: F403 - the whole hierarchy is public
 from .errors import __all__ as _error_names
 from .executor import Executor
-from .journal import read_journal
+from .journal import Journal, ResumeItem, lineage_heads, read_journal, resume_plan
 from .models import Checkpoint, Cursor, ParsedCheckpointTinkerPath, TrainingRun
 from .monitor import Monitor
 from .policy import Policy, Specific
@@ -33,7 +33,11 @@ __all__ = [
     "RetryScheduler",
     "SystemClock",
     "ManualClock",
+    "Journal",
+    "ResumeItem",
     "read_journal",
+    "lineage_heads",
+    "resume_plan",
     "TrainingRun",
     "Checkpoint",
     "Cursor",

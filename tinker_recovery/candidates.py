@@ -147,8 +147,14 @@ class Candidates:
         budget = self._policy.max_fallbacks
         if budget == 0:
             return
-        for fallback in self._fallbacks(exclude={first.tinker_path} if first else set()):
-            yield fallback
+        first_path = None if first is None else first.tinker_path
+        counted: set[str] = set()
+        for fallback in self._fallbacks(exclude=set() if first_path is None else {first_path}):
+            yield fallback  # __iter__ skips (and logs) the expired and the already yielded: not counted
+            path = fallback.tinker_path
+            if path == first_path or path in counted or fallback.is_expired(self._now):
+                continue
+            counted.add(path)
             budget -= 1
             if budget == 0:
                 return

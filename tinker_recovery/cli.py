@@ -630,7 +630,7 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--checkpoints", type=_count, default=1, help="training checkpoints per seeded run")
 
     _fake_parsers(commands, connection)
-    from .supervisor import add_run_parser  # `run`: supervise a training command (supervisor.py)
+    from ._supervisor_cli import add_run_parser  # `run`: supervise a training command (supervisor.py)
 
     add_run_parser(commands, [connection])
     return parser
@@ -713,7 +713,7 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "fake":
             return _FAKE_COMMANDS[args.action](args, config)
         if args.command == "run":  # the supervisor keeps its own REST client and exit statuses
-            from .supervisor import run_from_args
+            from ._supervisor_cli import run_from_args
 
             return run_from_args(args, config)
         command = {"status": _status, "checkpoints": _checkpoints, "watch": _watch}[args.command]

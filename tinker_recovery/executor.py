@@ -170,6 +170,7 @@ class Executor:
         self._running = 0
         self._mailboxes: set[Mailbox] = set()
         self._origins: OrderedDict[str, _Origin] = OrderedDict()
+        self._recovered: OrderedDict[str, Future[Recovery]] = OrderedDict()  # corrupted run -> its recovery
         self._budgets: OrderedDict[str, RestartBudget] = OrderedDict()
         self._seeds: dict[str, list[float]] = {}
         self._stopped: str | None = None
@@ -325,6 +326,10 @@ class Executor:
         or GeneratorExit raised by the service or ``policy.restore`` fails it with a RecoveryError
         whose ``__cause__`` is that exception (it is not retried).
 
+        A run this executor already recovered is not recovered twice: its completed recovery's Future
+        is returned (so two monitors sharing the executor follow one recovery; the last
+        ``MAX_LINEAGES`` are remembered).
+
         Raises RecoveryDisabled if the policy is not enabled, AlreadyPending if the run is queued,
         running or waiting to retry (``future_of`` gives that recovery's Future), Shutdown after
         ``shutdown``, TypeError/ValueError for bad arguments.
@@ -357,6 +362,10 @@ class Executor:
                 raise Shutdown(f"recovery of {run_id} refused: the executor is shut down")
             if run_id in self._pending:
                 raise AlreadyPending(f"run {run_id} is already queued, recovering or waiting to retry")
+            done = self._recovered.get(run_id)
+            if done is not None:  # one truth per run: a second monitor follows the recovery made
+                log.info("recover(%s): already recovered by this executor; returning that recovery", run_id)
+                return done
             request = _Request(
                 run_id=run_id,
                 service=service,
@@ -623,6 +632,9 @@ class Executor:
                 self._origins.move_to_end(new_run_id)
                 while len(self._origins) > MAX_LINEAGES:
                     self._origins.popitem(last=False)
+            self._recovered[request.run_id] = request.future
+            while len(self._recovered) > MAX_LINEAGES:
+                self._recovered.popitem(last=False)
             self._pending.pop(request.run_id, None)
             self._lock.notify_all()
         extra = {"checkpoint": checkpoint, "client": client, "new_run_id": new_run_id}

@@ -465,6 +465,7 @@ class Monitor:
         """Stop watching ``run_id`` (a recovery in flight finishes, but its run is not followed);
         False if it was not watched. Nothing of the run stays in the monitor."""
         with self._lock:
+            run_id = self._current_id(run_id)
             watch = self._watches.pop(run_id, None) or self._recovering.get(run_id)
             if watch is None or watch.stopped:
                 return False
@@ -477,6 +478,7 @@ class Monitor:
     def poll_now(self, run_id: str) -> bool:
         """Poll ``run_id`` at once (or right after its poll in flight); False if not watched."""
         with self._lock:
+            run_id = self._current_id(run_id)
             known = run_id in self._watches
         if known:
             self._post("poll_now", run_id)
@@ -492,6 +494,7 @@ class Monitor:
         """
         check_run_id(run_id)
         with self._lock:
+            run_id = self._current_id(run_id)
             if run_id in self._recovering:
                 return True
             rest = self._rest
@@ -525,10 +528,24 @@ class Monitor:
             return list(self._watches)
 
     def handle(self, run_id: str) -> RunHandle | None:
-        """The handle of a watched run (or one being recovered), or None."""
+        """The handle of a watched run (or one being recovered), by its current or original id; None
+        once the lineage is no longer watched."""
         with self._lock:
+            run_id = self._current_id(run_id)
             watch = self._watches.get(run_id) or self._recovering.get(run_id)
         return None if watch is None else watch.handle
+
+    def _current_id(self, run_id: str) -> str:
+        """The id its lineage is watched under now, for a current or original run id (lock held).
+
+        A miss scans the watched runs (O(watched)); it keeps no map of old ids, so nothing of a
+        recovered run stays behind."""
+        if run_id in self._watches or run_id in self._recovering:
+            return run_id
+        for watch in (*self._watches.values(), *self._recovering.values()):
+            if watch.handle.original_run_id == run_id:
+                return watch.run_id
+        return run_id
 
     # --- the monitor thread ---------------------------------------------------------------------
 
@@ -846,9 +863,9 @@ class Monitor:
         error = (
             Shutdown(f"recovery of {watch.run_id} cancelled") if future.cancelled() else future.exception()
         )
-        with self._lock:
-            self._recovering.pop(watch.run_id, None)
         if error is not None:
+            with self._lock:
+                self._recovering.pop(watch.run_id, None)
             watch.handle._failed(error)
             return
         recovery = future.result()
@@ -860,7 +877,8 @@ class Monitor:
                 watch.run_id,
                 escape_text(new_run_id, 80),
             )
-        with self._lock:
+        with self._lock:  # one step: the lineage is never unfindable between its two runs
+            self._recovering.pop(watch.run_id, None)
             follow = follow and not watch.stopped and not self._stopping
             if follow:
                 assert new_run_id is not None

@@ -202,8 +202,8 @@ class Policy:
         """The wait before retrying after failed attempt ``attempt`` (1-based), before jitter."""
         if attempt < 1:
             raise ValueError(f"attempt: must be at least 1, got {attempt}")
-        if attempt > 64:  # 2**64 ms is beyond any cap: skip the big power
-            return self.max_backoff_ms / 1000.0
+        if attempt > 64:  # 2**64 ms is beyond any cap: skip the big power (0 stays 0)
+            return (self.max_backoff_ms if self.backoff_ms else 0) / 1000.0
         delay_ms: int = min(self.backoff_ms * 2 ** (attempt - 1), self.max_backoff_ms)
         return delay_ms / 1000.0
 

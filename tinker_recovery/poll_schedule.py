@@ -354,8 +354,8 @@ class PollSchedule:
                 end = listing.total_pages * self.settings.page_size
                 if listing.next_offset < end and listing.in_flight < self.settings.page_concurrency:
                     wake = now
-        elif self.mode == "list":
-            wake = self._next_listing
+        elif self.mode == "list" and any(not r.in_flight and not r.unlisted for r in self._runs.values()):
+            wake = self._next_listing  # only when a listing would read something: no spinning
         for run in self._runs.values():
             if run.in_flight or (run.suspect and self._waiting):
                 continue

@@ -59,3 +59,32 @@ class Recovery:
         resumes at step N: nothing is skipped and nothing is repeated.
         """
         return self.checkpoint.step
+
+    def sampling_client(self, name: str | None = None, *, from_checkpoint: bool = False) -> Any:
+        """A fresh sampling client of the restored weights, for RL loops and sampling evaluations.
+
+        By default the restored client saves its weights for sampling (the official SDK's
+        ``TrainingClient.save_weights_and_get_sampling_client(name)``; ``name`` None lets the
+        service pick one); the weights are exactly the checkpoint's, since nothing has trained since
+        the restore unless the loop already did. ``from_checkpoint=True`` instead samples from the
+        checkpoint's own ``sampler_path`` (``TrainingClient.create_sampling_client(path)``), without
+        a save; ValueError when the checkpoint has none. A future-like answer (tinker >= 0.38) is
+        resolved. Raises TypeError when the client lacks the SDK method; the service's own errors
+        pass through unchanged.
+        """
+        if from_checkpoint:
+            if self.sampler_path is None:
+                raise ValueError(
+                    f"recovery of {self.run_id}: checkpoint {self.checkpoint.tinker_path} has no sampler_path"
+                )
+            method_name = "create_sampling_client"
+            args: tuple[str | None, ...] = (self.sampler_path,)
+        else:
+            method_name, args = "save_weights_and_get_sampling_client", (name,)
+        method = getattr(self.client, method_name, None)
+        if not callable(method):
+            raise TypeError(f"the restored client ({type(self.client).__name__}) has no {method_name}()")
+        value = method(*args)
+        result = getattr(value, "result", None)
+        return result() if callable(result) else value
+

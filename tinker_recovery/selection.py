@@ -37,9 +37,9 @@ def check_training_checkpoint(checkpoint: Checkpoint) -> Checkpoint:
     except ValueError as error:
         raise InvalidCheckpointPath(str(error)) from None
     if parsed.checkpoint_type != "training" or checkpoint.checkpoint_type != "training":
+        kind = checkpoint.checkpoint_type if parsed.checkpoint_type == "training" else parsed.checkpoint_type
         raise InvalidCheckpointPath(
-            f"{checkpoint.tinker_path!r} is a {checkpoint.checkpoint_type} checkpoint, "
-            "not a training checkpoint"
+            f"{checkpoint.tinker_path!r} is a {kind} checkpoint, not a training checkpoint"
         )
     return checkpoint
 

@@ -34,7 +34,6 @@ status; 127 when the command cannot be started.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import random
@@ -78,8 +77,6 @@ __all__ = [
     "exit_status",
     "restart_delay_s",
     "stop_sequence",
-    "add_run_parser",
-    "run_from_args",
 ]
 
 log = logging.getLogger("tinker_recovery.supervisor")
@@ -644,20 +641,3 @@ class Supervisor:
 
 class _LaunchFailed(Exception):
     """The command could not be started (no such file, not executable)."""
-
-
-# --- command line (in _supervisor_cli.py) -------------------------------------------------------
-
-
-def add_run_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    """Add the ``run`` subcommand to ``commands`` (an argparse subparsers object)."""
-    from ._supervisor_cli import add_run_parser as add
-
-    return add(commands, parents)
-
-
-def run_from_args(args: argparse.Namespace, config: Config) -> int:
-    """``tinker-recovery run``: build the Supervisor from parsed arguments and run it; the exit status."""
-    from ._supervisor_cli import run_from_args as run
-
-    return run(args, config)

@@ -19,6 +19,10 @@ class _PackageClock(Protocol):
 
 ClockLike = Callable[[], float] | _PackageClock
 
+MAX_EPOCH_S = 221_845_392_000.0
+"""The fake's clock never passes 9000-01-01 UTC (epoch seconds), so every timestamp it serves is a
+valid ``datetime``; ``advance`` refuses to go further."""
+
 
 class FakeClock:
     """Wall-clock seconds (``time()``) and deadline seconds (``monotonic()``), both moved by ``advance``.
@@ -66,5 +70,11 @@ class FakeClock:
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < float("inf"):
             raise ValueError(f"seconds must be a finite number >= 0, got {seconds!r}")
         with self._lock:
-            self._offset_s += float(seconds)
+            offset = self._offset_s + float(seconds)
+            if self._wall() + offset > MAX_EPOCH_S:
+                raise ValueError(
+                    f"seconds: advancing by {seconds!r} would move the clock past the year 9000 "
+                    f"(the offset may reach {MAX_EPOCH_S - self._wall():.0f} s in all)"
+                )
+            self._offset_s = offset
             return self._offset_s

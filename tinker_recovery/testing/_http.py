@@ -40,6 +40,7 @@ class Served(Protocol):
     _fault_table: FaultTable
     _request_log: RequestLog
     _stop_event: threading.Event
+    _answer_delay_s: float
 
     def _respond_api(self, method: str, path: str, query: str, headers: Any, body: bytes) -> Response: ...
 
@@ -79,6 +80,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if path.startswith(_ADMIN_PREFIX):
             self._send(self._guard(fake._respond_admin, path, query, body))
+            return
+        if fake._answer_delay_s > 0 and fake._stop_event.wait(fake._answer_delay_s):
+            self.close_connection = True  # stopping: abandon the request
             return
         rule = fake._fault_table.match(self.command, path)
         if rule is not None and rule.latency_s > 0 and fake._stop_event.wait(rule.latency_s):

@@ -63,6 +63,8 @@ class FakeTinker:
       on a ``seq_id`` (e.g. after a malformed answer), later ones wait this long, then the gap is
       skipped and a late arrival of the missing ``seq_id`` fails.
     - ``max_logged_requests``: the request log keeps only the most recent entries.
+    - ``answer_delay_s``: every ``/api/v1`` answer waits this long first (0 to 60 s; admin
+      ``/_fake/`` answers never wait), like a remote service's round trip; fault latency adds to it.
 
     Sampling: ``save_weights_and_get_sampling_client``, ``create_sampling_client(model_path=...)``
     (a sampler or training checkpoint) or ``(base_model=...)`` give samplers that hold a snapshot of
@@ -91,6 +93,7 @@ class FakeTinker:
         try_again_hold_s: float = 0.5,
         seq_gap_timeout_s: float = 2.0,
         max_logged_requests: int = 100_000,
+        answer_delay_s: float = 0.0,
     ) -> None:
         if api_key is not None and (not isinstance(api_key, str) or not api_key):
             raise ValueError("api_key must be a non-empty string or None")
@@ -100,6 +103,11 @@ class FakeTinker:
             raise ValueError(f"try_again_hold_s must be >= 0, got {try_again_hold_s!r}")
         if not seq_gap_timeout_s >= 0:
             raise ValueError(f"seq_gap_timeout_s must be >= 0, got {seq_gap_timeout_s!r}")
+        if isinstance(answer_delay_s, bool) or not isinstance(answer_delay_s, (int, float)) or not (
+            0 <= answer_delay_s <= 60
+        ):
+            raise ValueError(f"answer_delay_s must be a number in [0, 60] seconds, got {answer_delay_s!r}")
+        self._answer_delay_s = float(answer_delay_s)
         self._api_key = api_key or f"tml-fake-{secrets.token_hex(16)}"
         self._host = host
         self._port = port
@@ -388,13 +396,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", type=int, default=0, help="seed this many runs with add_run()")
     parser.add_argument("--checkpoints", type=int, default=1, help="training checkpoints per seeded run")
+    parser.add_argument(
+        "--answer-delay-ms",
+        type=float,
+        default=0.0,
+        help="delay every /api/v1 answer this long, like a remote service (default 0; max 60000)",
+    )
     args = parser.parse_args(argv)
+    if not 0 <= args.answer_delay_ms <= 60_000:
+        parser.error(f"--answer-delay-ms must be in [0, 60000], got {args.answer_delay_ms:g}")
 
     stop = threading.Event()
     previous = {
         sig: signal.signal(sig, lambda _signum, _frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
     }
-    fake = FakeTinker(api_key=args.api_key, host=args.host, port=args.port, seed=args.seed)
+    fake = FakeTinker(
+        api_key=args.api_key,
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        answer_delay_s=args.answer_delay_ms / 1000.0,
+    )
     try:
         fake.start()
         seeded = [fake.add_run(checkpoints=args.checkpoints) for _ in range(args.runs)]
