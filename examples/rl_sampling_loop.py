@@ -9,11 +9,12 @@ weighted by reward (``forward_backward`` with ``cross_entropy`` and per-token we
 the same ``step-NNNNNN`` name and samples from the new sampler weights from then on.
 
 Before step ``--corrupt-at`` the run is marked corrupted on the server. After the recovery the loop
-takes a sampling client for the restored weights from ``Recovery.sampler_path`` (the sampler weights
-saved with the restored checkpoint). It checks that this sampler gives exactly the log-probabilities
-recorded at that checkpoint before the corruption, and that every step's loss equals the loss of an
-uninterrupted run (so no step was lost, and the samples after the recovery came from the restored
-weights). Exit status: 0 verified, 1 failed, 2 bad arguments.
+takes a sampling client for the restored weights with ``Recovery.sampling_client(from_checkpoint=True)``
+(the sampler weights saved with the restored checkpoint, ``Recovery.sampler_path``). It checks that
+this sampler gives exactly the log-probabilities recorded at that checkpoint before the corruption,
+and that every step's loss equals the loss of an uninterrupted run (so no step was lost, and the
+samples after the recovery came from the restored weights).
+Exit status: 0 verified, 1 failed, 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def train(
                     f"sampler path {recovery.sampler_path}"
                 )
             client, step = recovery.client, recovery.step
-            sampler = service.create_sampling_client(model_path=recovery.sampler_path).result()
+            sampler = recovery.sampling_client(from_checkpoint=True)  # the checkpoint's sampler weights
             if probe(sampler) != probes[checkpoint_name(step)]:
                 raise ExampleFailed(
                     f"{recovery.sampler_path} does not sample like {checkpoint_name(step)} did"
