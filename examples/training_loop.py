@@ -75,7 +75,11 @@ def train(
         except tinker.RequestFailedError as error:
             reason = str(error) if len(str(error)) <= 100 else str(error)[:97] + "..."
             print(f"step {step:3d}  refused: {reason}", flush=True)
-            print("          waiting for the recovery ...", flush=True)
+            # one GET: a healthy run (not recovered meanwhile, or handle.client would be the new client)
+            # means the error is the loop's own
+            if not handle.check() and client is handle.client:
+                raise
+            print("          corrupted; waiting for the recovery ...", flush=True)
             wait_for_recovery(handle, Deadline(recovery_timeout_s))
             continue
         step += 1

@@ -124,7 +124,7 @@ def sh_blocks(section: str) -> list[str]:
 def test_the_readme_first_command_installs_only_the_runtime_and_the_second_runs_the_tests():
     first, second = sh_blocks("Try it")[:2]
     assert first == "python -m pip install -e . && python -m tinker_recovery.examples.simulated"
-    assert second == 'python -m pip install -e ".[test]" && python -m pytest'
+    assert second == 'python -m pip install -e ".[test,dev]" && python -m pytest'  # what .ci/run installs
     ci = (REPO / ".ci" / "run").read_text()
     assert 'python -m pip install -e ".[test,dev]"' in ci and "python -m pytest" in ci
     assert "python -m ruff check" in ci and "python -m mypy --strict" in ci

@@ -439,6 +439,8 @@ class Monitor:
         with self._lock:
             rest = self._rest
             if rest is None:
+                if url is None and hasattr(service, "_base_url"):  # the SDK reads TINKER_BASE_URL itself
+                    url, key = Config().base_url, None
                 if not isinstance(url, str):
                     raise ValueError(
                         "Monitor needs REST access to poll runs: pass config= or rest=, or a "
