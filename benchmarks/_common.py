@@ -169,10 +169,10 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """A GitHub-flavoured Markdown table, so the output pastes into the README as is."""
     rows = [[str(cell) for cell in row] for row in rows]
     widths = [max([len(str(h))] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths)) + " |")
+    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
-        print("| " + " | ".join(cell.rjust(w) for cell, w in zip(row, widths)) + " |")
+        print("| " + " | ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) + " |")
     sys.stdout.flush()
 
 

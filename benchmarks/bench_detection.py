@@ -32,11 +32,10 @@ import time
 from collections.abc import Callable
 
 import attrs
+from _common import InstantService, ServerProcess, machine, percentile, print_table
 
 import tinker_recovery as tr
 from tinker_recovery import signals
-
-from _common import InstantService, ServerProcess, machine, percentile, print_table
 
 INTERVAL_S = 1.0
 SLOW_LATENCY_S = 2.0

@@ -21,11 +21,11 @@ import logging
 import threading
 import time
 
+from _common import ServerProcess, machine, percentile, print_table
+
 import tinker_recovery as tr
 from tinker_recovery import signals
 from tinker_recovery.testing import LoopbackService
-
-from _common import ServerProcess, machine, percentile, print_table
 
 
 def burst(server: ServerProcess, run_ids: list[str], max_concurrent: int, timeout_s: float = 60.0) -> dict:

@@ -29,10 +29,10 @@ import threading
 import time
 import tracemalloc
 
-import tinker_recovery as tr
-
 from _common import InstantService, ServerProcess, machine, print_table, rss_bytes
 from bench_detection import baseline_poller
+
+import tinker_recovery as tr
 
 
 def _monitor(server: ServerProcess, mode: str, executor: tr.Executor) -> tr.Monitor:

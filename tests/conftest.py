@@ -55,7 +55,9 @@ class SignalRecorder:
 
     def wait_for(self, event: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
         with self._cond:
-            ok = self._cond.wait_for(lambda: sum(1 for e, _, _ in self.events if e == event) >= count, timeout)
+            ok = self._cond.wait_for(
+                lambda: sum(1 for e, _, _ in self.events if e == event) >= count, timeout
+            )
         if not ok:
             raise AssertionError(f"waited {timeout} s for {count} {event!r}; got {self.names()}")
         return self.payloads(event)
@@ -173,8 +175,15 @@ class FakeService:
         return self._create("weights_only", path)
 
 
-def checkpoint(run_id: str, name: str, *, minutes: int = 0, kind: str = "training",
-               expires_in_min: int | None = None, metadata: dict[str, str] | None = None) -> Checkpoint:
+def checkpoint(
+    run_id: str,
+    name: str,
+    *,
+    minutes: int = 0,
+    kind: str = "training",
+    expires_in_min: int | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Checkpoint:
     segment = {"training": "weights", "sampler": "sampler_weights"}[kind]
     return Checkpoint(
         checkpoint_id=f"{segment}/{name}",
@@ -188,16 +197,24 @@ def checkpoint(run_id: str, name: str, *, minutes: int = 0, kind: str = "trainin
 
 def training_run(run_id: str, last: Checkpoint | None = None, *, corrupted: bool = True) -> TrainingRun:
     return TrainingRun(
-        training_run_id=run_id, base_model="base", model_owner="owner", is_lora=True,
-        last_request_time=T0, corrupted=corrupted, last_checkpoint=last,
+        training_run_id=run_id,
+        base_model="base",
+        model_owner="owner",
+        is_lora=True,
+        last_request_time=T0,
+        corrupted=corrupted,
+        last_checkpoint=last,
     )
 
 
 class StubRest:
     """A RestClient stand-in for executor unit tests: runs and checkpoints from dicts, calls counted."""
 
-    def __init__(self, runs: dict[str, TrainingRun] | None = None,
-                 checkpoints: dict[str, list[Checkpoint]] | None = None) -> None:
+    def __init__(
+        self,
+        runs: dict[str, TrainingRun] | None = None,
+        checkpoints: dict[str, list[Checkpoint]] | None = None,
+    ) -> None:
         self.runs = runs or {}
         self.checkpoints = checkpoints or {}
         self.calls: list[tuple[str, str]] = []

@@ -91,7 +91,7 @@ def test_defaults():
 def test_missing_key(monkeypatch, env_value):
     if env_value is not None:
         monkeypatch.setenv("TINKER_API_KEY", env_value)
-    with pytest.raises(ValueError, match="^api_key: not given and TINKER_API_KEY is not set"):
+    with pytest.raises(ValueError, match=r"^api_key: not given and TINKER_API_KEY is not set"):
         Config()
 
 
@@ -100,18 +100,18 @@ def test_missing_key(monkeypatch, env_value):
 
 @pytest.mark.parametrize("key", ["secret", "tml-", "TML-abc", "sk-abc", "", "Bearer tml-abc"])
 def test_key_must_start_tml_or_be_jwt(key):
-    with pytest.raises(ValueError, match="^api_key: "):
+    with pytest.raises(ValueError, match=r"^api_key: "):
         Config(api_key=key)
 
 
 def test_key_type():
-    with pytest.raises(TypeError, match="^api_key: expected str"):
+    with pytest.raises(TypeError, match=r"^api_key: expected str"):
         Config(api_key=b"tml-abc")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("key", ["tml-abc\n", "tml-a bc", "tml-abc\t", "tml-\x00abc", "tml-abc\u2019"])
 def test_key_with_whitespace_or_control_characters_refused(key):
-    with pytest.raises(ValueError, match="^api_key: contains") as info:
+    with pytest.raises(ValueError, match=r"^api_key: contains") as info:
         Config(api_key=key)
     assert key.strip() not in str(info.value)
 
@@ -124,7 +124,7 @@ def test_jwt_with_future_exp_accepted():
 
 def test_expired_jwt_refused():
     token = unsigned_jwt({"sub": "user", "exp": int(time.time()) - 1})
-    with pytest.raises(ValueError, match="^api_key: the JWT has expired") as info:
+    with pytest.raises(ValueError, match=r"^api_key: the JWT has expired") as info:
         Config(api_key=token)
     assert token not in str(info.value)
 
@@ -141,7 +141,7 @@ def test_expired_jwt_refused():
     ],
 )
 def test_jwt_without_usable_exp_refused(token):
-    with pytest.raises(ValueError, match="^api_key: starts like a JWT"):
+    with pytest.raises(ValueError, match=r"^api_key: starts like a JWT"):
         Config(api_key=token)
 
 
@@ -150,7 +150,7 @@ def test_jwt_without_usable_exp_refused(token):
 
 def test_key_never_in_repr_or_str(monkeypatch):
     config = Config(api_key=KEY, recovery=Policy(enabled=True))
-    for text in (repr(config), str(config), f"{config}", "%s %r" % (config, config)):
+    for text in (repr(config), str(config), f"{config}", f"{config!s} {config!r}"):
         assert KEY not in text
         assert "<redacted>" in text
     monkeypatch.setenv("TINKER_API_KEY", KEY)
@@ -209,7 +209,7 @@ def test_http_to_loopback_accepted(url):
     "url", ["http://tinker.example", "http://10.0.0.5:8000", "http://localhost.evil.example"]
 )
 def test_http_to_other_host_refused(url):
-    with pytest.raises(ValueError, match="^base_url: plain http"):
+    with pytest.raises(ValueError, match=r"^base_url: plain http"):
         Config(api_key=KEY, base_url=url)
     assert Config(api_key=KEY, base_url=url, allow_insecure_http=True).base_url == url
 
@@ -219,12 +219,12 @@ def test_http_to_other_host_refused(url):
     ["tinker.example", "ftp://tinker.example", "https://", "file:///etc/x", "https://u:p@tinker.example"],
 )
 def test_bad_base_url(url):
-    with pytest.raises(ValueError, match="^base_url: "):
+    with pytest.raises(ValueError, match=r"^base_url: "):
         Config(api_key=KEY, base_url=url)
 
 
 def test_base_url_type():
-    with pytest.raises(TypeError, match="^base_url: "):
+    with pytest.raises(TypeError, match=r"^base_url: "):
         Config(api_key=KEY, base_url=8000)  # type: ignore[arg-type]
 
 
@@ -268,7 +268,7 @@ def test_recovery_as_mapping():
 def test_recovery_mapping_errors_surface():
     with pytest.raises(ValueError, match="unknown key"):
         Config(api_key=KEY, recovery={"enable": True})
-    with pytest.raises(ValueError, match="^max_attempts: "):
+    with pytest.raises(ValueError, match=r"^max_attempts: "):
         Config(api_key=KEY, recovery={"max_attempts": 0})
 
 
@@ -278,7 +278,7 @@ def test_recovery_none():
 
 @pytest.mark.parametrize("value", [True, "latest", [("enabled", True)], 3])
 def test_recovery_bad_type(value):
-    with pytest.raises(TypeError, match="^recovery: expected a Policy, a mapping or None"):
+    with pytest.raises(TypeError, match=r"^recovery: expected a Policy, a mapping or None"):
         Config(api_key=KEY, recovery=value)
 
 

@@ -31,8 +31,15 @@ def clean_env(home: Path) -> dict[str, str]:
 
 
 def run(args: list[str], home: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], env=clean_env(home), cwd=home, capture_output=True,
-                          text=True, timeout=TIME_OUT_S, check=False)
+    return subprocess.run(
+        [sys.executable, *args],
+        env=clean_env(home),
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=TIME_OUT_S,
+        check=False,
+    )
 
 
 def numbered(stdout: str) -> dict[int, str]:
@@ -54,21 +61,31 @@ def check_simulated_output(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, result
     steps = numbered(result.stdout)
     assert sorted(steps) == [1, 2, 3, 4, 5, 6]
-    seeded = re.fullmatch(r"checkpoint seeded: (tinker://(\S+)/weights/step-000010) "
-                          r"\(FakeTinker at http://127\.0\.0\.1:\d+\)", steps[1])
+    seeded = re.fullmatch(
+        r"checkpoint seeded: (tinker://(\S+)/weights/step-000010) "
+        r"\(FakeTinker at http://127\.0\.0\.1:\d+\)",
+        steps[1],
+    )
     assert seeded, steps[1]
     path, run_id = seeded.groups()
     assert steps[2] == f"corruption flagged: run {run_id} now reads corrupted: true"
     assert steps[3] == f"detected: the monitor read {run_id} as corrupted (last checkpoint step-000010)"
-    recovered = re.fullmatch(rf"recovered from {re.escape(path)} into (\S+) \(attempt 1; signals: detected, "
-                             r"started, checkpoint_selected, client_created, completed\)", steps[4])
+    recovered = re.fullmatch(
+        rf"recovered from {re.escape(path)} into (\S+) \(attempt 1; signals: detected, "
+        r"started, checkpoint_selected, client_created, completed\)",
+        steps[4],
+    )
     assert recovered, steps[4]
     new_run_id = recovered.group(1)
     assert new_run_id != run_id
-    assert steps[5] == (f"checkpoints processed: {path} (restored; loaded 1 time(s)) -> "
-                        f"tinker://{new_run_id}/weights/after-recovery (saved by the recovered client)")
-    assert steps[6].startswith(f"final run status: {run_id} corrupted=True; {new_run_id} corrupted=False, "
-                               f"last checkpoint weights/after-recovery; monitor watching ['{new_run_id}']")
+    assert steps[5] == (
+        f"checkpoints processed: {path} (restored; loaded 1 time(s)) -> "
+        f"tinker://{new_run_id}/weights/after-recovery (saved by the recovered client)"
+    )
+    assert steps[6].startswith(
+        f"final run status: {run_id} corrupted=True; {new_run_id} corrupted=False, "
+        f"last checkpoint weights/after-recovery; monitor watching ['{new_run_id}']"
+    )
     assert result.stdout.rstrip().endswith("simulated: OK, the corrupted run was recovered")
     assert result.stderr == ""
 
@@ -78,8 +95,9 @@ def test_simulated_example_recovers_a_corrupted_run_offline(tmp_path):
 
 
 def test_simulated_example_needs_no_official_sdk(tmp_path):
-    code = BLOCK_SDK + ("import runpy; "
-                        "runpy.run_module('tinker_recovery.examples.simulated', run_name='__main__')")
+    code = BLOCK_SDK + (
+        "import runpy; runpy.run_module('tinker_recovery.examples.simulated', run_name='__main__')"
+    )
     assert "import tinker\n" not in Path(simulated.__file__).read_text()
     check_simulated_output(run(["-c", code], tmp_path))
 
@@ -101,8 +119,11 @@ def test_simulated_example_reports_a_failed_recovery_in_one_line(monkeypatch, ca
     out, err = capsys.readouterr()
     assert "3) detected" in out and "4)" not in out
     assert err.count("\n") == 1
-    assert re.fullmatch(r"simulated: FAILED: recovery of \S+ was given up: fatal: HTTP 400 .*"
-                        r"POST /api/v1/load_weights answered 400: injected fault.*\n", err), err
+    assert re.fullmatch(
+        r"simulated: FAILED: recovery of \S+ was given up: fatal: HTTP 400 .*"
+        r"POST /api/v1/load_weights answered 400: injected fault.*\n",
+        err,
+    ), err
 
 
 def test_simulated_example_refuses_a_bad_timeout(capsys):
@@ -121,19 +142,22 @@ def test_live_injected_local_restores_from_the_injected_corruption(tmp_path):
     assert result.returncode == 0, result
     steps = numbered(result.stdout)
     assert sorted(steps) == [1, 2, 3, 4, 5, 6]
-    created = re.match(r"created a LoRA training client: run (\S+) on Qwen/Qwen3-8B \(FakeTinker at ",
-                       steps[1])
+    created = re.match(
+        r"created a LoRA training client: run (\S+) on Qwen/Qwen3-8B \(FakeTinker at ", steps[1]
+    )
     run_id = created.group(1)
     first = f"tinker://{run_id}/weights/recovery-live-1"
     assert steps[2] == f"saved checkpoint {first}"
-    assert steps[3] == (f"injected: the next poll of {run_id} reads corrupted: true "
-                        "(the server is not changed)")
+    assert steps[3] == (
+        f"injected: the next poll of {run_id} reads corrupted: true (the server is not changed)"
+    )
     assert steps[4] == f"detected: last checkpoint {first}"
     recovered = re.fullmatch(rf"recovered from {re.escape(first)} into (\S+) \(attempt 1\)", steps[5])
     new_run_id = recovered.group(1)
     assert new_run_id != run_id
-    assert steps[6] == ("second checkpoint saved from the recovered client: "
-                        f"tinker://{new_run_id}/weights/recovery-live-2")
+    assert steps[6] == (
+        f"second checkpoint saved from the recovered client: tinker://{new_run_id}/weights/recovery-live-2"
+    )
     assert "live_injected: OK" in result.stdout
 
 
@@ -167,8 +191,9 @@ def test_training_loop_survives_corruption_without_skipping_or_repeating_a_step(
     saved = re.findall(r"saved (tinker://(\S+)/weights/step-(\d{6}))", out)
     assert [int(step) for _, _, step in saved] == [4, 8, 12]
     first_run, restored_path = saved[0][1], saved[1][0]
-    recovered = re.search(rf"^recovered from {re.escape(restored_path)} into run (\S+); resuming at step 8$",
-                          out, re.MULTILINE)
+    recovered = re.search(
+        rf"^recovered from {re.escape(restored_path)} into run (\S+); resuming at step 8$", out, re.MULTILINE
+    )
     assert recovered and saved[2][1] == recovered.group(1) != first_run
     assert "steps run after restoring step-000008: 8, 9, 10, 11\n" in out
     assert out.rstrip().splitlines()[-1].startswith("verified: steps 0..11 applied once each, in order")
@@ -235,14 +260,22 @@ def _kernel_env(monkeypatch, home: Path) -> None:
 
 def _client(notebook, home: Path):
     nbclient = pytest.importorskip("nbclient")
-    return nbclient.NotebookClient(notebook, timeout=TIME_OUT_S, kernel_name="python3", record_timing=False,
-                                   resources={"metadata": {"path": str(home)}})
+    return nbclient.NotebookClient(
+        notebook,
+        timeout=TIME_OUT_S,
+        kernel_name="python3",
+        record_timing=False,
+        resources={"metadata": {"path": str(home)}},
+    )
 
 
 def _tagged(notebook) -> dict[str, int]:
     """Each code cell's tag (its role) -> its index."""
-    return {cell.metadata["tags"][0]: index for index, cell in enumerate(notebook.cells)
-            if cell.cell_type == "code"}
+    return {
+        cell.metadata["tags"][0]: index
+        for index, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code"
+    }
 
 
 def test_notebook_uses_the_public_api_only():
@@ -278,7 +311,9 @@ def test_notebook_is_stored_with_current_outputs(tmp_path, monkeypatch):
     for before, now in zip(stored.cells, fresh.cells, strict=True):
         if before.cell_type == "code":
             assert _outputs(now) == _outputs(before), (
-                f"cell {before.metadata['tags']}: outputs changed; if that is intended, re-run with {UPDATE_ENV}=1")
+                f"cell {before.metadata['tags']}: outputs changed; "
+                f"if that is intended, re-run with {UPDATE_ENV}=1"
+            )
     text = "".join(text for cell in fresh.cells if cell.cell_type == "code" for _, text in _outputs(cell))
     assert "step 6 refused:" in text and "Traceback" not in text
     assert re.search(r"into run \S+; resuming at step 4", text)
@@ -323,7 +358,8 @@ def test_every_notebook_cell_can_be_run_again_without_doubling_anything(tmp_path
     assert errors == []
     receivers = [outputs for tag, outputs in ran if tag == "receivers"]
     assert len(receivers) == 3 and all(
-        outputs and outputs[0][1].count(": 1") == len(signals.ALL) for outputs in receivers), receivers
+        outputs and outputs[0][1].count(": 1") == len(signals.ALL) for outputs in receivers
+    ), receivers
     recovered = [text for tag, outputs in ran if tag == "recover" for _, text in outputs]
     assert len(recovered) == 3 and all("resuming at step 4" in text for text in recovered)
     assert _outputs(probe) == [("stdout", f"[] {[0] * len(signals.ALL)}\n")]

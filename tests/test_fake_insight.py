@@ -25,7 +25,13 @@ tinker = pytest.importorskip("tinker")
 def sdk_env(monkeypatch, tmp_path):
     monkeypatch.setenv("TINKER_TELEMETRY", "0")
     monkeypatch.setenv("HOME", str(tmp_path))
-    for name in ("TINKER_API_KEY", "TINKER_BASE_URL", "TINKER_CREDENTIAL_CMD", "TINKER_PROJECT_ID", "TINKER_TAGS"):
+    for name in (
+        "TINKER_API_KEY",
+        "TINKER_BASE_URL",
+        "TINKER_CREDENTIAL_CMD",
+        "TINKER_PROJECT_ID",
+        "TINKER_TAGS",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -66,9 +72,15 @@ def test_loads_record_the_checkpoint_and_optimizer_flag_and_runs_show_their_sour
     assert (described["source_checkpoint"], described["source_optimizer"]) == (newer, False)
     assert fake.describe_run(run_id)["load_weights_count"] == 2 == fake.load_weights_count(run_id)
 
-    logged = [(r.checkpoint, r.optimizer, r.run_id) for r in fake.requests if r.path == "/api/v1/load_weights"]
+    logged = [
+        (r.checkpoint, r.optimizer, r.run_id) for r in fake.requests if r.path == "/api/v1/load_weights"
+    ]
     assert logged == [(older, True, run_id), (newer, False, run_id)]
-    assert all(r.checkpoint is None and r.optimizer is None for r in fake.requests if r.path != "/api/v1/load_weights")
+    assert all(
+        r.checkpoint is None and r.optimizer is None
+        for r in fake.requests
+        if r.path != "/api/v1/load_weights"
+    )
 
     over_http = _admin(fake, "GET", f"/_fake/loads?run_id={run_id}").json()["loads"]
     assert [(e["checkpoint"], e["optimizer"], e["run_id"]) for e in over_http] == [
@@ -77,7 +89,9 @@ def test_loads_record_the_checkpoint_and_optimizer_flag_and_runs_show_their_sour
     ]
     assert _admin(fake, "GET", f"/_fake/runs/{with_optimizer.model_id}").json()["source_checkpoint"] == older
     requests_log = _admin(fake, "GET", "/_fake/requests").json()["requests"]
-    assert [(e["checkpoint"], e["optimizer"]) for e in requests_log if e["path"] == "/api/v1/load_weights"] == [
+    assert [
+        (e["checkpoint"], e["optimizer"]) for e in requests_log if e["path"] == "/api/v1/load_weights"
+    ] == [
         (older, True),
         (newer, False),
     ]
@@ -171,11 +185,15 @@ def test_a_fake_server_process_can_have_its_clock_moved_so_checkpoints_expire():
         banner = [lines.get(timeout=20) for _ in range(3)]
         url = banner[1].strip().removeprefix("TINKER_BASE_URL=")
         headers = {"X-API-Key": banner[2].strip().removeprefix("TINKER_API_KEY=")}
-        created = requests.post(url + "/_fake/runs", json={"checkpoints": 2, "ttl_seconds": 7200}, headers=headers, timeout=5)
+        created = requests.post(
+            url + "/_fake/runs", json={"checkpoints": 2, "ttl_seconds": 7200}, headers=headers, timeout=5
+        )
         run_id = created.json()["run_id"]
         checkpoints = url + f"/api/v1/training_runs/{run_id}/checkpoints"
         assert len(requests.get(checkpoints, headers=headers, timeout=5).json()["checkpoints"]) == 2
-        moved = requests.post(url + "/_fake/clock/advance", json={"seconds": 7200}, headers=headers, timeout=5)
+        moved = requests.post(
+            url + "/_fake/clock/advance", json={"seconds": 7200}, headers=headers, timeout=5
+        )
         assert moved.status_code == 200 and moved.json()["offset_s"] == 7200.0
         assert requests.get(checkpoints, headers=headers, timeout=5).json()["checkpoints"] == []
         run = requests.get(url + f"/api/v1/training_runs/{run_id}", headers=headers, timeout=5).json()

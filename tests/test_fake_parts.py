@@ -61,7 +61,10 @@ def test_seq_order_restarts_the_gap_clock_when_something_ran_and_replays_retries
     order.submit(3, "optim_step", new, None)
     assert [q.request_id for q in order.ready(now=5.0)] == ["r1"] and order.gap_expiry() == 7.0
     assert order.submit(3, "optim_step", new, None).request_id == "r2"  # a retry: same future
-    assert order.submit(3, "save_weights", new, None).refusal == "seq_id 3 was already used by a optim_step request"
+    assert (
+        order.submit(3, "save_weights", new, None).refusal
+        == "seq_id 3 was already used by a optim_step request"
+    )
     assert order.ready(now=6.5) == [] and order.gap_expiry() == 7.0
 
 
@@ -92,7 +95,9 @@ def test_a_seq_id_gap_waits_for_the_injected_clock_not_for_real_time():
             assert response.status_code == 200, response.text
             return response.json()
 
-        waiting = post("/api/v1/optim_step", {"model_id": run_id, "seq_id": 2, "adam_params": {}})["request_id"]
+        waiting = post("/api/v1/optim_step", {"model_id": run_id, "seq_id": 2, "adam_params": {}})[
+            "request_id"
+        ]
         for _ in range(3):
             assert post("/api/v1/retrieve_future", {"request_id": waiting})["type"] == "try_again"
         clock.advance(4.9)
@@ -137,7 +142,9 @@ def test_bucket_is_a_permutation_of_the_vocabulary():
     seed=st.integers(0, 2**32),
 )
 def test_sample_respects_its_parameters(prompt, max_tokens, temperature, top_k, top_p, stop, seed):
-    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, stop_tokens=stop)
+    params = SamplingParams(
+        max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, stop_tokens=stop
+    )
     result = sample(WEIGHTS, prompt, params, random.Random(seed))
     assert result == sample(WEIGHTS, prompt, params, random.Random(seed))  # deterministic
     assert 1 <= len(result.tokens) <= max_tokens and len(result.logprobs) == len(result.tokens)
@@ -150,7 +157,15 @@ def test_sample_respects_its_parameters(prompt, max_tokens, temperature, top_k, 
     scored = prompt_logprobs(WEIGHTS, list(prompt) + list(result.tokens))
     assert scored[len(prompt) :] == pytest.approx(result.logprobs, abs=1e-12)
     if top_k == 1 or temperature == 0.0:  # greedy: the most likely next bucket every time
-        assert result.tokens == sample(WEIGHTS, prompt, SamplingParams(max_tokens=max_tokens, temperature=0.0, stop_tokens=stop), random.Random(0)).tokens
+        assert (
+            result.tokens
+            == sample(
+                WEIGHTS,
+                prompt,
+                SamplingParams(max_tokens=max_tokens, temperature=0.0, stop_tokens=stop),
+                random.Random(0),
+            ).tokens
+        )
 
 
 def test_prompt_logprobs_exact_positions():
@@ -164,7 +179,11 @@ def test_prompt_logprobs_exact_positions():
 # --- parsers fed by clients -----------------------------------------------------------------------
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5),
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
@@ -173,9 +192,20 @@ _sample_bodies = st.fixed_dictionaries(
     optional={
         "num_samples": _json,
         "prompt": st.one_of(_json, st.just({"chunks": [{"type": "encoded_text", "tokens": [1, 2]}]})),
-        "sampling_params": st.one_of(_json, st.fixed_dictionaries({}, optional={
-            "max_tokens": _json, "temperature": _json, "top_k": _json, "top_p": _json, "stop": _json, "seed": _json,
-        })),
+        "sampling_params": st.one_of(
+            _json,
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "max_tokens": _json,
+                    "temperature": _json,
+                    "top_k": _json,
+                    "top_p": _json,
+                    "stop": _json,
+                    "seed": _json,
+                },
+            ),
+        ),
         "prompt_logprobs": _json,
         "prompt_logprobs_last_n": _json,
         "topk_prompt_logprobs": _json,
@@ -231,8 +261,11 @@ def served():
         sid = session.post(fake.base_url + "/api/v1/create_session", json={}, timeout=10).json()["session_id"]
         created = session.post(
             fake.base_url + "/api/v1/create_sampling_session",
-            json={"session_id": sid, "sampling_session_seq_id": 0,
-                  "model_path": f"tinker://{run_id}/sampler_weights/step-000010"},
+            json={
+                "session_id": sid,
+                "sampling_session_seq_id": 0,
+                "model_path": f"tinker://{run_id}/sampler_weights/step-000010",
+            },
             timeout=10,
         )
         yield fake, session, created.json()["sampling_session_id"]
@@ -271,7 +304,11 @@ def test_asample_over_http_answers_200_or_400_never_500(served, body):
     ],
 )
 def test_sample_request_limits_are_exact(overrides, error):
-    body = {"prompt": {"chunks": [{"type": "encoded_text", "tokens": [1, 2]}]}, "sampling_params": {}, **overrides}
+    body = {
+        "prompt": {"chunks": [{"type": "encoded_text", "tokens": [1, 2]}]},
+        "sampling_params": {},
+        **overrides,
+    }
     if error is None:
         request = parse_sample_request(body)
         assert request.params.max_tokens == (body["sampling_params"].get("max_tokens") or 16)
@@ -283,11 +320,30 @@ def test_sample_request_limits_are_exact(overrides, error):
 
 _admin_bodies = st.dictionaries(
     st.sampled_from(
-        ["base_model", "checkpoints", "sampler_checkpoints", "corrupted", "ttl_seconds", "user_metadata", "lora_rank",
-         "method", "path", "status", "retry_after_s", "latency_s", "drop", "malformed", "times", "probability",
-         "seconds", "bogus"]
+        [
+            "base_model",
+            "checkpoints",
+            "sampler_checkpoints",
+            "corrupted",
+            "ttl_seconds",
+            "user_metadata",
+            "lora_rank",
+            "method",
+            "path",
+            "status",
+            "retry_after_s",
+            "latency_s",
+            "drop",
+            "malformed",
+            "times",
+            "probability",
+            "seconds",
+            "bogus",
+        ]
     ),
-    st.one_of(_json, st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([1e308, -1.0, 0, 2**70])),
+    st.one_of(
+        _json, st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([1e308, -1.0, 0, 2**70])
+    ),
     max_size=5,
 )
 

@@ -32,7 +32,13 @@ DATA = [_datum([1, 2, 3, 4, 5, 6]), _datum([7, 8, 9, 10])]
 def sdk_env(monkeypatch, tmp_path):
     monkeypatch.setenv("TINKER_TELEMETRY", "0")
     monkeypatch.setenv("HOME", str(tmp_path))
-    for name in ("TINKER_API_KEY", "TINKER_BASE_URL", "TINKER_CREDENTIAL_CMD", "TINKER_PROJECT_ID", "TINKER_TAGS"):
+    for name in (
+        "TINKER_API_KEY",
+        "TINKER_BASE_URL",
+        "TINKER_CREDENTIAL_CMD",
+        "TINKER_PROJECT_ID",
+        "TINKER_TAGS",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -159,7 +165,11 @@ def test_unsupported_or_bad_sampling_requests_fail_with_a_clear_400(fake, servic
     prompt = types.ModelInput.from_ints(PROMPT)
     with pytest.raises(tinker.BadRequestError, match="topk_prompt_logprobs is not supported"):
         sampler.sample(
-            prompt, 1, types.SamplingParams(max_tokens=1), include_prompt_logprobs=True, topk_prompt_logprobs=2
+            prompt,
+            1,
+            types.SamplingParams(max_tokens=1),
+            include_prompt_logprobs=True,
+            topk_prompt_logprobs=2,
         ).result()
     with pytest.raises(tinker.BadRequestError, match="no tokenizer"):
         sampler.sample(prompt, 1, types.SamplingParams(max_tokens=2, stop=["\n"])).result()
@@ -181,8 +191,12 @@ def test_async_sampling_does_not_block_the_event_loop(service):
 
         ticker = asyncio.create_task(tick())
         responses = await asyncio.gather(
-            *(sampler.sample(types.ModelInput.from_ints(PROMPT), 1, types.SamplingParams(max_tokens=3, seed=s))
-              for s in range(3))
+            *(
+                sampler.sample(
+                    types.ModelInput.from_ints(PROMPT), 1, types.SamplingParams(max_tokens=3, seed=s)
+                )
+                for s in range(3)
+            )
         )
         ticker.cancel()
         assert ticks > 0
@@ -220,7 +234,10 @@ def test_an_rl_step_on_sampled_tokens_has_importance_ratio_one(service):
 
 
 def _unseeded_samples(seed: int) -> list[list[int]]:
-    with FakeTinker(seed=seed) as server, tinker.ServiceClient(base_url=server.base_url, api_key=server.api_key) as sc:
+    with (
+        FakeTinker(seed=seed) as server,
+        tinker.ServiceClient(base_url=server.base_url, api_key=server.api_key) as sc,
+    ):
         training = sc.create_lora_training_client(base_model="Qwen/Qwen3-8B").result()
         sampler = training.save_weights_and_get_sampling_client().result()
         return [s.tokens for s in _sample(sampler, n=3, max_tokens=6).sequences]

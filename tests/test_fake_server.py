@@ -70,6 +70,8 @@ def encode_forward_backward(model_id: str, seq_id: int, data, *, forward_only: b
             target.dtype, target.dense = code, np.asarray(tensor.values, dtype=np_type).tobytes()
             target.shape.extend(tensor.shape)
     return message.SerializeToString()
+
+
 FAST_ADAM = {
     "learning_rate": 0.05,
     "beta1": 0.9,
@@ -384,15 +386,11 @@ def test_futures_resolve_in_seq_id_order_whatever_the_arrival_order(client):
     pending = client.post("/api/v1/retrieve_future", {"request_id": third}).json()
     assert pending == {"type": "try_again", "request_id": third, "queue_state": "active"}
     first = client.submit_forward_backward(reordered, 1)
-    losses = [
-        Output(client.result(rid).content).metrics["loss:sum"]
-        for rid in (first, third)
-    ]
+    losses = [Output(client.result(rid).content).metrics["loss:sum"] for rid in (first, third)]
     assert "metrics" in client.result(second).json()
     # the same three operations sent in order give the same losses: the step ran between them
-    assert losses == client.train(reference, 1, 1) + [
-        client.forward_backward(reference, 3).metrics["loss:sum"]
-    ]
+    in_order = client.train(reference, 1, 1)
+    assert losses == [*in_order, client.forward_backward(reference, 3).metrics["loss:sum"]]
     assert losses[1] < losses[0]
 
 
@@ -804,7 +802,9 @@ def test_protobuf_requests_decode_dense_sparse_and_both_config_maps():
     pb = pytest.importorskip("tinker.proto.tinker_public_pb2")
     from tinker_recovery.testing._protobuf import decode_forward_backward_request
 
-    message = pb.ForwardBackwardRequest(model_id="s:train:0", seq_id=-3, loss_fn="cross_entropy", forward_only=True)
+    message = pb.ForwardBackwardRequest(
+        model_id="s:train:0", seq_id=-3, loss_fn="cross_entropy", forward_only=True
+    )
     datum = message.data.add()
     datum.model_input.add().encoded_text.tokens = np.asarray([1, 2, 70000], dtype=np.int32).tobytes()
     datum.model_input.add().encoded_text.tokens = np.asarray([9], dtype=np.int32).tobytes()
@@ -933,6 +933,14 @@ def test_serving_json_clients_imports_neither_tinker_nor_protobuf():
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(REPO)
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

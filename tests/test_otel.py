@@ -76,8 +76,11 @@ class Telemetry:
         return sum(p.value for p in self.points(otel.IN_FLIGHT))
 
     def durations(self) -> dict[tuple[tuple[str, str], ...], tuple[int, float]]:
-        return {tuple(sorted(p.attributes.items())): (p.count, p.sum) for p in self.points(otel.RECOVERY_DURATION)
-                if p.count}
+        return {
+            tuple(sorted(p.attributes.items())): (p.count, p.sum)
+            for p in self.points(otel.RECOVERY_DURATION)
+            if p.count
+        }
 
     def spans(self) -> list[Any]:
         return list(self.exporter.get_finished_spans())
@@ -96,15 +99,32 @@ def telemetry():
     tel.close()
 
 
-def send(event: str, *, run_id: str = RUN, attempt: int = 1, seconds: float = 0.0,
-         recovery_id: str | None = "rec-1", **extra: Any) -> None:
+def send(
+    event: str,
+    *,
+    run_id: str = RUN,
+    attempt: int = 1,
+    seconds: float = 0.0,
+    recovery_id: str | None = "rec-1",
+    **extra: Any,
+) -> None:
     """Send one signal with blinker's own ``send``, which lets a receiver's exception through."""
     signal = getattr(signals, event)
     if event in ("detected", "poll_error"):
         attempt, recovery_id = 0, None
-    signal.send("sender", **payload(run_id=run_id, attempt=attempt, strategy="latest",
-                                   metadata={"api_key": SECRET}, time=T0 + timedelta(seconds=seconds),
-                                   lineage_id=run_id, recovery_id=recovery_id, **extra))
+    signal.send(
+        "sender",
+        **payload(
+            run_id=run_id,
+            attempt=attempt,
+            strategy="latest",
+            metadata={"api_key": SECRET},
+            time=T0 + timedelta(seconds=seconds),
+            lineage_id=run_id,
+            recovery_id=recovery_id,
+            **extra,
+        ),
+    )
 
 
 def key(**attributes: str) -> tuple[tuple[str, str], ...]:
@@ -121,10 +141,25 @@ def recover_once(run_id: str = RUN, recovery_id: str = "rec-1", *, duration_s: f
     send("started", run_id=run_id, recovery_id=recovery_id, seconds=1.0)
     send("checkpoint_selected", run_id=run_id, recovery_id=recovery_id, seconds=1.5, checkpoint=CKPT)
     client = FakeClient("run-b")
-    send("client_created", run_id=run_id, recovery_id=recovery_id, seconds=4.0, checkpoint=CKPT,
-         client=client, new_run_id="run-b")
-    send("completed", run_id=run_id, recovery_id=recovery_id, seconds=4.5, checkpoint=CKPT, client=client,
-         new_run_id="run-b", duration_s=duration_s)
+    send(
+        "client_created",
+        run_id=run_id,
+        recovery_id=recovery_id,
+        seconds=4.0,
+        checkpoint=CKPT,
+        client=client,
+        new_run_id="run-b",
+    )
+    send(
+        "completed",
+        run_id=run_id,
+        recovery_id=recovery_id,
+        seconds=4.5,
+        checkpoint=CKPT,
+        client=client,
+        new_run_id="run-b",
+        duration_s=duration_s,
+    )
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -133,8 +168,9 @@ def recover_once(run_id: str = RUN, recovery_id: str = "rec-1", *, duration_s: f
 def test_a_recovery_counts_each_event_once_and_records_its_duration(telemetry):
     recover_once()
 
-    assert telemetry.counts() == {key(event=e): 1 for e in
-                                  ("detected", "started", "checkpoint_selected", "client_created", "completed")}
+    assert telemetry.counts() == {
+        key(event=e): 1 for e in ("detected", "started", "checkpoint_selected", "client_created", "completed")
+    }
     assert telemetry.durations() == {key(outcome="completed"): (1, 4.5)}
     assert telemetry.in_flight() == 0
     assert telemetry.metric(otel.RECOVERY_DURATION).unit == "s"
@@ -149,31 +185,53 @@ def test_in_flight_is_one_between_the_first_start_and_the_end(telemetry):
     assert telemetry.in_flight() == 0
     send("started")
     assert telemetry.in_flight() == 1
-    send("failed", error=errors.ServerError("boom", status_code=503), reason="fatal: HTTP 503",
-         reason_class="server_error", checkpoint=CKPT, duration_s=1.0)
+    send(
+        "failed",
+        error=errors.ServerError("boom", status_code=503),
+        reason="fatal: HTTP 503",
+        reason_class="server_error",
+        checkpoint=CKPT,
+        duration_s=1.0,
+    )
     send("started", attempt=2)  # a retry of the same recovery is not a second one
     assert telemetry.in_flight() == 1
     send("started", run_id="run-z", recovery_id="rec-2")
     assert telemetry.in_flight() == 2
     send("completed", attempt=2, checkpoint=CKPT, client=None, new_run_id="run-b", duration_s=9.0)
     assert telemetry.in_flight() == 1
-    send("exhausted", run_id="run-z", recovery_id="rec-2", error=errors.BudgetExhausted("spent"),
-         reason="budget spent", reason_class="budget", duration_s=2.0)
+    send(
+        "exhausted",
+        run_id="run-z",
+        recovery_id="rec-2",
+        error=errors.BudgetExhausted("spent"),
+        reason="budget spent",
+        reason_class="budget",
+        duration_s=2.0,
+    )
     assert telemetry.in_flight() == 0
-    assert telemetry.durations() == {key(outcome="completed"): (1, 9.0),
-                                     key(outcome="exhausted", reason_class="budget"): (1, 2.0)}
+    assert telemetry.durations() == {
+        key(outcome="completed"): (1, 9.0),
+        key(outcome="exhausted", reason_class="budget"): (1, 2.0),
+    }
     assert telemetry.counts()[key(event="failed", reason_class="server_error")] == 1
 
 
 def test_ends_never_seen_started_take_nothing_off(telemetry):
-    send("exhausted", error=errors.BudgetExhausted("spent"), reason="budget", reason_class="budget",
-         duration_s=0.0)  # refused before any attempt
+    send(
+        "exhausted",
+        error=errors.BudgetExhausted("spent"),
+        reason="budget",
+        reason_class="budget",
+        duration_s=0.0,
+    )  # refused before any attempt
     send("completed", checkpoint=CKPT, client=None, new_run_id="run-b", duration_s=1.0)
     assert telemetry.in_flight() == 0
     send("started")
     send("completed", checkpoint=CKPT, client=None, new_run_id="run-b", duration_s=1.0)
     send("completed", checkpoint=CKPT, client=None, new_run_id="run-b", duration_s=1.0)  # a duplicate end
-    send("exhausted", error=errors.Shutdown("stop"), reason="shutdown", reason_class="shutdown", duration_s=1.0)
+    send(
+        "exhausted", error=errors.Shutdown("stop"), reason="shutdown", reason_class="shutdown", duration_s=1.0
+    )
     assert telemetry.in_flight() == 0
     assert telemetry.durations()[key(outcome="completed")] == (3, 3.0)
 
@@ -191,9 +249,11 @@ def test_reason_class_is_derived_from_the_error_when_the_payload_has_none(teleme
     send("poll_error", error=errors.ConnectionFailed("refused"), reason="poll failed: ConnectionFailed")
     send("started")
     send("failed", error=errors.AttemptTimeout("slow"), reason="attempt timed out", checkpoint=None)
-    assert telemetry.counts() == {key(event="poll_error", reason_class="connection"): 1,
-                                  key(event="started"): 1,
-                                  key(event="failed", reason_class="attempt_timeout"): 1}
+    assert telemetry.counts() == {
+        key(event="poll_error", reason_class="connection"): 1,
+        key(event="started"): 1,
+        key(event="failed", reason_class="attempt_timeout"): 1,
+    }
 
 
 def test_an_unknown_reason_class_becomes_other_with_one_warning(telemetry, caplog):
@@ -221,17 +281,43 @@ def test_a_missing_or_bad_duration_records_nothing_and_says_so(telemetry, caplog
 def test_metric_attributes_are_only_fixed_words(telemetry):
     recover_once()
     send("started", attempt=1, recovery_id="rec-9", run_id="run-9")
-    send("failed", run_id="run-9", recovery_id="rec-9", error=errors.ServerError("x", status_code=500),
-         reason="fatal", reason_class="server_error", checkpoint=CKPT, duration_s=1.0)
-    send("exhausted", run_id="run-9", recovery_id="rec-9", error=errors.ServerError("x", status_code=500),
-         reason="fatal", reason_class="server_error", duration_s=2.0)
-    events = {"detected", "started", "checkpoint_selected", "client_created", "completed", "failed",
-              "exhausted", "poll_error"}
+    send(
+        "failed",
+        run_id="run-9",
+        recovery_id="rec-9",
+        error=errors.ServerError("x", status_code=500),
+        reason="fatal",
+        reason_class="server_error",
+        checkpoint=CKPT,
+        duration_s=1.0,
+    )
+    send(
+        "exhausted",
+        run_id="run-9",
+        recovery_id="rec-9",
+        error=errors.ServerError("x", status_code=500),
+        reason="fatal",
+        reason_class="server_error",
+        duration_s=2.0,
+    )
+    events = {
+        "detected",
+        "started",
+        "checkpoint_selected",
+        "client_created",
+        "completed",
+        "failed",
+        "exhausted",
+        "poll_error",
+    }
     for name in (otel.EVENTS, otel.RECOVERY_DURATION, otel.IN_FLIGHT):
         for point in telemetry.points(name):
             for attribute, value in point.attributes.items():
-                allowed = {"event": events, "reason_class": set(REASON_CLASSES),
-                           "outcome": {"completed", "exhausted"}}[attribute]
+                allowed = {
+                    "event": events,
+                    "reason_class": set(REASON_CLASSES),
+                    "outcome": {"completed", "exhausted"},
+                }[attribute]
                 assert value in allowed, (name, attribute, value)
 
 
@@ -264,12 +350,19 @@ def test_one_span_per_attempt_with_its_run_checkpoint_and_times(telemetry):
 def test_a_failed_attempt_is_an_error_span_and_the_retry_has_its_own(telemetry):
     send("started", seconds=1.0)
     send("checkpoint_selected", seconds=1.2, checkpoint=CKPT)
-    send("failed", seconds=2.0, error=errors.ServerError("bad gateway", status_code=502),
-         reason="retryable: HTTP 502\nfrom the server", reason_class="server_error", checkpoint=CKPT,
-         duration_s=1.0)
+    send(
+        "failed",
+        seconds=2.0,
+        error=errors.ServerError("bad gateway", status_code=502),
+        reason="retryable: HTTP 502\nfrom the server",
+        reason_class="server_error",
+        checkpoint=CKPT,
+        duration_s=1.0,
+    )
     send("started", attempt=2, seconds=3.0)
-    send("completed", attempt=2, seconds=5.0, checkpoint=CKPT, client=None, new_run_id="run-b",
-         duration_s=4.0)
+    send(
+        "completed", attempt=2, seconds=5.0, checkpoint=CKPT, client=None, new_run_id="run-b", duration_s=4.0
+    )
 
     first, second = telemetry.spans()
     assert first.status.status_code is StatusCode.ERROR
@@ -287,8 +380,14 @@ def test_a_failed_attempt_is_an_error_span_and_the_retry_has_its_own(telemetry):
 
 def test_an_attempt_cut_short_by_exhausted_is_closed_as_unknown(telemetry):
     send("started", seconds=1.0)
-    send("exhausted", seconds=2.0, error=errors.Shutdown("shutting down"), reason="shutdown",
-         reason_class="shutdown", duration_s=1.0)
+    send(
+        "exhausted",
+        seconds=2.0,
+        error=errors.Shutdown("shutting down"),
+        reason="shutdown",
+        reason_class="shutdown",
+        duration_s=1.0,
+    )
     [span] = telemetry.spans()
     assert span.attributes["tinker_recovery.outcome"] == "unknown" and span.end_time == ns(2.0)
     assert telemetry.in_flight() == 0
@@ -305,8 +404,14 @@ def test_no_secret_metadata_or_client_reaches_a_metric_or_span(telemetry):
     send("poll_error", error=error, reason="poll failed: ServerError")
     send("started", metadata_extra=SECRET)
     send("client_created", checkpoint=CKPT, client=Leaky(), new_run_id="run-b")
-    send("failed", error=error, reason="fatal: HTTP 500", reason_class="server_error", checkpoint=CKPT,
-         duration_s=1.0)
+    send(
+        "failed",
+        error=error,
+        reason="fatal: HTTP 500",
+        reason_class="server_error",
+        checkpoint=CKPT,
+        duration_s=1.0,
+    )
     send("started", attempt=2)
     send("completed", attempt=2, checkpoint=CKPT, client=Leaky(), new_run_id="run-b", duration_s=1.0)
 
@@ -401,8 +506,15 @@ print(sorted((dict(p.attributes)["event"], p.value) for p in points), len(export
 
 
 def test_global_providers_are_used_when_none_are_given(tmp_path):
-    result = subprocess.run([sys.executable, "-c", GLOBAL_PROVIDERS_SCRIPT], capture_output=True, text=True,
-                            timeout=60, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", GLOBAL_PROVIDERS_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "[('completed', 1), ('started', 1)] 1\n"
 
@@ -420,14 +532,17 @@ def test_a_provider_of_the_wrong_kind_is_refused_by_name(argument):
 class _Raising(otel_metrics.NoOpMeterProvider):
     """A meter provider whose counter raises on every add."""
 
-    def get_meter(self, name: str, version: str | None = None, schema_url: str | None = None,
-                  attributes: Any = None) -> otel_metrics.Meter:
+    def get_meter(
+        self, name: str, version: str | None = None, schema_url: str | None = None, attributes: Any = None
+    ) -> otel_metrics.Meter:
         class Meter(otel_metrics.NoOpMeter):
             def create_counter(self, name: str, unit: str = "", description: str = "") -> Any:
                 class Counter(otel_metrics.NoOpCounter):
                     def add(self, amount: Any, attributes: Any = None, context: Any = None) -> None:
                         raise RuntimeError("exporter broke")
+
                 return Counter(name)
+
         return Meter(name)
 
 
@@ -443,12 +558,38 @@ def test_a_failing_instrument_is_logged_and_never_reaches_the_sender(caplog):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.dictionaries(
-    st.sampled_from(["run_id", "attempt", "recovery_id", "checkpoint", "time", "duration_s", "reason_class",
-                     "error", "reason", "new_run_id"]),
-    st.one_of(st.none(), st.text(max_size=5), st.integers(-3, 3), st.floats(), st.booleans(),
-              st.datetimes(), st.datetimes(timezones=st.just(UTC)), st.builds(object)),
-), max_size=6), st.lists(st.sampled_from([s.name.rsplit(".", 1)[1] for s in signals.ALL]), max_size=6))
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "run_id",
+                    "attempt",
+                    "recovery_id",
+                    "checkpoint",
+                    "time",
+                    "duration_s",
+                    "reason_class",
+                    "error",
+                    "reason",
+                    "new_run_id",
+                ]
+            ),
+            st.one_of(
+                st.none(),
+                st.text(max_size=5),
+                st.integers(-3, 3),
+                st.floats(),
+                st.booleans(),
+                st.datetimes(),
+                st.datetimes(timezones=st.just(UTC)),
+                st.builds(object),
+            ),
+        ),
+        max_size=6,
+    ),
+    st.lists(st.sampled_from([s.name.rsplit(".", 1)[1] for s in signals.ALL]), max_size=6),
+)
 def test_any_payload_is_recorded_without_raising(telemetry, payloads, events):
     for event, fields in zip(events, payloads, strict=False):
         getattr(signals, event).send("sender", **fields)
@@ -456,8 +597,16 @@ def test_any_payload_is_recorded_without_raising(telemetry, payloads, events):
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.sampled_from(["started", "completed", "exhausted", "failed"]),
-                          st.sampled_from(["rec-1", "rec-2", "rec-3"]), st.integers(1, 3)), max_size=30))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["started", "completed", "exhausted", "failed"]),
+            st.sampled_from(["rec-1", "rec-2", "rec-3"]),
+            st.integers(1, 3),
+        ),
+        max_size=30,
+    )
+)
 def test_in_flight_is_exactly_the_recoveries_started_and_not_ended(telemetry, steps):
     otel.uninstrument()  # a fresh count for each example
     telemetry.instrument()
@@ -488,13 +637,22 @@ def test_concurrent_senders_are_counted_exactly(telemetry):
             for n in range(recoveries):
                 recovery_id = f"rec-{index}-{n}"
                 send("started", run_id=f"run-{index}", recovery_id=recovery_id)
-                send("completed", run_id=f"run-{index}", recovery_id=recovery_id, checkpoint=CKPT, client=None,
-                     new_run_id="x", duration_s=0.5)
-        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+                send(
+                    "completed",
+                    run_id=f"run-{index}",
+                    recovery_id=recovery_id,
+                    checkpoint=CKPT,
+                    client=None,
+                    new_run_id="x",
+                    duration_s=0.5,
+                )
+        except BaseException as error:
             failures.append(error)
 
-    threads = [threading.Thread(target=worker, args=(i,), name=f"otel-test-{i}", daemon=True)
-               for i in range(threads_n)]
+    threads = [
+        threading.Thread(target=worker, args=(i,), name=f"otel-test-{i}", daemon=True)
+        for i in range(threads_n)
+    ]
     for thread in threads:
         thread.start()
     go.set()
@@ -518,12 +676,20 @@ def test_instrumenting_and_uninstrumenting_while_signals_fly_never_raises_or_dri
             while not stop.is_set():
                 n += 1
                 send("started", run_id=f"run-{index}", recovery_id=f"rec-{index}-{n}")
-                send("completed", run_id=f"run-{index}", recovery_id=f"rec-{index}-{n}", checkpoint=CKPT,
-                     client=None, duration_s=0.1)
-        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+                send(
+                    "completed",
+                    run_id=f"run-{index}",
+                    recovery_id=f"rec-{index}-{n}",
+                    checkpoint=CKPT,
+                    client=None,
+                    duration_s=0.1,
+                )
+        except BaseException as error:
             failures.append(error)
 
-    threads = [threading.Thread(target=sender, args=(i,), name=f"otel-send-{i}", daemon=True) for i in range(4)]
+    threads = [
+        threading.Thread(target=sender, args=(i,), name=f"otel-send-{i}", daemon=True) for i in range(4)
+    ]
     for thread in threads:
         thread.start()
     try:
@@ -541,10 +707,20 @@ def test_instrumenting_and_uninstrumenting_while_signals_fly_never_raises_or_dri
 
 
 def test_the_package_imports_without_opentelemetry_and_otel_names_the_extra(tmp_path):
-    code = ("import sys; import tinker_recovery; assert 'opentelemetry' not in sys.modules; "
-            "sys.modules['opentelemetry'] = None; import tinker_recovery.otel")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    code = (
+        "import sys; import tinker_recovery; assert 'opentelemetry' not in sys.modules; "
+        "sys.modules['opentelemetry'] = None; import tinker_recovery.otel"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        'ImportError: tinker_recovery.otel needs opentelemetry-api: pip install "tinker-recovery[otel]"')
+        'ImportError: tinker_recovery.otel needs opentelemetry-api: pip install "tinker-recovery[otel]"'
+    )

@@ -45,8 +45,16 @@ def telemetry():
 
 
 def policy(**overrides):
-    return tr.Policy(**{"enabled": True, "jitter": "none", "poll_interval_ms": 100, "backoff_ms": 10,
-                        "max_backoff_ms": 100, **overrides})
+    return tr.Policy(
+        **{
+            "enabled": True,
+            "jitter": "none",
+            "poll_interval_ms": 100,
+            "backoff_ms": 10,
+            "max_backoff_ms": 100,
+            **overrides,
+        }
+    )
 
 
 LOAD = r"^/api/v1/load_weights$"
@@ -71,8 +79,9 @@ def test_a_recovery_on_fake_tinker_is_counted_and_traced(fake, config, service, 
 
     recovery = recover(fake, config, service, run_id)
 
-    assert telemetry.counts() == {key(event=e): 1 for e in
-                                  ("detected", "started", "checkpoint_selected", "client_created", "completed")}
+    assert telemetry.counts() == {
+        key(event=e): 1 for e in ("detected", "started", "checkpoint_selected", "client_created", "completed")
+    }
     assert telemetry.in_flight() == 0
     [span] = telemetry.spans()
     assert span.attributes["tinker_recovery.run_id"] == run_id
@@ -95,7 +104,10 @@ def test_a_failed_attempt_then_a_recovery_give_two_spans(fake, config, service, 
     failed, done = telemetry.spans()
     assert failed.status.status_code.name == "ERROR" and "503" in failed.status.description
     assert failed.attributes["tinker_recovery.reason_class"] == "server_error"
-    assert (failed.attributes["tinker_recovery.attempt"], done.attributes["tinker_recovery.attempt"]) == (1, 2)
+    assert (failed.attributes["tinker_recovery.attempt"], done.attributes["tinker_recovery.attempt"]) == (
+        1,
+        2,
+    )
 
 
 def test_a_recovery_given_up_leaves_nothing_in_flight(fake, config, service, telemetry):
@@ -148,7 +160,8 @@ def test_prometheus_scrapes_the_counts_over_http(fake, config, service):
         thread.join(10)
         provider.shutdown()
     for event in ("detected", "started", "checkpoint_selected", "client_created", "completed"):
-        assert re.search(rf'^tinker_recovery_events_total\{{[^}}]*event="{event}"[^}}]*\}} 1\.0$', text,
-                         re.MULTILINE), (event, text)
+        assert re.search(
+            rf'^tinker_recovery_events_total\{{[^}}]*event="{event}"[^}}]*\}} 1\.0$', text, re.MULTILINE
+        ), (event, text)
     assert re.search(r"^tinker_recovery_recoveries_in_flight\{[^}]*\} 0\.0$", text, re.MULTILINE), text
     assert run_id not in text  # no run id as a label

@@ -158,14 +158,14 @@ def test_specific_refuses_non_training_or_malformed_path(path, message):
 
 
 def test_specific_path_must_be_str():
-    with pytest.raises(TypeError, match="^checkpoint_strategy: "):
+    with pytest.raises(TypeError, match=r"^checkpoint_strategy: "):
         Specific(None)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="^checkpoint_strategy: "):
+    with pytest.raises(TypeError, match=r"^checkpoint_strategy: "):
         Policy(checkpoint_strategy=("specific", 7))
 
 
 def test_best_needs_best_by():
-    with pytest.raises(ValueError, match="^checkpoint_strategy: 'best' needs best_by"):
+    with pytest.raises(ValueError, match=r"^checkpoint_strategy: 'best' needs best_by"):
         Policy(checkpoint_strategy="best")
     policy = Policy(checkpoint_strategy="best", best_by=lambda ckpt: 0.0)
     assert policy.strategy_name == "best"
@@ -177,7 +177,7 @@ def test_best_needs_best_by():
 def test_from_dict_json_settings():
     settings = json.loads(
         '{"enabled": true, "checkpoint_strategy": ["specific", "%s"], "max_attempts": 5, '
-        '"poll_interval_ms": 1000, "restore_optimizer": false}' % TRAIN_PATH
+        '"poll_interval_ms": 1000, "restore_optimizer": false}'.replace("%s", TRAIN_PATH)
     )
     policy = Policy.from_dict(settings)
     assert policy == Policy(
@@ -204,13 +204,13 @@ def test_from_dict_unknown_keys_listed_with_known_ones():
 
 
 def test_from_dict_invalid_value_still_names_field():
-    with pytest.raises(ValueError, match="^max_attempts: "):
+    with pytest.raises(ValueError, match=r"^max_attempts: "):
         Policy.from_dict({"max_attempts": 0})
 
 
 @pytest.mark.parametrize("settings", [None, [("enabled", True)], "enabled=true"])
 def test_from_dict_needs_a_mapping(settings):
-    with pytest.raises(TypeError, match="Policy.from_dict: expected a mapping"):
+    with pytest.raises(TypeError, match=r"Policy.from_dict: expected a mapping"):
         Policy.from_dict(settings)
 
 
@@ -230,7 +230,7 @@ def test_backoff_custom():
 
 @pytest.mark.parametrize("attempt", [0, -1])
 def test_backoff_attempt_starts_at_one(attempt):
-    with pytest.raises(ValueError, match="^attempt: "):
+    with pytest.raises(ValueError, match=r"^attempt: "):
         Policy().backoff_s(attempt)
 
 

@@ -27,8 +27,16 @@ def service(fake):
 
 
 def policy(**overrides):
-    return tr.Policy(**{"enabled": True, "jitter": "none", "poll_interval_ms": 100, "backoff_ms": 10,
-                        "max_backoff_ms": 100, **overrides})
+    return tr.Policy(
+        **{
+            "enabled": True,
+            "jitter": "none",
+            "poll_interval_ms": 100,
+            "backoff_ms": 10,
+            "max_backoff_ms": 100,
+            **overrides,
+        }
+    )
 
 
 def run_path(run_id):
@@ -48,7 +56,13 @@ def test_corrupted_run_is_restored_from_its_latest_checkpoint(fake, config, serv
         assert handle.run_id == recovery.new_run_id and monitor.watched == [recovery.new_run_id]
         assert fake.get_run(recovery.new_run_id)["corrupted"] is False
     assert fake.load_weights_count(run_id) == 1
-    assert recorder.names(run_id) == ["detected", "started", "checkpoint_selected", "client_created", "completed"]
+    assert recorder.names(run_id) == [
+        "detected",
+        "started",
+        "checkpoint_selected",
+        "client_created",
+        "completed",
+    ]
 
 
 def test_a_500_sends_poll_error_and_the_run_stays_watched(fake, config, service, recorder):
@@ -69,8 +83,10 @@ def test_one_hanging_run_does_not_delay_the_others(fake, config, service, record
     # the hanging run answers after 2 s, inside the 4 s poll time-out: a poller that waited for it
     # would see the corruption only after that answer is logged
     fake.add_fault("GET", run_path(hanging), latency_s=2.0)
-    with tr.Executor(2, config=config) as executor, \
-            tr.Monitor(executor, policy(), config, poll_timeout_s=4.0) as monitor:
+    with (
+        tr.Executor(2, config=config) as executor,
+        tr.Monitor(executor, policy(), config, poll_timeout_s=4.0) as monitor,
+    ):
         monitor.monitor_run(hanging, service)
         for run_id in healthy:
             monitor.monitor_run(run_id, service)
@@ -89,21 +105,25 @@ def test_deleted_newest_checkpoint_falls_back_to_the_previous(fake, config, serv
         fake.delete_checkpoint(run_id, "weights/step-000030")
         recovery = executor.recover(run_id, service, policy(), run=snapshot).result(10)
     assert recovery.checkpoint.name == "step-000020"
-    assert [p["checkpoint"].name for p in recorder.payloads("checkpoint_selected")] == ["step-000030", "step-000020"]
+    assert [p["checkpoint"].name for p in recorder.payloads("checkpoint_selected")] == [
+        "step-000030",
+        "step-000020",
+    ]
     assert fake.load_weights_count(run_id) == 1
 
 
 def test_expired_checkpoints_are_skipped(fake, config, service):
     run_id = fake.add_run(checkpoints=1, ttl_seconds=0.001)
-    with tr.Executor(1, config=config) as executor:
-        with pytest.raises(tr.MissingCheckpoint):
-            executor.recover(run_id, service, policy()).result(10)
+    with tr.Executor(1, config=config) as executor, pytest.raises(tr.MissingCheckpoint):
+        executor.recover(run_id, service, policy()).result(10)
     assert fake.load_weights_count(run_id) == 0
 
 
 def test_run_answering_404_is_dropped_after_max_poll_errors(fake, config, service, recorder):
-    with tr.Executor(1, config=config) as executor, \
-            tr.Monitor(executor, policy(max_poll_errors=3), config) as monitor:
+    with (
+        tr.Executor(1, config=config) as executor,
+        tr.Monitor(executor, policy(max_poll_errors=3), config) as monitor,
+    ):
         handle = monitor.monitor_run("no-such-run", service)
         errors = recorder.wait_for("poll_error", 3)
         assert errors[2]["reason"].startswith("dropped from monitoring")
@@ -122,8 +142,10 @@ def test_lineage_budget_stops_a_run_that_keeps_failing(fake, config, service, re
 
     tr.signals.completed.connect(corrupt_the_new_run)
     try:
-        with tr.Executor(1, config=config) as executor, \
-                tr.Monitor(executor, policy(max_recoveries=2), config) as monitor:
+        with (
+            tr.Executor(1, config=config) as executor,
+            tr.Monitor(executor, policy(max_recoveries=2), config) as monitor,
+        ):
             handle = monitor.monitor_run(run_id, service)
             fake.corrupt(run_id)
             exhausted = recorder.wait_for("exhausted")[0]
@@ -135,7 +157,9 @@ def test_lineage_budget_stops_a_run_that_keeps_failing(fake, config, service, re
     assert recorder.count("completed") == 2 and recorder.count("detected") == 3
 
 
-@pytest.mark.skipif(not hasattr(tr.journal.Journal, "attach"), reason="resuming lives in Journal.attach (journal branch)")
+@pytest.mark.skipif(
+    not hasattr(tr.journal.Journal, "attach"), reason="resuming lives in Journal.attach (journal branch)"
+)
 def test_restarted_monitor_picks_its_runs_back_up_from_the_journal(fake, config, service, recorder, tmp_path):
     journal = tmp_path / "watch.jsonl"
     first, second = fake.add_run(), fake.add_run()
@@ -189,9 +213,16 @@ def test_every_thread_is_a_named_daemon_and_none_is_left(fake, config, service, 
         executor.shutdown(timeout=5)
     finally:
         tr.signals.completed.disconnect(snapshot)
-    ours = {name: daemon for name, daemon in seen.items()
-            if name.startswith("tinker_recovery") and not name.startswith("tinker_recovery.fake_server")}
-    assert {"tinker_recovery.monitor", "tinker_recovery.executor.dispatch", "tinker_recovery.executor.scheduler"} <= set(ours)
+    ours = {
+        name: daemon
+        for name, daemon in seen.items()
+        if name.startswith("tinker_recovery") and not name.startswith("tinker_recovery.fake_server")
+    }
+    assert {
+        "tinker_recovery.monitor",
+        "tinker_recovery.executor.dispatch",
+        "tinker_recovery.executor.scheduler",
+    } <= set(ours)
     assert all(ours.values()), ours
     left = [t.name for t in threading.enumerate() if t not in before and t.name in ours]
     assert left in ([], ["tinker_recovery.executor.call"])  # a call thread may still be returning

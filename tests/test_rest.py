@@ -626,6 +626,5 @@ def test_key_not_in_connection_error_even_if_requests_puts_it_there(rsps, h):
 
 
 def test_the_leak_check_itself_can_fail():
-    with pytest.raises(AssertionError):
-        with raises(ValueError):
-            raise ValueError(f"bad key {KEY}")
+    with pytest.raises(AssertionError), raises(ValueError):
+        raise ValueError(f"bad key {KEY}")

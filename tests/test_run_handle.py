@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from conftest import FakeClient, checkpoint
 
 import tinker_recovery as tr
-from conftest import FakeClient, checkpoint
 
 CP = checkpoint("run-1", "step-000120")
 

@@ -32,17 +32,32 @@ MIB = 1024 * 1024
 
 
 def policy(**overrides: Any) -> tr.Policy:
-    return tr.Policy(**{"enabled": True, "jitter": "none", "poll_interval_ms": 100, "backoff_ms": 10,
-                        "max_backoff_ms": 100, **overrides})
+    return tr.Policy(
+        **{
+            "enabled": True,
+            "jitter": "none",
+            "poll_interval_ms": 100,
+            "backoff_ms": 10,
+            "max_backoff_ms": 100,
+            **overrides,
+        }
+    )
 
 
 def run_json(run_id: str, corrupted: bool = False) -> dict:
     return {
-        "training_run_id": run_id, "base_model": "base", "model_owner": "me", "is_lora": True,
-        "last_request_time": "2026-01-01T00:00:00Z", "corrupted": corrupted,
-        "last_checkpoint": {"checkpoint_id": "weights/step-000010", "checkpoint_type": "training",
-                            "time": "2026-01-01T00:00:00Z",
-                            "tinker_path": f"tinker://{run_id}/weights/step-000010"},
+        "training_run_id": run_id,
+        "base_model": "base",
+        "model_owner": "me",
+        "is_lora": True,
+        "last_request_time": "2026-01-01T00:00:00Z",
+        "corrupted": corrupted,
+        "last_checkpoint": {
+            "checkpoint_id": "weights/step-000010",
+            "checkpoint_type": "training",
+            "time": "2026-01-01T00:00:00Z",
+            "tinker_path": f"tinker://{run_id}/weights/step-000010",
+        },
     }
 
 
@@ -82,8 +97,9 @@ class Server:
     headers returning (status, headers, body chunks). It records what it was asked and how many
     body bytes it got out before the client hung up. ``tls``: an SSLContext to serve HTTPS."""
 
-    def __init__(self, routes: dict[str, Route], host: str = "127.0.0.1",
-                 tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, routes: dict[str, Route], host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+    ) -> None:
         self.routes = routes
         self.seen: list[tuple[str, dict]] = []
         self.sent: dict[str, int] = {}
@@ -94,7 +110,7 @@ class Server:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 owner.seen.append((self.path, dict(self.headers)))
                 route = owner.routes.get(self.path.split("?")[0])
                 missing = (404, {"Content-Length": "2"}, [b"{}"])
@@ -116,8 +132,9 @@ class Server:
             self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
         scheme = "https" if tls else "http"
         self.base_url = f"{scheme}://{host}:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="test.server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="test.server", daemon=True
+        )
         self._thread.start()
 
     def close(self) -> None:
@@ -164,25 +181,31 @@ def test_a_key_echoed_by_a_hostile_server_surfaces_nowhere(servers, debug_log, r
 
     def echo(status: int, template: str, content_type: str = "application/json", **headers: str) -> Route:
         """Answer ``template`` (and ``headers``) with every "KEY" replaced by the X-API-Key received."""
+
         def route(request_headers: dict) -> tuple[int, dict, list[bytes]]:
             key = request_headers.get("X-API-Key", "")
             body = template.replace("KEY", key).encode()
             extra = {name: value.replace("KEY", key) for name, value in headers.items()}
             return status, {"Content-Type": content_type, "Content-Length": str(len(body)), **extra}, [body]
+
         return route
 
     runs = "/api/v1/training_runs/"
-    hostile = servers({
-        runs + "echo-json": echo(500, '{"detail": "your key KEY is throttled"}'),
-        runs + "echo-text": echo(503, "upstream said: X-API-Key: KEY", "text/plain"),
-        runs + "echo-401": echo(401, '{"error": "KEY is not valid", "message": "KEY"}',
-                                **{"WWW-Authenticate": "Key KEY"}),
-        runs + "echo-redirect": echo(302, "moved, bring KEY", "text/plain",
-                                     Location=f"{elsewhere.base_url}/steal?k=KEY"),
-        runs + "echo-big": echo(500, "KEY " * 20_000, "text/plain"),
-        runs + "corrupted": answer(200, json.dumps(run_json("corrupted", corrupted=True))),
-        runs + "corrupted/checkpoints": echo(500, '{"detail": "cannot list for KEY"}'),
-    })
+    hostile = servers(
+        {
+            runs + "echo-json": echo(500, '{"detail": "your key KEY is throttled"}'),
+            runs + "echo-text": echo(503, "upstream said: X-API-Key: KEY", "text/plain"),
+            runs + "echo-401": echo(
+                401, '{"error": "KEY is not valid", "message": "KEY"}', **{"WWW-Authenticate": "Key KEY"}
+            ),
+            runs + "echo-redirect": echo(
+                302, "moved, bring KEY", "text/plain", Location=f"{elsewhere.base_url}/steal?k=KEY"
+            ),
+            runs + "echo-big": echo(500, "KEY " * 20_000, "text/plain"),
+            runs + "corrupted": answer(200, json.dumps(run_json("corrupted", corrupted=True))),
+            runs + "corrupted/checkpoints": echo(500, '{"detail": "cannot list for KEY"}'),
+        }
+    )
     config = tr.Config(api_key=KEY, base_url=hostile.base_url, timeout_s=5.0, max_retries=0)
     gone = tr.NotFound("checkpoint gone", status_code=404)  # unloadable: the executor lists older ones
     with tr.Executor(1) as executor, tr.Monitor(executor, policy(max_attempts=1), config) as monitor:
@@ -234,11 +257,11 @@ def test_plain_http_to_a_non_loopback_host_is_refused_unless_opted_in(servers, m
     server = servers(routes, host=address)
     assert server.base_url.startswith(f"http://{address}:")
 
-    with pytest.raises(ValueError, match="^base_url: plain http") as refused:
+    with pytest.raises(ValueError, match=r"^base_url: plain http") as refused:
         tr.Config(api_key=KEY, base_url=server.base_url)
     monkeypatch.setenv("TINKER_API_KEY", KEY)
     monkeypatch.setenv("TINKER_BASE_URL", server.base_url)
-    with pytest.raises(ValueError, match="^base_url: plain http"):
+    with pytest.raises(ValueError, match=r"^base_url: plain http"):
         tr.Config()
     assert KEY not in shown(refused.value)
     assert server.seen == []
@@ -250,33 +273,58 @@ def test_plain_http_to_a_non_loopback_host_is_refused_unless_opted_in(servers, m
         monitor.monitor_run("run-1", Service(Client("new")))
         assert monitor.poll_once(timeout=10) == 1
         monitor.stop()
-    assert {path for path, _ in server.seen} == {"/api/v1/training_runs/run-1"}  # monitor_run polls at once too
+    assert {path for path, _ in server.seen} == {
+        "/api/v1/training_runs/run-1"
+    }  # monitor_run polls at once too
     assert recorder.count("poll_error") == 0
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1.nip.io", "http://0.0.0.0:8000", "http://127.1", "http://2130706433",
-    "http://[::ffff:127.0.0.1]", "http://localhost.", "http://evil.example#@127.0.0.1",
-    "http://evil.example?@127.0.0.1", "http://127.0.0.1:80@evil.example", "http://127.0.0.1\\@evil.example",
-    "http://[::1]@evil.example",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1.nip.io",
+        "http://0.0.0.0:8000",
+        "http://127.1",
+        "http://2130706433",
+        "http://[::ffff:127.0.0.1]",
+        "http://localhost.",
+        "http://evil.example#@127.0.0.1",
+        "http://evil.example?@127.0.0.1",
+        "http://127.0.0.1:80@evil.example",
+        "http://127.0.0.1\\@evil.example",
+        "http://[::1]@evil.example",
+    ],
+)
 def test_loopback_look_alikes_are_refused(url):
-    with pytest.raises(ValueError, match="^base_url: "):
+    with pytest.raises(ValueError, match=r"^base_url: "):
         tr.Monitor(None, policy(), tr.Config(api_key=KEY, base_url=url))
 
 
 # --- run ids --------------------------------------------------------------------------------------
 
-BAD_RUN_IDS = ["a/b", "../admin", "..", "a..b", "%2F", "run%2Fx", "a\nb", "run\r\nX-Injected: 1",
-               "run/../../_fake/faults"]
+BAD_RUN_IDS = [
+    "a/b",
+    "../admin",
+    "..",
+    "a..b",
+    "%2F",
+    "run%2Fx",
+    "a\nb",
+    "run\r\nX-Injected: 1",
+    "run/../../_fake/faults",
+]
 
 
 @pytest.mark.parametrize("bad", BAD_RUN_IDS)
 def test_bad_run_ids_are_refused_before_any_request(fake, config, bad):
     service = LoopbackService(fake.base_url, KEY, timeout_s=5.0)
     rest = tr.RestClient(config)
-    with service, rest, tr.Executor(1, config=config) as executor, \
-            tr.Monitor(executor, policy(), config) as monitor:
+    with (
+        service,
+        rest,
+        tr.Executor(1, config=config) as executor,
+        tr.Monitor(executor, policy(), config) as monitor,
+    ):
         refused = [
             lambda: rest.get_training_run(bad),
             lambda: rest.list_checkpoints(bad),
@@ -302,12 +350,16 @@ def test_a_restored_client_with_a_bad_model_id_is_not_followed(fake, config, rec
     assert {r.path for r in fake.requests} == {f"/api/v1/training_runs/{run_id}"}
 
 
-@pytest.mark.skipif(not hasattr(tr.journal.Journal, "attach"), reason="resuming lives in Journal.attach (journal branch)")
+@pytest.mark.skipif(
+    not hasattr(tr.journal.Journal, "attach"), reason="resuming lives in Journal.attach (journal branch)"
+)
 def test_bad_run_ids_in_a_journal_are_not_resumed(fake, config, tmp_path):
     good = fake.add_run()
     journal = tmp_path / "recovery.jsonl"
-    lines = [{"time": "2026-01-01T00:00:00+00:00", "event": "watch", "run_id": run_id, "attempt": 0}
-             for run_id in (good, "../_fake/faults", "a\nb", "%2Fetc")]
+    lines = [
+        {"time": "2026-01-01T00:00:00+00:00", "event": "watch", "run_id": run_id, "attempt": 0}
+        for run_id in (good, "../_fake/faults", "a\nb", "%2Fetc")
+    ]
     journal.write_text("".join(json.dumps(line) + "\n" for line in lines))
     with tr.Executor(1) as executor:
         resumed = tr.Monitor(executor, policy(), config, journal=str(journal), service=Service(Client("x")))
@@ -326,8 +378,11 @@ def test_malformed_json_is_a_poll_error_and_polling_goes_on(fake, config, record
     fake.add_fault("GET", path or rf"^/api/v1/training_runs/{run_id}$", malformed=True, times=1)
     fake.corrupt(run_id)
     service = LoopbackService(fake.base_url, KEY, timeout_s=5.0)
-    with service, tr.Executor(1) as executor, \
-            tr.Monitor(executor, policy(), config, poll_mode=mode) as monitor:
+    with (
+        service,
+        tr.Executor(1) as executor,
+        tr.Monitor(executor, policy(), config, poll_mode=mode) as monitor,
+    ):
         monitor.monitor_run(run_id, service)
         recorder.wait_for("completed")  # the poll after the garbled one saw the corruption
     (error,) = [p["error"] for p in recorder.payloads("poll_error")]
@@ -342,20 +397,32 @@ def stream(chunk: bytes, total: int) -> Iterable[bytes]:
 
 def test_huge_and_non_json_bodies_are_response_errors(servers, recorder):
     runs = "/api/v1/training_runs/"
-    server = servers({
-        # 9 MiB announced: refused from the header
-        runs + "declared": lambda _: (200, {"Content-Type": "application/json",
-                                            "Content-Length": str(9 * MIB)}, stream(b" " * 65536, 9 * MIB)),
-        # no length, 256 MiB on offer: the client must stop reading after 8 MiB
-        runs + "endless": lambda _: (200, {"Content-Type": "application/json"},
-                                     stream(b'{"training_run_id": "' + b"x" * 65515, 256 * MIB)),
-        runs + "html": answer(200, "<html><body>maintenance</body></html>", "text/html"),
-        runs + "binary": answer(200, b"\xff\xfe\x00garbage", "application/octet-stream"),
-    })
+    server = servers(
+        {
+            # 9 MiB announced: refused from the header
+            runs + "declared": lambda _: (
+                200,
+                {"Content-Type": "application/json", "Content-Length": str(9 * MIB)},
+                stream(b" " * 65536, 9 * MIB),
+            ),
+            # no length, 256 MiB on offer: the client must stop reading after 8 MiB
+            runs + "endless": lambda _: (
+                200,
+                {"Content-Type": "application/json"},
+                stream(b'{"training_run_id": "' + b"x" * 65515, 256 * MIB),
+            ),
+            runs + "html": answer(200, "<html><body>maintenance</body></html>", "text/html"),
+            runs + "binary": answer(200, b"\xff\xfe\x00garbage", "application/octet-stream"),
+        }
+    )
     config = tr.Config(api_key=KEY, base_url=server.base_url, timeout_s=10.0, max_retries=0)
     with tr.RestClient(config) as rest:
-        for run_id, message in (("declared", "exceeds"), ("endless", "exceeds"), ("html", "not JSON"),
-                                ("binary", "not JSON")):
+        for run_id, message in (
+            ("declared", "exceeds"),
+            ("endless", "exceeds"),
+            ("html", "not JSON"),
+            ("binary", "not JSON"),
+        ):
             with pytest.raises(tr.ResponseError, match=message):
                 rest.get_training_run(run_id)
     assert server.hung_up[runs + "endless"].wait(10)
@@ -405,9 +472,29 @@ def self_signed(tmp_path):
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                    "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     return context, cert
@@ -419,9 +506,8 @@ def test_an_untrusted_certificate_is_refused_and_the_key_never_sent(servers, sel
         monkeypatch.delenv(name, raising=False)
     server = servers({"/api/v1/training_runs/run-1": answer(200, json.dumps(run_json("run-1")))}, tls=context)
     config = tr.Config(api_key=KEY, base_url=server.base_url, timeout_s=5.0, max_retries=0)
-    with tr.RestClient(config) as rest:
-        with pytest.raises(tr.ConnectionFailed) as refused:
-            rest.get_training_run("run-1")
+    with tr.RestClient(config) as rest, pytest.raises(tr.ConnectionFailed) as refused:
+        rest.get_training_run("run-1")
     assert "SSLError" in str(refused.value) and KEY not in shown(refused.value)
     assert server.seen == []  # the handshake failed before any header, the key included, was sent
 

@@ -32,10 +32,10 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from conftest import DebugLog
 
 import tinker_recovery as tr
 from tinker_recovery.testing import FakeTinker, LoopbackService
-from conftest import DebugLog
 
 KEY = "tml-soak-5ecre7-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 SEED = 20260101

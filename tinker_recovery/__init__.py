@@ -9,11 +9,11 @@ from .config import DEFAULT_BASE_URL, Config
 from .errors import *  # noqa: F403 - the whole hierarchy is public
 from .errors import __all__ as _error_names
 from .executor import Executor
+from .handle import RunHandle
 from .journal import Journal, ResumeItem, lineage_heads, read_journal, resume_plan
 from .models import Checkpoint, Cursor, ParsedCheckpointTinkerPath, TrainingRun
 from .monitor import Monitor
 from .policy import Policy, Specific
-from .handle import RunHandle
 from .recovery import Recovery
 from .rest import RestClient
 from .scheduler import RetryScheduler

@@ -23,7 +23,9 @@ def escape_text(value: object, limit: int | None = None) -> str:
             out.append("\\\\")
         elif unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs"):
             code = ord(char)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+            out.append(
+                f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+            )
         else:
             out.append(char)
     escaped = "".join(out)

@@ -306,10 +306,9 @@ def _watch(args: argparse.Namespace, rest: RestClient) -> int:
 
         return receive
 
-    receivers = [(signal, printer(signal.name.rsplit(".", 1)[1]))
-                 for signal in (signals.detected, signals.poll_error)]
-    for signal, receiver in receivers:
-        signal.connect(receiver, sender=monitor, weak=False)
+    receivers = [(sig, printer(sig.name.rsplit(".", 1)[1])) for sig in (signals.detected, signals.poll_error)]
+    for sig, receiver in receivers:
+        sig.connect(receiver, sender=monitor, weak=False)
     heartbeat = sys.stdout.isatty() and not args.json
     end = None if args.duration is None else time.monotonic() + args.duration
     try:

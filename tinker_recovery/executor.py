@@ -34,6 +34,7 @@ from .errors import (
 from .models import Checkpoint, TrainingRun
 from .policy import Policy
 from .recovery import Recovery, new_recovery_id
+from .redact import keys_of, redact_error_keys
 from .rest import RestClient
 from .restore import run_on_thread
 from .scheduler import RetryScheduler, Scheduler
@@ -69,6 +70,7 @@ class _Request:
     recovery_id: str
     resumed: bool
     began: float
+    keys: tuple[str, ...] = ()  # the API keys scrubbed from every error this request passes on
     attempt: int = 1
     attempt_began: float = 0.0
     previous: tuple[threading.Thread, Mailbox] | None = None  # the last attempt's body, maybe still running
@@ -379,6 +381,7 @@ class Executor:
                 recovery_id=recovery_id or new_recovery_id(),
                 resumed=recovery_id is not None,
                 began=self._clock.monotonic(),
+                keys=keys_of(config or self._config, rest, service),
             )
             self._pending[run_id] = request
             self._inbox.append(request)
@@ -504,9 +507,10 @@ class Executor:
         try:
             self._attempt(request)
         except BaseException as error:
-            log.error("recovery attempt of %s crashed", request.run_id, exc_info=True)
+            shown = redact_error_keys(error, request.keys)
+            log.error("recovery attempt of %s crashed", request.run_id, exc_info=shown)
             wrapped = RecoveryError(f"internal error in the recovery attempt of {request.run_id}")
-            wrapped.__cause__ = error
+            wrapped.__cause__ = shown
             self._give_up(request, wrapped, "internal error")
         finally:
             with self._lock:
@@ -654,7 +658,10 @@ class Executor:
         )
 
     def _attempt_failed(self, request: _Request, error: BaseException, checkpoint: Checkpoint | None) -> None:
+        # ``cause`` (the error as raised) is only classified; what leaves the executor (signals,
+        # the Future, logs, on_failure, the journal through the signals) is its copy without the key.
         cause = error
+        error = redact_error_keys(error, request.keys)
         if not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit, GeneratorExit
             log.error(
                 "run %s: the attempt raised %s; the recovery is given up",
@@ -662,10 +669,11 @@ class Executor:
                 type(error).__name__,
                 exc_info=error,
             )
+            shown = error
             error = RecoveryError(
                 f"run {request.run_id}: the attempt raised {type(error).__name__}; not retried"
             )
-            error.__cause__ = cause
+            error.__cause__ = shown
         verdict = classify(cause, request.policy.retry_on)
         if isinstance(cause, Shutdown):
             verdict = attrs.evolve(verdict, retryable=False, reason=f"shutdown: {cause}")

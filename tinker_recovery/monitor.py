@@ -49,6 +49,7 @@ from .policy import Policy
 from .poll_schedule import PollSchedule, pool_size
 from .poll_settings import POLL_MODES, PollSettings, check_seconds, default_timeout_s
 from .recovery import Recovery
+from .redact import keys_of, redact_error_keys
 from .rest import RestClient
 from .run_state import LIST_UNAVAILABLE_STATUSES, RunState, Verdict
 from .service import Recoverer, check_service
@@ -603,7 +604,7 @@ class Monitor:
             assert rest is not None  # monitor_run refuses runs without REST access
             run = rest.get_training_run(run_id, timeout_s=self.settings.timeout_s, max_retries=0)
         except BaseException as error:
-            self._post("error", run_id, error, time.monotonic() - began)
+            self._post("error", run_id, self._redacted(error), time.monotonic() - began)
         else:
             self._post("read", run_id, run, time.monotonic() - began)
 
@@ -615,7 +616,7 @@ class Monitor:
                 limit=self.settings.page_size, offset=offset, timeout_s=self.settings.timeout_s, max_retries=0
             )
         except BaseException as error:
-            self._post("page_error", offset, error)
+            self._post("page_error", offset, self._redacted(error))
         else:
             self._post("page", offset, runs, cursor.total_count)
 
@@ -850,7 +851,13 @@ class Monitor:
         assert future is not None
         future.add_done_callback(lambda done: self._recovery_done(watch, done))
 
+    def _redacted(self, error: BaseException, service: Any = None) -> BaseException:
+        """``error`` without the API key (the config's, the REST client's, the service's), without
+        its chain and request objects: what may reach signals, handles, the journal and logs."""
+        return redact_error_keys(error, keys_of(self.config, self._rest, service))
+
     def _lost(self, watch: _Watch, error: BaseException) -> None:
+        error = self._redacted(error, watch.service)
         log.warning(
             "run %s read corrupted but was not handed over: %s", watch.run_id, escape_text(error, 300)
         )
@@ -866,7 +873,7 @@ class Monitor:
         if error is not None:
             with self._lock:
                 self._recovering.pop(watch.run_id, None)
-            watch.handle._failed(error)
+            watch.handle._failed(self._redacted(error, watch.service))
             return
         recovery = future.result()
         new_run_id = recovery.new_run_id

@@ -54,7 +54,9 @@ try:
     from opentelemetry import metrics, trace
     from opentelemetry.trace import SpanKind, Status, StatusCode
 except ImportError as error:  # pragma: no cover - exercised in a child process by the tests
-    raise ImportError('tinker_recovery.otel needs opentelemetry-api: pip install "tinker-recovery[otel]"') from error
+    raise ImportError(
+        'tinker_recovery.otel needs opentelemetry-api: pip install "tinker-recovery[otel]"'
+    ) from error
 
 from . import signals
 from ._text import escape_text
@@ -115,17 +117,20 @@ class _Instrumentation:
     since ending one may export it synchronously.
     """
 
-    def __init__(self, meter_provider: metrics.MeterProvider | None,
-                 tracer_provider: trace.TracerProvider | None) -> None:
+    def __init__(
+        self, meter_provider: metrics.MeterProvider | None, tracer_provider: trace.TracerProvider | None
+    ) -> None:
         self.meter_provider = meter_provider
         self.tracer_provider = tracer_provider
         meter = metrics.get_meter(SCOPE, __version__, meter_provider=meter_provider)
         self._tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
         self._events = meter.create_counter(
-            EVENTS, unit="{event}", description="Recovery signals sent, by event.")
+            EVENTS, unit="{event}", description="Recovery signals sent, by event."
+        )
         self._duration = _histogram(meter)
         self._in_flight_counter = meter.create_up_down_counter(
-            IN_FLIGHT, unit="{recovery}", description="Recoveries started and not yet completed or exhausted.")
+            IN_FLIGHT, unit="{recovery}", description="Recoveries started and not yet completed or exhausted."
+        )
         self._lock = threading.Lock()
         self._in_flight: set[_Key] = set()
         self._spans: dict[tuple[_Key, int], trace.Span] = {}
@@ -160,8 +165,11 @@ class _Instrumentation:
         try:
             self._record(event, payload)
         except Exception:
-            log.exception("recording signal %s of run %s failed; the signal is unaffected", event,
-                          escape_text(payload.get("run_id"), _TEXT_LIMIT))
+            log.exception(
+                "recording signal %s of run %s failed; the signal is unaffected",
+                event,
+                escape_text(payload.get("run_id"), _TEXT_LIMIT),
+            )
 
     def _record(self, event: str, payload: Mapping[str, Any]) -> None:
         with self._lock:
@@ -208,8 +216,12 @@ class _Instrumentation:
                 counted = True
             stale = self._spans.pop((key, attempt), None)
             if room:
-                span = self._tracer.start_span(ATTEMPT_SPAN, kind=SpanKind.INTERNAL, attributes=attributes,
-                                               start_time=_ns(payload.get("time")))
+                span = self._tracer.start_span(
+                    ATTEMPT_SPAN,
+                    kind=SpanKind.INTERNAL,
+                    attributes=attributes,
+                    start_time=_ns(payload.get("time")),
+                )
                 self._spans[(key, attempt)] = span
         if counted:
             self._in_flight_counter.add(1)
@@ -217,8 +229,14 @@ class _Instrumentation:
             stale.set_attribute("tinker_recovery.outcome", "unknown")
             stale.end()
         if not room:
-            self._warn_once("full", "more than %d recoveries tracked at once; attempt %d of %s is neither "
-                            "counted in flight nor traced", MAX_TRACKED, attempt, escape_text(key[1], _TEXT_LIMIT))
+            self._warn_once(
+                "full",
+                "more than %d recoveries tracked at once; attempt %d of %s is neither "
+                "counted in flight nor traced",
+                MAX_TRACKED,
+                attempt,
+                escape_text(key[1], _TEXT_LIMIT),
+            )
 
     def _open_span(self, payload: Mapping[str, Any]) -> trace.Span | None:
         with self._lock:
@@ -229,8 +247,11 @@ class _Instrumentation:
         path = _checkpoint_path(payload)
         if span is not None and path is not None:
             span.set_attribute("tinker_recovery.checkpoint.path", path)
-            span.add_event("checkpoint_selected", {"tinker_recovery.checkpoint.path": path},
-                           timestamp=_ns(payload.get("time")))
+            span.add_event(
+                "checkpoint_selected",
+                {"tinker_recovery.checkpoint.path": path},
+                timestamp=_ns(payload.get("time")),
+            )
 
     def _attempt_ended(self, payload: Mapping[str, Any], label: str | None) -> None:
         with self._lock:
@@ -249,7 +270,9 @@ class _Instrumentation:
             error = payload.get("error")
             if error is not None:
                 span.set_attribute("error.type", _type_name(error))
-            span.set_status(Status(StatusCode.ERROR, escape_text(payload.get("reason", label), _REASON_LIMIT)))
+            span.set_status(
+                Status(StatusCode.ERROR, escape_text(payload.get("reason", label), _REASON_LIMIT))
+            )
         span.end(end_time=_ns(payload.get("time")))
 
     def _recovery_ended(self, payload: Mapping[str, Any], outcome: str, label: str | None) -> None:
@@ -266,13 +289,25 @@ class _Instrumentation:
             span.end(end_time=_ns(payload.get("time")))
         duration = payload.get("duration_s")
         if duration is None:
-            self._warn_once("no-duration", "%s payloads carry no duration_s: the %s histogram is not "
-                            "recorded", outcome, RECOVERY_DURATION)
+            self._warn_once(
+                "no-duration",
+                "%s payloads carry no duration_s: the %s histogram is not recorded",
+                outcome,
+                RECOVERY_DURATION,
+            )
             return
-        if (isinstance(duration, bool) or not isinstance(duration, (int, float))
-                or not math.isfinite(duration) or duration < 0):
-            log.warning("%s of run %s: duration_s %s is not a finite number >= 0; not recorded", outcome,
-                        escape_text(payload.get("run_id"), _TEXT_LIMIT), escape_text(repr(duration), _TEXT_LIMIT))
+        if (
+            isinstance(duration, bool)
+            or not isinstance(duration, (int, float))
+            or not math.isfinite(duration)
+            or duration < 0
+        ):
+            log.warning(
+                "%s of run %s: duration_s %s is not a finite number >= 0; not recorded",
+                outcome,
+                escape_text(payload.get("run_id"), _TEXT_LIMIT),
+                escape_text(repr(duration), _TEXT_LIMIT),
+            )
             return
         attributes = {"outcome": outcome} if label is None else {"outcome": outcome, "reason_class": label}
         self._duration.record(float(duration), attributes)
@@ -287,8 +322,11 @@ class _Instrumentation:
             return reason_class(payload.get("error"))
         if isinstance(value, str) and value in REASON_CLASSES:
             return value
-        self._warn_once(f"class:{escape_text(value, 40)}", "reason_class %s is not one of REASON_CLASSES; "
-                        "recorded as 'other'", escape_text(repr(value), _TEXT_LIMIT))
+        self._warn_once(
+            f"class:{escape_text(value, 40)}",
+            "reason_class %s is not one of REASON_CLASSES; recorded as 'other'",
+            escape_text(repr(value), _TEXT_LIMIT),
+        )
         return "other"
 
     def _set_new_run_id(self, span: trace.Span, payload: Mapping[str, Any]) -> None:
@@ -307,8 +345,12 @@ class _Instrumentation:
 def _histogram(meter: metrics.Meter) -> metrics.Histogram:
     description = "Seconds from recover() being called to completed or exhausted."
     try:
-        return meter.create_histogram(RECOVERY_DURATION, unit="s", description=description,
-                                      explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S)
+        return meter.create_histogram(
+            RECOVERY_DURATION,
+            unit="s",
+            description=description,
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+        )
     except TypeError:  # opentelemetry-api before 1.23 takes no advice: the SDK's default buckets
         return meter.create_histogram(RECOVERY_DURATION, unit="s", description=description)
 
@@ -350,8 +392,11 @@ _lock = threading.Lock()
 _active: _Instrumentation | None = None  # the one instrumentation connected now; owned by _lock
 
 
-def instrument(*, meter_provider: metrics.MeterProvider | None = None,
-               tracer_provider: trace.TracerProvider | None = None) -> None:
+def instrument(
+    *,
+    meter_provider: metrics.MeterProvider | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
+) -> None:
     """Record the recovery signals as OpenTelemetry metrics and spans (see the module docstring).
 
     ``meter_provider`` / ``tracer_provider``: where the instruments and spans go; None uses
@@ -361,11 +406,15 @@ def instrument(*, meter_provider: metrics.MeterProvider | None = None,
     receivers. Raises TypeError naming the argument when a provider is not an OpenTelemetry one.
     """
     if meter_provider is not None and not isinstance(meter_provider, metrics.MeterProvider):
-        raise TypeError(f"meter_provider: expected an opentelemetry.metrics.MeterProvider or None, "
-                        f"got {type(meter_provider).__name__}")
+        raise TypeError(
+            f"meter_provider: expected an opentelemetry.metrics.MeterProvider or None, "
+            f"got {type(meter_provider).__name__}"
+        )
     if tracer_provider is not None and not isinstance(tracer_provider, trace.TracerProvider):
-        raise TypeError(f"tracer_provider: expected an opentelemetry.trace.TracerProvider or None, "
-                        f"got {type(tracer_provider).__name__}")
+        raise TypeError(
+            f"tracer_provider: expected an opentelemetry.trace.TracerProvider or None, "
+            f"got {type(tracer_provider).__name__}"
+        )
     global _active
     with _lock:
         if _active is not None:

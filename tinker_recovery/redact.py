@@ -14,16 +14,28 @@ key's base64 (standard and URL-safe) at every alignment. Both the whole key and 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import logging
+import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from .errors import TinkerRecoveryError
 
-__all__ = ["REDACTED", "KeyFilter", "RedactedError", "contains_key", "redact_error", "scrub", "scrub_bytes"]
+__all__ = [
+    "REDACTED",
+    "KeyFilter",
+    "RedactedError",
+    "contains_key",
+    "keys_of",
+    "redact_error",
+    "redact_error_keys",
+    "scrub",
+    "scrub_bytes",
+]
 
 REDACTED = "<redacted>"
 """What replaces each occurrence of the key."""
@@ -179,6 +191,74 @@ def redact_error(error: E, key: str | None) -> E | RedactedError:
     if contains_key(shown, key):
         return _fallback(error, key)
     return copy
+
+
+def keys_of(*sources: Any) -> tuple[str, ...]:
+    """The API keys ``sources`` hold, without repeats: a str is a key; a Config gives ``api_key``; a
+    RestClient (anything with a ``config``) gives its config's; a service gives ``api_key`` or
+    ``_api_key`` (the official SDK's ``ServiceClient`` keeps it there). None and objects without a key
+    are skipped. ``TINKER_API_KEY`` from the environment is always added: a client built without a
+    key reads it from there."""
+    found: list[str] = []
+
+    def add(value: Any) -> None:
+        if isinstance(value, str) and value and value not in found:
+            found.append(value)
+
+    for source in sources:
+        if source is None:
+            continue
+        if isinstance(source, str):
+            add(source)
+            continue
+        config = getattr(source, "config", None)
+        for holder in (source, config):
+            if holder is None:
+                continue
+            for name in ("api_key", "_api_key"):
+                with contextlib.suppress(Exception):  # a property that raises holds no key to read
+                    add(getattr(holder, name, None))
+    add(os.environ.get("TINKER_API_KEY"))
+    return tuple(found)
+
+
+def _unchanged(value: Any, keys: tuple[str, ...]) -> bool:
+    scrubbed = value
+    for key in keys or (None,):
+        scrubbed = _scrub_value(scrubbed, key)
+    return bool(scrubbed is value or (type(scrubbed) is type(value) and scrubbed == value))
+
+
+def _clean(error: BaseException, keys: tuple[str, ...], depth: int = 0) -> bool:
+    """True if nothing in ``error`` or its chain would be removed: no key in its args, attributes,
+    text or notes, no request/response object, and every ``__cause__``/``__context__`` as clean."""
+    if depth > 20:
+        return False
+    try:
+        state = getattr(error, "__dict__", None) or {}
+        if not all(_unchanged(value, keys) for value in (error.args, *state.values())):
+            return False
+        notes = getattr(error, "__notes__", None) or []
+        text = str(error) + repr(error) + "".join(str(note) for note in notes)
+    except Exception:
+        return False
+    if any(contains_key(text, key) for key in keys):
+        return False
+    return all(link is None or _clean(link, keys, depth + 1) for link in (error.__cause__, error.__context__))
+
+
+def redact_error_keys(error: E, keys: Iterable[str | None]) -> E | RedactedError:
+    """``error`` itself when it is clean (no key of ``keys`` in its args, attributes, text, notes or
+    chain, and no request/response object in them), else ``redact_error`` applied for each key (no
+    key: only the chain and the request objects go). So an error that holds nothing secret keeps its
+    identity and its ``__cause__``; one that does is replaced by a copy, never changed in place."""
+    wanted = tuple(key for key in keys if key)
+    if _clean(error, wanted):
+        return error
+    redacted: E | RedactedError = redact_error(error, None)
+    for key in wanted:
+        redacted = redact_error(redacted, key)
+    return redacted
 
 
 class KeyFilter(logging.Filter):

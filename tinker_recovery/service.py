@@ -22,7 +22,9 @@ def check_service(service: Any) -> None:
     """
     for method in _CREATE_METHODS:
         if not callable(getattr(service, method, None)):
-            raise TypeError(f"service: {type(service).__name__} has no {method}(); pass a tinker.ServiceClient")
+            raise TypeError(
+                f"service: {type(service).__name__} has no {method}(); pass a tinker.ServiceClient"
+            )
 
 
 class Recoverer(Protocol):

@@ -9,7 +9,6 @@ imports without it.
 from __future__ import annotations
 
 import argparse
-
 import queue
 import time
 from collections.abc import Sequence
@@ -160,7 +159,7 @@ def import_tinker() -> Any:
     return tinker
 
 
-def make_datums() -> list:
+def make_datums() -> list[Any]:
     """Two tiny next-token examples, the same at every step (so losses are comparable)."""
     types = import_tinker().types
 
@@ -177,7 +176,7 @@ def adam_params(learning_rate: float = 0.05) -> Any:
     return import_tinker().types.AdamParams(learning_rate=learning_rate)
 
 
-def train_step(client: Any, datums: list, adam: Any) -> float:
+def train_step(client: Any, datums: list[Any], adam: Any) -> float:
     """One optimizer step (``forward_backward`` then ``optim_step``); return the summed loss.
 
     Both requests are submitted before either result is read. Raises what the SDK raises, e.g.
@@ -202,7 +201,7 @@ def checkpoint_name(step: int) -> str:
 
 def save_checkpoint(client: Any, step: int) -> str:
     """Save weights and optimizer state as ``checkpoint_name(step)``; return its ``tinker://`` path."""
-    return client.save_state(checkpoint_name(step)).result().path
+    return str(client.save_state(checkpoint_name(step)).result().path)
 
 
 class StepLedger:

@@ -31,8 +31,8 @@ from tinker_recovery.examples._common import (
     ExampleFailed,
     SignalLog,
     demo_policy,
-    positive_seconds,
     import_tinker,
+    positive_seconds,
 )
 
 __all__ = ["InjectedCorruption", "main"]
@@ -125,6 +125,8 @@ def run(tinker: Any, local: bool, timeout_s: float | None) -> None:
         if not handle.wait(deadline.remaining()):
             raise ExampleFailed(f"the run handle did not take the recovery within {deadline.seconds:g} s")
         recovery = handle.take_recovery()
+        if recovery is None:
+            raise ExampleFailed("the run handle reported a recovery but held none")
         print(f"5) recovered from {recovery.checkpoint.tinker_path} into {recovery.new_run_id} "
               f"(attempt {recovery.attempts})", flush=True)
 

@@ -54,7 +54,11 @@ def run(timeout_s: float) -> None:
         if not handle.wait(deadline.remaining()):
             raise ExampleFailed(f"the run handle did not take the recovery within {timeout_s:g} s")
         recovery = handle.take_recovery()
+        if recovery is None:
+            raise ExampleFailed("the run handle reported a recovery but held none")
         new_run_id = recovery.new_run_id
+        if new_run_id is None:
+            raise ExampleFailed("the recovery did not name the new run")
         print(f"4) recovered from {recovery.checkpoint.tinker_path} into {new_run_id} "
               f"(attempt {recovery.attempts}; signals: {', '.join(log.names)})", flush=True)
 

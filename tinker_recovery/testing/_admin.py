@@ -48,7 +48,15 @@ __all__ = ["PREFIX", "AdminTarget", "handle_admin"]
 
 PREFIX = "/_fake/"
 _ADD_RUN_FIELDS = frozenset(
-    {"base_model", "checkpoints", "sampler_checkpoints", "corrupted", "ttl_seconds", "user_metadata", "lora_rank"}
+    {
+        "base_model",
+        "checkpoints",
+        "sampler_checkpoints",
+        "corrupted",
+        "ttl_seconds",
+        "user_metadata",
+        "lora_rank",
+    }
 )
 
 

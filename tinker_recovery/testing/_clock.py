@@ -44,7 +44,9 @@ class FakeClock:
         elif callable(source):
             self._wall = self._mono = source
         else:
-            raise TypeError(f"clock must be a callable or a tinker_recovery Clock, got {type(source).__name__}")
+            raise TypeError(
+                f"clock must be a callable or a tinker_recovery Clock, got {type(source).__name__}"
+            )
         self._lock = threading.Lock()
         self._offset_s = 0.0
 
@@ -67,7 +69,11 @@ class FakeClock:
 
         Raises ValueError for a negative, infinite or non-numeric value.
         """
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < float("inf"):
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not 0 <= seconds < float("inf")
+        ):
             raise ValueError(f"seconds must be a finite number >= 0, got {seconds!r}")
         with self._lock:
             offset = self._offset_s + float(seconds)

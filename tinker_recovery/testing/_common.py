@@ -110,5 +110,7 @@ def parse_path(path: Any) -> ParsedCheckpointTinkerPath:
     except ValueError as exc:
         raise ApiProblem(400, str(exc)) from None
     if parsed.checkpoint_id.split("/", 1)[0] not in _SERVED_SEGMENTS:
-        raise ApiProblem(400, f"invalid tinker path {path!r}: FakeTinker serves only weights and sampler_weights")
+        raise ApiProblem(
+            400, f"invalid tinker path {path!r}: FakeTinker serves only weights and sampler_weights"
+        )
     return parsed

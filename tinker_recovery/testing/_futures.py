@@ -24,7 +24,10 @@ _SEEN_SEQ_IDS = 256  # per model: remembered seq_ids, so a retried submission ge
 
 
 class FutureTable:
-    """Request id -> result (None while queued); keeps at most ``max_futures``, never dropping a queued one."""
+    """Request id -> result (None while queued).
+
+    Keeps at most ``max_futures``, never dropping a queued one.
+    """
 
     def __init__(self, max_futures: int = 100_000) -> None:
         if max_futures < 1:

@@ -55,13 +55,13 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = _IDLE_TIMEOUT_S
     server: Server
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
         pass
 
     def do_GET(self) -> None:
         self._serve()
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET  # noqa: N815 (http.server's handler names)
 
     def _serve(self) -> None:
         self.server.request_started(self.connection)
@@ -208,7 +208,7 @@ class Server(ThreadingHTTPServer):
     def _serve_connection(self, request: Any, client_address: Any) -> None:
         try:
             self.finish_request(request, client_address)
-        except Exception:  # noqa: BLE001 - a broken connection must not kill the server; logged below
+        except Exception:
             self.handle_error(request, client_address)
         finally:
             self.shutdown_request(request)

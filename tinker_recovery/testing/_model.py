@@ -294,10 +294,11 @@ def _choose(logits: list[float], params: SamplingParams, rng: random.Random) -> 
     peak = max(scaled)
     weights = [math.exp(x - peak) for x in scaled]
     if params.top_p < 1.0:
-        total, kept, running = math.fsum(weights), 0, 0.0
-        for kept, w in enumerate(weights, start=1):
+        total, kept, running = math.fsum(weights), len(weights), 0.0
+        for index, w in enumerate(weights, start=1):
             running += w
             if running >= params.top_p * total:
+                kept = index
                 break
         order, weights = order[:kept], weights[:kept]
     pick = rng.random() * math.fsum(weights)
@@ -334,7 +335,9 @@ def sample(
     return Sampled(tuple(tokens), tuple(logprobs), "length")
 
 
-def prompt_logprobs(weights: Sequence[float], prompt: Sequence[int], last_n: int | None = None) -> list[float]:
+def prompt_logprobs(
+    weights: Sequence[float], prompt: Sequence[int], last_n: int | None = None
+) -> list[float]:
     """Log-probability of each prompt token given the one before; NaN at position 0 and, with
     ``last_n``, at every position before the last ``last_n``."""
     first_scored = 1 if last_n is None else max(1, len(prompt) - last_n)

@@ -37,7 +37,9 @@ __all__ = ["ModelOps", "SampleRequest", "parse_sample_request", "run_sample"]
 
 logger = logging.getLogger("tinker_recovery.testing.fake_server")
 
-_REFUSED_WHEN_CORRUPTED = frozenset({"forward_backward", "optim_step", "save_weights", "save_weights_for_sampler"})
+_REFUSED_WHEN_CORRUPTED = frozenset(
+    {"forward_backward", "optim_step", "save_weights", "save_weights_for_sampler"}
+)
 _UNSUPPORTED_SAMPLE_OPTIONS = ("topk_prompt_logprobs", "topk_sample_logprobs", "prompt_alt_tokens_k")
 MAX_SAMPLES = 128  # per request; bounds the work one request can ask of the fake
 MAX_TOKENS = 4096
@@ -207,13 +209,17 @@ def _prompt_tokens(prompt: Any) -> tuple[int, ...]:
             kind = chunk.get("type") if isinstance(chunk, Mapping) else type(chunk).__name__
             raise ApiProblem(400, f"prompt chunks of type {kind!r} are not supported by FakeTinker")
         values = chunk.get("tokens")
-        if not isinstance(values, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in values):
+        if not isinstance(values, list) or not all(
+            isinstance(t, int) and not isinstance(t, bool) for t in values
+        ):
             raise ApiProblem(400, "prompt chunk tokens must be a list of integers")
         tokens.extend(values)
     if not tokens:
         raise ApiProblem(400, "the prompt holds no tokens")
     if len(tokens) > MAX_PROMPT_TOKENS:
-        raise ApiProblem(400, f"the prompt holds {len(tokens)} tokens; FakeTinker samples from at most {MAX_PROMPT_TOKENS}")
+        raise ApiProblem(
+            400, f"the prompt holds {len(tokens)} tokens; FakeTinker samples from at most {MAX_PROMPT_TOKENS}"
+        )
     return tuple(tokens)
 
 
@@ -222,7 +228,8 @@ def parse_sample_request(body: Mapping[str, Any]) -> SampleRequest:
 
     Only integer ``stop`` tokens are honoured (FakeTinker has no tokenizer): a string ``stop`` is
     refused. ``num_samples`` is at most MAX_SAMPLES (128) and ``max_tokens`` at most MAX_TOKENS (4096);
-    ``max_tokens`` None means 16; a prompt holds at most MAX_PROMPT_TOKENS (32768). ``topk_*``, ``prompt_alt_tokens_k`` and ``target_prompt_logprobs`` are refused.
+    ``max_tokens`` None means 16; a prompt holds at most MAX_PROMPT_TOKENS (32768). ``topk_*``,
+    ``prompt_alt_tokens_k`` and ``target_prompt_logprobs`` are refused.
     """
     for name in _UNSUPPORTED_SAMPLE_OPTIONS:
         if body.get(name) not in (None, 0):
@@ -268,5 +275,9 @@ def run_sample(sampler: SamplingSession, request: SampleRequest, seed: str) -> R
         sample(sampler.weights, request.tokens, request.params, random.Random(f"{base}:{i}"))
         for i in range(request.num_samples)
     ]
-    scored = prompt_logprobs(sampler.weights, request.tokens, request.last_n) if request.want_prompt_logprobs else None
+    scored = (
+        prompt_logprobs(sampler.weights, request.tokens, request.last_n)
+        if request.want_prompt_logprobs
+        else None
+    )
     return Result(encode_sample_response(sequences, scored), PROTOBUF)

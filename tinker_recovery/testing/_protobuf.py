@@ -128,7 +128,9 @@ def decode_forward_backward_request(body: bytes) -> ForwardBackwardRequest:
     )
 
 
-def encode_forward_backward_output(outputs: Sequence[Mapping[str, Tensor]], metrics: Mapping[str, float]) -> bytes:
+def encode_forward_backward_output(
+    outputs: Sequence[Mapping[str, Tensor]], metrics: Mapping[str, float]
+) -> bytes:
     """A ``ForwardBackwardOutput`` holding one batched ``ArrayRecord`` (float32 fields, one per datum)."""
     pb = _pb()
     message = pb.ForwardBackwardOutput(loss_fn_output_type="ArrayRecord")
@@ -158,5 +160,7 @@ def encode_sample_response(sequences: Sequence[Sampled], prompt_logprobs: Sequen
             logprobs=array("f", sequence.logprobs).tobytes(),
         )
     if prompt_logprobs is not None:
-        message.prompt_logprobs = array("f", (math.nan if math.isnan(v) else v for v in prompt_logprobs)).tobytes()
+        message.prompt_logprobs = array(
+            "f", (math.nan if math.isnan(v) else v for v in prompt_logprobs)
+        ).tobytes()
     return bytes(message.SerializeToString())

@@ -30,7 +30,11 @@ class SamplingSession:
     origin: tuple[str, int]  # (session_id, sampling_session_seq_id) that created it, for replays
 
     def to_json(self) -> dict[str, Any]:
-        return {"sampler_id": self.sampling_session_id, "base_model": self.base_model, "model_path": self.model_path}
+        return {
+            "sampler_id": self.sampling_session_id,
+            "base_model": self.base_model,
+            "model_path": self.model_path,
+        }
 
 
 class Sessions:

@@ -211,7 +211,9 @@ class FakeState:
 
     def forward_backward(self, request: ForwardBackwardRequest) -> str:
         with self._lock:
-            return self._submit(self._store.get(request.model_id), request.seq_id, "forward_backward", request)
+            return self._submit(
+                self._store.get(request.model_id), request.seq_id, "forward_backward", request
+            )
 
     def model_op(self, kind: str, body: Mapping[str, Any]) -> str:
         """``optim_step``, ``save_weights`` or ``save_weights_for_sampler``."""
@@ -236,7 +238,9 @@ class FakeState:
                 weights = self._initial_snapshot(0).weights
             else:
                 raise ApiProblem(400, "create_sampling_session needs model_path or base_model")
-            return self._sessions.add_sampler(session_id, seq, base_model, model_path, weights).sampling_session_id
+            return self._sessions.add_sampler(
+                session_id, seq, base_model, model_path, weights
+            ).sampling_session_id
 
     def sampler(self, sampling_session_id: str) -> dict[str, Any]:
         with self._lock:
@@ -290,7 +294,11 @@ class FakeState:
             return {
                 "type": "get_info",
                 "model_id": run.run_id,
-                "model_data": {"arch": "fake-bigram", "model_name": run.base_model, "tokenizer_id": run.base_model},
+                "model_data": {
+                    "arch": "fake-bigram",
+                    "model_name": run.base_model,
+                    "tokenizer_id": run.base_model,
+                },
                 "optimizer_config": {"type": "adamw"},
                 "is_lora": True,
                 "lora_rank": run.lora_rank,
@@ -317,7 +325,11 @@ class FakeState:
         with self._lock:
             live = self._store.live(self._store.get(run_id))
             page = live[offset:] if limit is None else live[offset : offset + limit]
-            cursor = {"offset": offset, "limit": len(live) if limit is None else limit, "total_count": len(live)}
+            cursor = {
+                "offset": offset,
+                "limit": len(live) if limit is None else limit,
+                "total_count": len(live),
+            }
             return {"checkpoints": [c.to_json() for c in page], "cursor": cursor}
 
     def list_user_checkpoints(self, limit: int, offset: int) -> dict[str, Any]:
@@ -362,15 +374,28 @@ class FakeState:
         if not isinstance(base_model, str) or not base_model:
             raise ValueError("base_model must be a non-empty string")
         for name, value in (("checkpoints", checkpoints), ("sampler_checkpoints", sampler_checkpoints)):
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEEDED_CHECKPOINTS:
-                raise ValueError(f"{name} must be an integer from 0 to {MAX_SEEDED_CHECKPOINTS}, got {value!r}")
-        if not isinstance(lora_rank, int) or isinstance(lora_rank, bool) or not 1 <= lora_rank <= MAX_LORA_RANK:
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not 0 <= value <= MAX_SEEDED_CHECKPOINTS
+            ):
+                raise ValueError(
+                    f"{name} must be an integer from 0 to {MAX_SEEDED_CHECKPOINTS}, got {value!r}"
+                )
+        if (
+            not isinstance(lora_rank, int)
+            or isinstance(lora_rank, bool)
+            or not 1 <= lora_rank <= MAX_LORA_RANK
+        ):
             raise ValueError(f"lora_rank must be an integer from 1 to {MAX_LORA_RANK}, got {lora_rank!r}")
         if ttl_seconds is not None and (
-            isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, (int, float))
+            isinstance(ttl_seconds, bool)
+            or not isinstance(ttl_seconds, (int, float))
             or not 0 < ttl_seconds <= MAX_TTL_S
         ):
-            raise ValueError(f"ttl_seconds must be > 0 and at most {MAX_TTL_S:g}, or None, got {ttl_seconds!r}")
+            raise ValueError(
+                f"ttl_seconds must be > 0 and at most {MAX_TTL_S:g}, or None, got {ttl_seconds!r}"
+            )
         if not isinstance(corrupted, bool):
             raise TypeError(f"corrupted must be a boolean, got {corrupted!r}")
         if user_metadata is not None and not isinstance(user_metadata, Mapping):
@@ -383,7 +408,9 @@ class FakeState:
                 f"{self._seed_session}:train:{self._seed_next_seq}",
                 base_model=base_model,
                 lora_rank=lora_rank,
-                user_metadata=None if user_metadata is None else {str(k): str(v) for k, v in user_metadata.items()},
+                user_metadata=None
+                if user_metadata is None
+                else {str(k): str(v) for k, v in user_metadata.items()},
                 origin=origin,
                 corrupted=corrupted,
             )

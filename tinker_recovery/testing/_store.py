@@ -155,7 +155,9 @@ class RunStore:
     def live(self, run: Run) -> list[StoredCheckpoint]:
         """The run's unexpired checkpoints, oldest first (expired ones are deleted here)."""
         now = self._clock.time()
-        for checkpoint in [c for c in run.checkpoints.values() if c.expires_at is not None and c.expires_at <= now]:
+        for checkpoint in [
+            c for c in run.checkpoints.values() if c.expires_at is not None and c.expires_at <= now
+        ]:
             del run.checkpoints[checkpoint.checkpoint_id]
         return list(run.checkpoints.values())
 

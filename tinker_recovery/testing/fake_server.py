@@ -9,12 +9,12 @@ demos control it through Python (``add_run``, ``corrupt``, ``add_fault``, ``requ
 and below).
 
 Run it by hand with ``python -m tinker_recovery.testing.fake_server --port 8000 --runs 1``; it
-prints its URL and key. Then, with ``H="X-API-Key: $TINKER_API_KEY"``:
+prints its URL and key. Then, with ``H="X-API-Key: $TINKER_API_KEY"`` and ``F=$TINKER_BASE_URL/_fake``:
 
-- corrupt a run: ``curl -H "$H" -X POST $TINKER_BASE_URL/_fake/runs/$RUN/corrupt -d '{}'``
-- add a fault: ``curl -H "$H" -X POST $TINKER_BASE_URL/_fake/faults -d '{"path": "training_runs", "status": 503, "times": 2}'``
-- move the clock (checkpoint expiry): ``curl -H "$H" -X POST $TINKER_BASE_URL/_fake/clock/advance -d '{"seconds": 7200}'``
-- see what was loaded: ``curl -H "$H" $TINKER_BASE_URL/_fake/loads``
+- corrupt a run: ``curl -H "$H" -X POST $F/runs/$RUN/corrupt -d '{}'``
+- add a fault: ``curl -H "$H" -X POST $F/faults -d '{"path": "training_runs", "status": 503, "times": 2}'``
+- move the clock (checkpoint expiry): ``curl -H "$H" -X POST $F/clock/advance -d '{"seconds": 7200}'``
+- see what was loaded: ``curl -H "$H" $F/loads``
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ from ._store import Load
 __all__ = ["FakeTinker", "main"]
 
 logger = logging.getLogger("tinker_recovery.testing.fake_server")
-
 
 
 class FakeTinker:
