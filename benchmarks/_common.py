@@ -39,7 +39,9 @@ class ServerProcess:
     ``answer_delay_ms`` delays every ``/api/v1`` answer like a remote service's round trip (the
     server's ``--answer-delay-ms``); 0 answers at once. The server is always this checkout's."""
 
-    def __init__(self, runs: int, *, seed: int = 0, checkpoints: int = 1, answer_delay_ms: float = 0.0) -> None:
+    def __init__(
+        self, runs: int, *, seed: int = 0, checkpoints: int = 1, answer_delay_ms: float = 0.0
+    ) -> None:
         path = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
         env = dict(os.environ, PYTHONPATH=path)
         command = [sys.executable, "-m", "tinker_recovery.testing.fake_server", "--port", "0",
