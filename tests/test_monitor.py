@@ -193,10 +193,7 @@ def test_monitor_run_refusals(executor):
     ],
 )
 def test_bad_numbers_are_refused_naming_the_field(executor, field, value):
-    with pytest.raises(
-        ValueError,
-        match=field.replace("poll_concurrency", "concurrency").replace("list_page_size", "page_size"),
-    ):
+    with pytest.raises((ValueError, TypeError), match=rf"^{field}: "):
         tr.Monitor(executor, policy(), rest=ScriptedRest({}), **{field: value})
 
 
