@@ -80,3 +80,12 @@ def test_good_values_still_work() -> None:
         )
         assert future.result(10).new_run_id == "restored:1"
         assert ex.join(1e6) is True
+
+
+def test_the_poll_pool_cap_defaults_to_64_with_a_quarter_for_hanging_runs() -> None:
+    monitor = tr.Monitor(None, policy(), rest=NoRest(), detect_only=True)  # type: ignore[arg-type]
+    try:
+        assert monitor.settings.concurrency == 64
+        assert monitor.settings.suspect_slots == 16
+    finally:
+        monitor.stop(timeout=0)

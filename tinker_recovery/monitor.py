@@ -59,6 +59,7 @@ __all__ = ["POLL_MODES", "Monitor"]
 
 log = logging.getLogger("tinker_recovery.monitor")
 
+DEFAULT_POLL_CONCURRENCY = 64  # the poll pool's default cap (see Monitor's poll_concurrency)
 MAX_POLL_CONCURRENCY = 4096  # PollSettings.concurrency's bound
 MAX_PAGE_SIZE = 10_000  # PollSettings.page_size's bound
 _NOTIFY_BACKLOG = 10_000  # poll_error signals queued behind a blocked receiver before dropping
@@ -199,9 +200,12 @@ class Monitor:
       service given to ``monitor_run`` when that service exposes its base URL and key (the
       official ``tinker.ServiceClient`` does; a key of None reads ``TINKER_API_KEY``). A service
       whose host differs from the config's raises ValueError naming both hosts.
-    - ``poll_concurrency``: the most poll workers (the pool is sized from the interval, the runs
-      and the measured round trip, up to this); runs whose last poll timed out hold at most a
-      quarter of them (at least one).
+    - ``poll_concurrency``: the most poll workers (1..4096, default 64; the pool is sized from the
+      interval, the runs and the measured round trip, up to this, so a few healthy runs use one or
+      two); runs whose last poll timed out hold at most a quarter of them (at least one), so hanging
+      runs cannot starve the rest. The cap is high because an idle worker is a daemon thread
+      blocked on a queue (a few tens of KiB of stack, no CPU); it only matters when many runs meet
+      a slow server, where more workers keep each run on its interval.
     - ``poll_timeout_s``: the time-out of one poll, and the time budget of one listing; None: the
       REST time-out, at most the interval, at least 1 s. Polls are not retried: the next is.
     - ``poll_mode``, ``list_page_size``: see ``PollSettings`` and ``PollSchedule``.
@@ -225,7 +229,7 @@ class Monitor:
         service: Any = None,
         journal: Any = None,
         clock: Clock | None = None,
-        poll_concurrency: int = 16,
+        poll_concurrency: int = DEFAULT_POLL_CONCURRENCY,
         poll_timeout_s: float | None = None,
         poll_mode: str = "auto",
         list_page_size: int = 100,
