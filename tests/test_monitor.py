@@ -193,10 +193,7 @@ def test_monitor_run_refusals(executor):
     ],
 )
 def test_bad_numbers_are_refused_naming_the_field(executor, field, value):
-    with pytest.raises(
-        ValueError,
-        match=field.replace("poll_concurrency", "concurrency").replace("list_page_size", "page_size"),
-    ):
+    with pytest.raises((ValueError, TypeError), match=rf"^{field}: "):
         tr.Monitor(executor, policy(), rest=ScriptedRest({}), **{field: value})
 
 
@@ -416,6 +413,7 @@ def test_two_monitors_sharing_an_executor_follow_the_same_recovery(executor, rec
     first, second = make_monitor(executor, rest), make_monitor(executor, rest)
     one, two = first.monitor_run("run-1", service), second.monitor_run("run-1", service)
     service.wait_active(1)
+    recorder.wait_for("detected", 2)  # both have read the run corrupted while the first create is held
     gate.set()
     assert one.wait_for_recovery(10).new_run_id == two.wait_for_recovery(10).new_run_id == "restored:1"
     assert len(service.calls) == 1

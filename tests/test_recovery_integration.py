@@ -165,12 +165,13 @@ def test_restarted_monitor_picks_its_runs_back_up_from_the_journal(fake, config,
     first, second = fake.add_run(), fake.add_run()
     with tr.Executor(1, config=config) as executor:
         with tr.Monitor(executor, policy(), config, journal=str(journal)) as monitor:
-            monitor.monitor_run(first, service)
+            # kept: monitor.handle(first) is None once the handle follows the new run
+            handle = monitor.monitor_run(first, service)
             monitor.monitor_run(second, service)
             fake.corrupt(first)
             recorder.wait_for("completed")
             new_run = recorder.payloads("completed")[0]["client"].model_id
-            assert monitor.handle(first).wait(10)
+            assert handle.wait(10)
         # the watcher restarts: it must watch the recovered run and the untouched one, and recover again
         with tr.Monitor(executor, policy(), config, journal=str(journal), service=service) as again:
             assert sorted(again.watched) == sorted([new_run, second])

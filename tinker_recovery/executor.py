@@ -16,12 +16,13 @@ from typing import Any
 import attrs
 
 from . import events, signals
+from ._checks import check_seconds
 from ._ids import check_run_id
 from .attempt import Body, Done, Failed, Mailbox, Selected, Unloadable
 from .budget import RestartBudget
 from .candidates import SOURCE_KEY
 from .classify import classify
-from .clock import MAX_WAIT_S, Clock, SystemClock, bounded_wait_s
+from .clock import MAX_WAIT_S, Clock, SystemClock
 from .config import Config
 from .errors import (
     AlreadyPending,
@@ -225,8 +226,8 @@ class Executor:
         running attempts; those still running then are cut short and reported the same way. Returns
         within ``timeout`` plus the time receivers take. Without ``wait``, running attempts go on.
         """
-        if timeout is not None and not timeout >= 0:
-            raise ValueError(f"timeout: must be None or a number >= 0, got {timeout}")
+        if timeout is not None:  # a wait, not a setting: beyond MAX_WAIT_S (inf too) is clamped
+            timeout = float(min(check_seconds("timeout", timeout, maximum=math.inf), MAX_WAIT_S))
         deadline = None if timeout is None else self._clock.monotonic() + timeout
         with self._lock:
             first = not self._closed
@@ -286,9 +287,8 @@ class Executor:
         """Block until no recovery is queued, running or waiting to retry and every worker has returned
         from its callbacks; False if ``timeout`` (seconds, None: no limit) passed first. Raises
         ValueError for a negative or NaN ``timeout``."""
-        if timeout is not None and not timeout >= 0:
-            raise ValueError(f"timeout: must be None or a number >= 0, got {timeout}")
-        timeout = bounded_wait_s(timeout)
+        if timeout is not None:  # a wait, not a setting: beyond MAX_WAIT_S (inf too) is clamped
+            timeout = float(min(check_seconds("timeout", timeout, maximum=math.inf), MAX_WAIT_S))
         with self._lock:
             return self._lock.wait_for(lambda: not self._pending and self._running == 0, timeout)
 

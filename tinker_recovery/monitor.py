@@ -38,6 +38,7 @@ import attrs
 from blinker import NamedSignal
 
 from . import events, signals
+from ._checks import check_int, check_seconds
 from ._ids import check_run_id
 from ._text import escape_text
 from .clock import Clock, SystemClock
@@ -47,7 +48,7 @@ from .handle import RunHandle
 from .models import TrainingRun
 from .policy import Policy
 from .poll_schedule import PollSchedule, pool_size
-from .poll_settings import POLL_MODES, PollSettings, check_seconds, default_timeout_s
+from .poll_settings import POLL_MODES, PollSettings, default_timeout_s
 from .recovery import Recovery
 from .redact import keys_of, redact_error_keys
 from .rest import RestClient
@@ -58,6 +59,9 @@ __all__ = ["POLL_MODES", "Monitor"]
 
 log = logging.getLogger("tinker_recovery.monitor")
 
+DEFAULT_POLL_CONCURRENCY = 64  # the poll pool's default cap (see Monitor's poll_concurrency)
+MAX_POLL_CONCURRENCY = 4096  # PollSettings.concurrency's bound
+MAX_PAGE_SIZE = 10_000  # PollSettings.page_size's bound
 _NOTIFY_BACKLOG = 10_000  # poll_error signals queued behind a blocked receiver before dropping
 
 
@@ -196,9 +200,12 @@ class Monitor:
       service given to ``monitor_run`` when that service exposes its base URL and key (the
       official ``tinker.ServiceClient`` does; a key of None reads ``TINKER_API_KEY``). A service
       whose host differs from the config's raises ValueError naming both hosts.
-    - ``poll_concurrency``: the most poll workers (the pool is sized from the interval, the runs
-      and the measured round trip, up to this); runs whose last poll timed out hold at most a
-      quarter of them (at least one).
+    - ``poll_concurrency``: the most poll workers (1..4096, default 64; the pool is sized from the
+      interval, the runs and the measured round trip, up to this, so a few healthy runs use one or
+      two); runs whose last poll timed out hold at most a quarter of them (at least one), so hanging
+      runs cannot starve the rest. The cap is high because an idle worker is a daemon thread
+      blocked on a queue (a few tens of KiB of stack, no CPU); it only matters when many runs meet
+      a slow server, where more workers keep each run on its interval.
     - ``poll_timeout_s``: the time-out of one poll, and the time budget of one listing; None: the
       REST time-out, at most the interval, at least 1 s. Polls are not retried: the next is.
     - ``poll_mode``, ``list_page_size``: see ``PollSettings`` and ``PollSchedule``.
@@ -222,7 +229,7 @@ class Monitor:
         service: Any = None,
         journal: Any = None,
         clock: Clock | None = None,
-        poll_concurrency: int = 16,
+        poll_concurrency: int = DEFAULT_POLL_CONCURRENCY,
         poll_timeout_s: float | None = None,
         poll_mode: str = "auto",
         list_page_size: int = 100,
@@ -239,8 +246,10 @@ class Monitor:
         if poll_timeout_s is None:
             base = config or (rest.config if isinstance(rest, RestClient) else None)
             poll_timeout_s = default_timeout_s(interval_s, base.timeout_s if base is not None else 30.0)
-        check_seconds("poll_timeout_s", poll_timeout_s)
-        check_seconds("poll_interval_ms", interval_s)
+        check_seconds("poll_timeout_s", poll_timeout_s, minimum=0, inclusive=False)
+        check_seconds("poll_interval_ms", interval_s, minimum=0, inclusive=False)
+        check_int("poll_concurrency", poll_concurrency, minimum=1, maximum=MAX_POLL_CONCURRENCY)
+        check_int("list_page_size", list_page_size, minimum=1, maximum=MAX_PAGE_SIZE)
         self.settings = PollSettings(
             interval_s=interval_s,
             timeout_s=float(poll_timeout_s),
@@ -329,7 +338,7 @@ class Monitor:
         small margin, whatever is in flight. Safe from any thread, any receiver, and twice.
         Recoveries already handed over go on: shut the executor down too."""
         if timeout is not None:
-            check_seconds("timeout", timeout, allow_zero=True)
+            check_seconds("timeout", timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             first, self._stopping = not self._stopping, True
@@ -511,7 +520,7 @@ class Monitor:
         seconds); return how many runs. Starts the monitor if needed; returns early if ``stop``
         runs meanwhile. Raises TimeoutError if answers are still missing after ``timeout``."""
         if timeout is not None:
-            check_seconds("timeout", timeout, allow_zero=True)
+            check_seconds("timeout", timeout)
         if self._thread is None and not self._stopping:
             self.start()
         once = _Once()

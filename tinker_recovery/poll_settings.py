@@ -94,7 +94,7 @@ class PollSettings:
 
     interval_s: float = attrs.field(validator=_seconds)
     timeout_s: float = attrs.field(validator=_seconds)
-    concurrency: int = attrs.field(default=16, validator=_count(4096))
+    concurrency: int = attrs.field(default=64, validator=_count(4096))
     mode: str = attrs.field(default="auto", validator=_mode)
     page_size: int = attrs.field(default=100, validator=_count(10_000))
     max_pages: int = attrs.field(default=1_000, validator=_count(100_000))
