@@ -484,3 +484,44 @@ def test_poll_now_during_a_poll_polls_again_right_after_it(executor, recorder, m
         gate.set()
         assert handle.wait_for_recovery(timeout=10).run_id == "run-1"
         assert clock.monotonic() == 1000.0
+
+
+class BriefRest(ScriptedRest):
+    """Serves listings the cheap way (``list_training_runs_brief``), with ``unparsable`` items skipped
+    as the RestClient skips an item that does not parse."""
+
+    def __init__(self, scripts, unparsable=()):
+        super().__init__(scripts)
+        self.unparsable = set(unparsable)
+
+    def list_training_runs_brief(self, limit=20, offset=0, *, timeout_s=None, max_retries=None):
+        with self._lock:
+            self.calls.append(("brief", offset))
+            self._lock.notify_all()
+            ids = sorted(self.scripts)
+            page = [i for i in ids[offset : offset + limit] if i not in self.unparsable]
+            briefs = []
+            for run_id in page:
+                run = self._answer(run_id)
+                briefs.append(tr.models.RunBrief(run_id, run.corrupted, raw_last_checkpoint=None))
+            skipped = len(ids[offset : offset + limit]) - len(page)
+            return briefs, tr.Cursor(offset=offset, limit=limit, total_count=len(ids)), skipped
+
+
+def test_a_listing_item_that_does_not_parse_is_skipped_and_its_run_read_alone(executor, recorder):
+    # Issue 12.5: one run the listing cannot parse must not blind the monitor to the others, and a
+    # watched run among those items is read with a GET of its own; a listing never counts towards a drop.
+    scripts = {"bad-run": [False], "good-run": [False, True], "restored:1": [False]}
+    rest = BriefRest(scripts, unparsable={"bad-run"})
+    monitor = make_monitor(executor, rest, poll_mode="list")
+    handle = monitor.monitor_run("good-run", FakeService())
+    monitor.monitor_run("bad-run", FakeService())
+    monitor.poll_once(timeout=10)
+    monitor.poll_once(timeout=10)
+    assert handle.wait_for_recovery(timeout=10).run_id == "good-run"
+    assert ("brief", 0) in rest.calls
+    listed_at = rest.calls.index(("brief", 0))
+    assert ("get", "bad-run") in rest.calls[listed_at:]
+    assert ("get", "good-run") in rest.calls[listed_at:]  # a corrupted brief is read in full before handover
+    assert recorder.count("poll_error") == 0
+    monitor.stop()

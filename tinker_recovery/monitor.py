@@ -43,9 +43,18 @@ from ._ids import check_run_id
 from ._text import escape_text
 from .clock import Clock, SystemClock
 from .config import Config
-from .errors import AlreadyPending, ApiError, NoExecutor, NotFound, RecoveryDisabled, RequestTimeout, Shutdown
+from .errors import (
+    AlreadyPending,
+    ApiError,
+    NoExecutor,
+    NotFound,
+    RecoveryDisabled,
+    RequestTimeout,
+    ResponseError,
+    Shutdown,
+)
 from .handle import RunHandle
-from .models import TrainingRun
+from .models import Checkpoint, RunBrief, TrainingRun
 from .policy import Policy
 from .poll_schedule import PollSchedule, pool_size
 from .poll_settings import POLL_MODES, PollSettings, default_timeout_s
@@ -56,6 +65,9 @@ from .run_state import LIST_UNAVAILABLE_STATUSES, RunState, Verdict
 from .service import Recoverer, check_service
 
 __all__ = ["POLL_MODES", "Monitor"]
+
+Observed = TrainingRun | RunBrief
+"""What a poll reads of a run: a full TrainingRun (its own GET) or a listing's RunBrief."""
 
 log = logging.getLogger("tinker_recovery.monitor")
 
@@ -621,9 +633,23 @@ class Monitor:
         rest = self._rest
         try:
             assert rest is not None
-            runs, cursor = rest.list_training_runs(
-                limit=self.settings.page_size, offset=offset, timeout_s=self.settings.timeout_s, max_retries=0
-            )
+            brief = getattr(rest, "list_training_runs_brief", None)
+            runs: list[Observed]
+            if callable(brief):  # reads only id and corrupted; an item that does not parse is skipped
+                runs, cursor, _skipped = brief(
+                    limit=self.settings.page_size,
+                    offset=offset,
+                    timeout_s=self.settings.timeout_s,
+                    max_retries=0,
+                )
+            else:  # a RestClient stand-in without the cheap reader
+                full, cursor = rest.list_training_runs(
+                    limit=self.settings.page_size,
+                    offset=offset,
+                    timeout_s=self.settings.timeout_s,
+                    max_retries=0,
+                )
+                runs = list(full)
         except BaseException as error:
             self._post("page_error", offset, self._redacted(error))
         else:
@@ -729,7 +755,7 @@ class Monitor:
         else:
             log.debug("run %s: %s (%s), reported before", run_id, outcome.reason, escape_text(error, 300))
 
-    def _on_page(self, offset: int, runs: list[TrainingRun], total: int) -> None:
+    def _on_page(self, offset: int, runs: list[Observed], total: int) -> None:
         by_id = {run.training_run_id: run for run in runs}
         read, unread = self._schedule.page_read(offset, total, by_id, self._clock.monotonic())
         for run_id in read:
@@ -779,7 +805,7 @@ class Monitor:
                     reason_class=events.reason_class(error),
                 )
 
-    def _judge(self, run_id: str, run: TrainingRun, *, confirmed: bool = False) -> None:
+    def _judge(self, run_id: str, run: Observed, *, confirmed: bool = False) -> None:
         outcome = self._states[run_id].read(bool(run.corrupted), confirmed=confirmed)
         self._answered(run_id)
         if outcome.verdict is not Verdict.CORRUPTED:
@@ -791,7 +817,7 @@ class Monitor:
                     target=deliver,
                     name=f"{self._name}.detect",
                     daemon=True,
-                    args=(signals.detected, self, self._payload(watch, checkpoint=run.last_checkpoint)),
+                    args=(signals.detected, self, self._payload(watch, checkpoint=_last_checkpoint(run))),
                 ).start()
             return
         with self._lock:
@@ -825,8 +851,10 @@ class Monitor:
 
     # --- handing over and following (detection thread, executor's thread) -------------------------
 
-    def _hand_over(self, watch: _Watch, run: TrainingRun) -> None:
-        deliver(signals.detected, self, self._payload(watch, checkpoint=run.last_checkpoint))
+    def _hand_over(self, watch: _Watch, observed: Observed) -> None:
+        run = self._full_run(watch.run_id, observed)
+        last_checkpoint = _last_checkpoint(run)
+        deliver(signals.detected, self, self._payload(watch, checkpoint=last_checkpoint))
         extra: dict[str, Any] = {}
         if watch.lineage_given:
             extra["lineage_id"] = watch.lineage_id
@@ -844,8 +872,8 @@ class Monitor:
                 self.policy,
                 config=config,
                 metadata=watch.metadata,
-                last_checkpoint=run.last_checkpoint,
-                run=run,
+                last_checkpoint=last_checkpoint,
+                run=run if isinstance(run, TrainingRun) else None,
                 **extra,
             )
         except AlreadyPending as error:  # another monitor handed it over: follow that recovery
@@ -864,6 +892,21 @@ class Monitor:
         """``error`` without the API key (the config's, the REST client's, the service's), without
         its chain and request objects: what may reach signals, handles, the journal and logs."""
         return redact_error_keys(error, keys_of(self.config, self._rest, service))
+
+    def _full_run(self, run_id: str, observed: Observed) -> Observed:
+        """A listing's brief read of a corrupted run, completed by one GET (detection thread): the
+        executor copies the run's ``user_metadata`` onto the restored run. On failure the brief stays
+        and the executor reads the run itself."""
+        rest = self._rest
+        if isinstance(observed, TrainingRun) or rest is None:
+            return observed
+        try:
+            return rest.get_training_run(run_id, timeout_s=self.settings.timeout_s, max_retries=0)
+        except Exception as error:
+            log.warning(
+                "run %s: could not read it in full after a listing (%s)", run_id, escape_text(error, 200)
+            )
+            return observed
 
     def _lost(self, watch: _Watch, error: BaseException) -> None:
         error = self._redacted(error, watch.service)
@@ -929,6 +972,14 @@ class Monitor:
     def _notify(self, signal: NamedSignal, watch: _Watch, **extra: Any) -> None:
         if self._notifier is not None:
             self._notifier.send(signal, self._payload(watch, **extra))
+
+
+def _last_checkpoint(run: Observed) -> Checkpoint | None:
+    """The run's last checkpoint, or None when a listing's item holds a malformed one."""
+    try:
+        return run.last_checkpoint
+    except ResponseError:
+        return None
 
 
 def _is_run_id(run_id: Any) -> bool:
