@@ -81,21 +81,27 @@ def page_slots(pages: int, interval_s: float, round_trip_s: float, floor: int, c
     ``interval_s`` at ``round_trip_s`` a page (``ceil(2 * pages * rtt / interval)``), at least
     ``floor``, at most ``cap`` (which wins over ``floor``), and at least 1.
 
-    >>> page_slots(100, 1.0, 0.044, 4, 12), page_slots(100, 1.0, 0.001, 4, 12), page_slots(3, 1.0, 0.5, 4, 2)
-    (9, 4, 2)
+    >>> page_slots(100, 1.0, 0.044, 4, 12), page_slots(100, 1.0, 0.001, 4, 12)
+    (9, 4)
+    >>> page_slots(3, 1.0, 0.5, 4, 2)
+    2
     """
     busy = math.ceil(2 * max(0, pages) * max(0.0, round_trip_s) / interval_s)
     return max(1, min(cap, max(floor, busy)))
 
 
-def solo_budget(concurrency: int, pages_in_flight: int, solo_in_flight: int, started_this_interval: int) -> int:
+def solo_budget(
+    concurrency: int, pages_in_flight: int, solo_in_flight: int, started_this_interval: int
+) -> int:
     """Polls of a run's own that may start now while a listing is in flight: the workers the
     listing's pages do not use (``concurrency - pages_in_flight``, at least 1) less those already
     polling alone, and at most ``concurrency`` per interval less those already started; never
     negative.
 
-    >>> solo_budget(16, 9, 0, 0), solo_budget(16, 9, 5, 0), solo_budget(16, 9, 0, 14), solo_budget(16, 20, 0, 0)
-    (7, 2, 2, 1)
+    >>> solo_budget(16, 9, 0, 0), solo_budget(16, 9, 5, 0), solo_budget(16, 9, 0, 14)
+    (7, 2, 2)
+    >>> solo_budget(16, 20, 0, 0)
+    1
     """
     slots = max(1, concurrency - pages_in_flight) - solo_in_flight
     return max(0, min(slots, concurrency - started_this_interval))
@@ -278,8 +284,10 @@ class PollSchedule:
 
     def _page_slots(self) -> int:
         listing = self._listing
-        pages = listing.total_pages if listing is not None and listing.total_pages is not None else 1
-        cap = min(self.settings.page_concurrency, max(1, self.settings.concurrency - self.settings.suspect_slots))
+        pages = 1 if listing is None or listing.total_pages is None else listing.total_pages
+        cap = min(
+            self.settings.page_concurrency, max(1, self.settings.concurrency - self.settings.suspect_slots)
+        )
         return page_slots(pages, self.settings.interval_s, self._page_rtt, MIN_PAGE_SLOTS, cap)
 
     def _listing_due(self, horizon: float) -> bool:
