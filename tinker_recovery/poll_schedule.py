@@ -13,6 +13,15 @@ Rules (exact-number tests in tests/test_poll_schedule.py):
   others wait (``Plan.waiting``) for a slot.
 - A Retry-After (429/503) defers that run's next poll, or, on a listing, the next listing and the
   runs it left unread.
+- While a listing is in flight its pages go first: polls of a run's own (a run unread
+  ``interval_s`` into the listing, a new run, a ``poll_now``) are started only within a budget
+  (``solo_budget``): at most ``concurrency`` minus the listing's page slots in flight at once,
+  and at most ``concurrency`` started per interval (the window restarts one interval after its
+  first start). The others keep waiting: for their page, for a slot, or for the next listing.
+- The pages of a listing are read ``page_slots`` at a time: enough to read ``total_pages`` in
+  half an interval at the last page's round trip (``2 * pages * rtt / interval``, rounded up), at
+  least ``MIN_PAGE_SLOTS``, at most ``page_concurrency`` and ``concurrency - suspect_slots`` (and
+  at least 1).
 - List mode: one listing at a time, once per interval, covering every run not in a poll of its
   own. Its first page gives ``total_count``; the rest (at most ``max_pages`` pages in all,
   whatever the count says later) are read ``page_concurrency`` at a time, and no page is started
@@ -35,7 +44,10 @@ import attrs
 
 from .poll_settings import PollSettings
 
-__all__ = ["Plan", "PollSchedule", "pages_for", "pool_size"]
+__all__ = ["Plan", "PollSchedule", "page_slots", "pages_for", "pool_size", "solo_budget"]
+
+MIN_PAGE_SLOTS = 4
+"""A listing reads at least this many pages at once (when its caps allow)."""
 
 AUTO_MIN_RUNS = 2
 """``auto`` never lists for fewer watched runs than this."""
@@ -62,6 +74,37 @@ def pool_size(runs: int, interval_s: float, round_trip_s: float, cap: int, *, su
     """
     busy = math.ceil(2 * max(0, runs) * max(0.0, round_trip_s) / interval_s)
     return max(1, min(cap, max(busy + suspect_slots, 2 * suspect_slots)))
+
+
+def page_slots(pages: int, interval_s: float, round_trip_s: float, floor: int, cap: int) -> int:
+    """Pages of one listing read at once: enough to read ``pages`` pages in half of
+    ``interval_s`` at ``round_trip_s`` a page (``ceil(2 * pages * rtt / interval)``), at least
+    ``floor``, at most ``cap`` (which wins over ``floor``), and at least 1.
+
+    >>> page_slots(100, 1.0, 0.044, 4, 12), page_slots(100, 1.0, 0.001, 4, 12)
+    (9, 4)
+    >>> page_slots(3, 1.0, 0.5, 4, 2)
+    2
+    """
+    busy = math.ceil(2 * max(0, pages) * max(0.0, round_trip_s) / interval_s)
+    return max(1, min(cap, max(floor, busy)))
+
+
+def solo_budget(
+    concurrency: int, pages_in_flight: int, solo_in_flight: int, started_this_interval: int
+) -> int:
+    """Polls of a run's own that may start now while a listing is in flight: the workers the
+    listing's pages do not use (``concurrency - pages_in_flight``, at least 1) less those already
+    polling alone, and at most ``concurrency`` per interval less those already started; never
+    negative.
+
+    >>> solo_budget(16, 9, 0, 0), solo_budget(16, 9, 5, 0), solo_budget(16, 9, 0, 14)
+    (7, 2, 2)
+    >>> solo_budget(16, 20, 0, 0)
+    1
+    """
+    slots = max(1, concurrency - pages_in_flight) - solo_in_flight
+    return max(0, min(slots, concurrency - started_this_interval))
 
 
 @attrs.define
@@ -94,6 +137,7 @@ class _Listing:
     total_pages: int | None = None  # known once the first page is read
     next_offset: int = 0
     in_flight: int = 0
+    began: dict[int, float] = attrs.field(factory=dict)  # page offset -> when it was started
     stopped: bool = False  # no more pages (failed, cut short, or not worth it)
 
 
@@ -109,6 +153,11 @@ class PollSchedule:
         self._list_available = True
         self._suspects_in_flight = 0
         self._waiting = False  # suspects are due but wait for a slot
+        self._solo_in_flight = 0  # polls of a run's own in flight
+        self._solo_window = -math.inf  # the start of the solo budget's interval
+        self._solo_started = 0  # polls of a run's own started during a listing in that interval
+        self._held_until: float | None = None  # due runs held back by the solo budget, until then
+        self._page_rtt = 0.0  # the last listing page's round trip (started -> read), seconds
 
     def __repr__(self) -> str:
         return f"PollSchedule(runs={len(self._runs)}, mode={self.mode!r}, total={self._known_total})"
@@ -124,6 +173,8 @@ class PollSchedule:
         run = self._runs.pop(run_id, None)
         if run is not None and run.holds_slot:
             self._suspects_in_flight -= 1
+        if run is not None and run.in_flight:
+            self._solo_in_flight -= 1
 
     def poll_now(self, run_id: str, now: float) -> bool:
         """Make ``run_id`` due at once, or right after its poll in flight; False if unknown."""
@@ -185,9 +236,14 @@ class PollSchedule:
         alone: list[str] = []
         waiting: list[str] = []
         free = self.settings.suspect_slots - self._suspects_in_flight
+        budget = self._solo_budget(now)
+        self._held_until = None
         for run_id, run in self._runs.items():
             if run.in_flight or run.next_due > horizon:
                 continue
+            if budget is not None and budget <= 0:
+                self._held_until = self._hold_until(now)
+                break
             if run.suspect:
                 if free <= 0:
                     waiting.append(run_id)
@@ -200,9 +256,39 @@ class PollSchedule:
             run.unlisted = False
             run.urgent = False
             run.next_due = now + self.settings.interval_s
+            self._solo_in_flight += 1
+            if budget is not None:
+                budget -= 1
+                self._solo_started += 1
             alone.append(run_id)
         self._waiting = bool(waiting)
         return Plan(pages=tuple(pages), alone=tuple(alone), waiting=tuple(waiting), unread=tuple(unread))
+
+    def _solo_budget(self, now: float) -> int | None:
+        """Polls of a run's own that may start now: None (no limit) unless a listing is in flight."""
+        listing = self._listing
+        if listing is None:
+            return None
+        if now >= self._solo_window + self.settings.interval_s:
+            self._solo_window, self._solo_started = now, 0
+        return solo_budget(
+            self.settings.concurrency, self._page_slots(), self._solo_in_flight, self._solo_started
+        )
+
+    def _hold_until(self, now: float) -> float:
+        """When runs held back by the solo budget may go: at the next budget window if this one is
+        spent; else (every slot busy) when a poll ends, which wakes the caller anyway."""
+        if self._solo_started >= self.settings.concurrency:
+            return self._solo_window + self.settings.interval_s
+        return math.inf
+
+    def _page_slots(self) -> int:
+        listing = self._listing
+        pages = 1 if listing is None or listing.total_pages is None else listing.total_pages
+        cap = min(
+            self.settings.page_concurrency, max(1, self.settings.concurrency - self.settings.suspect_slots)
+        )
+        return page_slots(pages, self.settings.interval_s, self._page_rtt, MIN_PAGE_SLOTS, cap)
 
     def _listing_due(self, horizon: float) -> bool:
         if not any(not run.in_flight and not run.unlisted for run in self._runs.values()):
@@ -238,11 +324,14 @@ class PollSchedule:
                 return []
             listing.next_offset = self.settings.page_size
             listing.in_flight += 1
+            listing.began[0] = now
             return [0]
         offsets = []
         end = listing.total_pages * self.settings.page_size
-        while listing.in_flight < self.settings.page_concurrency and listing.next_offset < end:
+        slots = self._page_slots()
+        while listing.in_flight < slots and listing.next_offset < end:
             offsets.append(listing.next_offset)
+            listing.began[listing.next_offset] = now
             listing.next_offset += self.settings.page_size
             listing.in_flight += 1
         return offsets
@@ -257,6 +346,8 @@ class PollSchedule:
         run = self._runs.get(run_id)
         if run is None:
             return
+        if run.in_flight:
+            self._solo_in_flight -= 1
         run.in_flight = False
         run.seen = True
         run.suspect = timed_out
@@ -289,6 +380,9 @@ class PollSchedule:
         if listing is None:
             return read, []
         listing.in_flight -= 1
+        began = listing.began.pop(offset, None)
+        if began is not None:
+            self._page_rtt = max(0.0, now - began)
         if offset == 0:
             self._known_total = max(0, total)
             listing.total_pages = self._pages(total)
@@ -352,14 +446,18 @@ class PollSchedule:
             listing = self._listing
             if not listing.stopped and listing.total_pages is not None:
                 end = listing.total_pages * self.settings.page_size
-                if listing.next_offset < end and listing.in_flight < self.settings.page_concurrency:
+                if listing.next_offset < end and listing.in_flight < self._page_slots():
                     wake = now
         elif self.mode == "list" and any(not r.in_flight and not r.unlisted for r in self._runs.values()):
             wake = self._next_listing  # only when a listing would read something: no spinning
+        held = self._held_until if self._listing is not None else None
         for run in self._runs.values():
             if run.in_flight or (run.suspect and self._waiting):
                 continue
-            wake = min(wake, run.next_due)
+            due = run.next_due
+            if held is not None and due <= now:
+                due = held  # held back by the solo budget: an outcome or the next window wakes
+            wake = min(wake, due)
         return wake
 
     def busy(self, run_id: str) -> bool:

@@ -87,7 +87,9 @@ class PollSettings:
     - ``mode``: one of ``POLL_MODES``.
     - ``page_size``: runs per listing page (1..10,000).
     - ``max_pages``: the most pages one listing reads (1..100,000), whatever ``total_count`` says.
-    - ``page_concurrency``: listing pages read at once (1..64).
+    - ``page_concurrency``: the most listing pages read at once (1..64); a listing reads as many
+      as it needs to finish in half an interval at the measured round trip, within this cap and
+      ``concurrency - suspect_slots`` (see ``poll_schedule.page_slots``).
 
     Every field raises ValueError naming it when out of range (NaN and infinities included).
     """
@@ -98,7 +100,7 @@ class PollSettings:
     mode: str = attrs.field(default="auto", validator=_mode)
     page_size: int = attrs.field(default=100, validator=_count(10_000))
     max_pages: int = attrs.field(default=1_000, validator=_count(100_000))
-    page_concurrency: int = attrs.field(default=4, validator=_count(64))
+    page_concurrency: int = attrs.field(default=32, validator=_count(64))
 
     @property
     def slack_s(self) -> float:
