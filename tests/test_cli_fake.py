@@ -274,3 +274,23 @@ def test_the_readme_session_fake_server_then_fake_corrupt_then_status(tmp_path):
     assert status.returncode == cli.EXIT_CORRUPTED
     assert status.stdout.startswith(f"{run_id}  CORRUPTED  step-000010  "), status.stdout
     assert server.returncode == 0 and out == "FakeTinker stopped\n" and err == ""
+
+
+def test_fake_server_corrupt_after_saves_is_announced_and_a_bad_count_is_a_usage_error(tmp_path):
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tinker_recovery", "fake-server", "--port", "0", "--runs", "0",
+         "--corrupt-after-saves", "1"],
+        env=env_for(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        banner = [server.stdout.readline().rstrip("\n") for _ in range(4)]
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=TIME_OUT_S)
+    assert banner[3] == (
+        "each new training run reads corrupted right after its first save_state (--corrupt-after-saves 1)"
+    )
+
+    result = run_cli(["fake-server", "--port", "0", "--corrupt-after-saves", "0"], tmp_path)
+    assert result.returncode == cli.EXIT_USAGE
+    assert "--corrupt-after-saves" in one_line_error(result.stderr)

@@ -171,3 +171,34 @@ def test_official_sdk_retries_through_injected_faults(fake, service):
     assert faulted.count(("POST", "/api/v1/retrieve_future", 500)) == 2
     assert ("GET", f"/api/v1/training_runs/{training_client.model_id}", 429) in faulted
     assert fake.faults == []
+
+
+def test_corrupt_after_saves_corrupts_a_new_run_after_its_nth_save_and_never_a_restored_one(sdk_env):
+    """``FakeTinker(corrupt_after_saves=2)``: a client's new run reads corrupted right after its second
+    ``save_state`` (which itself succeeds) and refuses the next step; the run restored from that save,
+    and a seeded run, keep working through their saves."""
+    with FakeTinker(corrupt_after_saves=2) as fake, tinker.ServiceClient(
+        base_url=fake.base_url, api_key=fake.api_key
+    ) as service:
+        seeded = fake.add_run()
+        client = service.create_lora_training_client(base_model="Qwen/Qwen3-8B", rank=8).result()
+        _train(client, 1)
+        client.save_state("step-000001").result()
+        assert fake.get_run(client.model_id)["corrupted"] is False
+        path = client.save_state("step-000002").result().path
+        assert fake.get_run(client.model_id)["corrupted"] is True
+        with pytest.raises(tinker.RequestFailedError):
+            _train(client, 1)
+
+        restored = service.create_training_client_from_state_with_optimizer(path).result()
+        for step in range(3):
+            _train(restored, 1)
+            restored.save_state(f"again-{step}").result()
+        assert fake.get_run(restored.model_id)["corrupted"] is False
+        assert fake.get_run(seeded)["corrupted"] is False
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5, "1"])
+def test_corrupt_after_saves_refuses_what_is_not_a_positive_integer(bad):
+    with pytest.raises(ValueError, match="corrupt_after_saves"):
+        FakeTinker(corrupt_after_saves=bad)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -149,3 +151,52 @@ def test_the_quickstart_re_raises_its_own_error_at_once_instead_of_waiting_for_a
     assert done.returncode == 1, (done.stdout[-2000:], done.stderr[-2000:])
     assert "RequestFailedError" in done.stderr, done.stderr[-3000:]
     assert elapsed < 60, elapsed  # not the 600 s wait_for_recovery
+
+
+def quickstart_section() -> str:
+    text = README.read_text()
+    return text.split("\n## Quickstart\n", 1)[1].split("\n## ", 1)[0]
+
+
+@pytest.mark.timeout(TIMEOUT_S + 30)
+def test_the_quickstart_pasted_unchanged_recovers_against_the_fake_server_the_readme_starts(tmp_path):
+    """What a new user does: the Quickstart's three commands as written (the fake-server line with
+    ``--port 0`` added, since a test cannot count on port 8000), the variables it printed exported,
+    and the Quickstart block saved as quickstart.py, unchanged. It must see a recovery."""
+    section = quickstart_section()
+    [commands] = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
+    serve, export, run = [line.split("#", 1)[0].strip() for line in commands.strip().splitlines()]
+    assert serve.startswith("tinker-recovery fake-server ") and "--corrupt-after-saves" in serve, serve
+    assert re.fullmatch(r"export TINKER_BASE_URL=\S+ TINKER_API_KEY=\S+", export), export
+    assert run == "python quickstart.py"
+    [code] = [m.group("code") for m in MARKER.finditer(section) if "with tr.Executor()" in m.group("code")]
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TINKER_")}
+    env.update(HOME=str(tmp_path), TINKER_TELEMETRY="0",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, "-m", "tinker_recovery", *shlex.split(serve)[1:], "--port", "0"]
+    server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        assert server.stdout is not None
+        printed: dict[str, str] = {}
+        while len(printed) < 2:
+            line = server.stdout.readline()
+            assert line, server.stderr.read() if server.stderr else "fake-server ended"
+            name, _, value = line.strip().partition("=")
+            if name in ("TINKER_BASE_URL", "TINKER_API_KEY"):
+                printed[name] = value
+        (tmp_path / "quickstart.py").write_text(code)
+        done = subprocess.run([sys.executable, "quickstart.py"], env={**env, **printed}, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=TIMEOUT_S)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)
+
+    assert done.returncode == 0, f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    assert done.stdout.rstrip().endswith("trained 20 steps; recoveries: 1"), done.stdout
+    log = done.stderr
+    recovered = re.search(r"train recovered from tinker://\S+:train:0/weights/step-000005\n", log)
+    assert recovered is not None, log[-4000:]
+    assert log.index("train step 5 loss") < recovered.start() < log.index("train step 6 loss"), log[-4000:]
+    assert "Traceback" not in log

@@ -6,7 +6,8 @@
     status RUN_ID...                       corrupted or healthy, the last checkpoint, its age and expiry
     checkpoints RUN_ID                     the run's checkpoints
     watch RUN_ID... [--interval S] [--json]  print each recovery signal until Ctrl-C (detection only)
-    fake-server [--port P] [--runs N]      serve a FakeTinker on loopback for tests and demos
+    fake-server [--port P] [--runs N] [--corrupt-after-saves N]
+                                           serve a FakeTinker on loopback for tests and demos
     fake corrupt RUN_ID [--heal]           drive a running FakeTinker through its /_fake/ admin API;
     fake add-run | fault | faults | clear-faults   (--base-url and --api-key: the fake's)
 
@@ -345,7 +346,8 @@ def _fake_server(args: argparse.Namespace) -> int:
         for number in (signal.SIGINT, signal.SIGTERM):
             previous[number] = signal.signal(number, lambda _signum, _frame: stop.set())
     try:
-        fake = FakeTinker(host=args.host, port=args.port, seed=args.seed)
+        fake = FakeTinker(host=args.host, port=args.port, seed=args.seed,
+                          corrupt_after_saves=args.corrupt_after_saves)
     except (TypeError, ValueError) as error:
         _restore(previous)
         _error(f"fake-server: {error}")
@@ -362,6 +364,10 @@ def _fake_server(args: argparse.Namespace) -> int:
         print(f"TINKER_API_KEY={fake.api_key}", flush=True)
         for run_id in seeded:
             print(f"seeded run {run_id}", flush=True)
+        if args.corrupt_after_saves is not None:
+            from .testing.fake_server import corrupt_after_saves_banner
+
+            print(corrupt_after_saves_banner(args.corrupt_after_saves), flush=True)
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:  # the handlers could not be installed (not the main thread)
@@ -627,6 +633,9 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--seed", type=_bounded_int(0, 2**63 - 1), default=0)
     fake.add_argument("--runs", type=_count, default=1, help="seed this many runs (default 1; 0 for none)")
     fake.add_argument("--checkpoints", type=_count, default=1, help="training checkpoints per seeded run")
+    fake.add_argument("--corrupt-after-saves", type=_bounded_int(1, 1_000_000), default=None, metavar="N",
+                      help="every training run a client creates reads corrupted right after its N-th "
+                           "save_state (restored runs never): a script run unchanged sees a recovery")
 
     _fake_parsers(commands, connection)
     from ._supervisor_cli import add_run_parser  # `run`: supervise a training command (supervisor.py)

@@ -50,9 +50,12 @@ class ModelOps:
     """Carries out ``forward_backward``, ``optim_step``, ``save_weights``, ``save_weights_for_sampler``
     and ``load_weights`` on a run's model."""
 
-    def __init__(self, store: RunStore, sessions: Sessions) -> None:
+    def __init__(
+        self, store: RunStore, sessions: Sessions, *, corrupt_after_saves: int | None = None
+    ) -> None:
         self._store = store
         self._sessions = sessions
+        self._corrupt_after_saves = corrupt_after_saves
 
     def run(self, run: Run, kind: str, payload: Any) -> Result:
         """Carry out one operation; a failure becomes a failed future's body."""
@@ -125,7 +128,22 @@ class ModelOps:
             body.get("ttl_seconds"),
             string_map(body.get("user_metadata"), "user_metadata"),
         )
+        run.saves += 1
+        if self._corrupts_now(run):
+            run.corrupted = True
+            logger.info("FakeTinker corrupts %s after its save %d (corrupt_after_saves)", run.run_id,
+                        run.saves)
         return Result(dump({"path": checkpoint.tinker_path, "type": "save_weights"}))
+
+    def _corrupts_now(self, run: Run) -> bool:
+        """``corrupt_after_saves``: a run a client created fresh (not one restored from a checkpoint,
+        nor one seeded by ``add_run``) turns corrupted right after that many saves."""
+        return (
+            self._corrupt_after_saves is not None
+            and run.creation is not None
+            and run.creation[0] == "create_model"
+            and run.saves == self._corrupt_after_saves
+        )
 
     def _save_weights_for_sampler(self, run: Run, body: Mapping[str, Any]) -> Result:
         """With ``path``: a named sampler checkpoint. Without: an unlisted snapshot behind a new

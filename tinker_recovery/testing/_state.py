@@ -45,7 +45,8 @@ class FakeState:
     """All state of one FakeTinker. Thread-safe; every public method takes the lock.
 
     ``clock`` gives timestamps, checkpoint expiry and the seq_id gap time-out;
-    ``seq_gap_timeout_s`` is how long queued operations wait for a missing ``seq_id``.
+    ``seq_gap_timeout_s`` is how long queued operations wait for a missing ``seq_id``;
+    ``corrupt_after_saves``: see ``FakeTinker``.
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class FakeState:
         clock: FakeClock,
         seq_gap_timeout_s: float = 2.0,
         max_futures: int = 100_000,
+        corrupt_after_saves: int | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -64,7 +66,7 @@ class FakeState:
         self._store = RunStore(clock)
         self._futures = FutureTable(max_futures)
         self._sessions = Sessions(seed)
-        self._ops = ModelOps(self._store, self._sessions)
+        self._ops = ModelOps(self._store, self._sessions, corrupt_after_saves=corrupt_after_saves)
         self._orders: dict[str, SeqOrder] = {}
         self._blocked: set[str] = set()  # run ids whose queue waits for a missing seq_id
         self._initial: dict[int, Snapshot] = {}

@@ -99,6 +99,7 @@ class Run:
     source: Load | None = None  # the load that created this run or last replaced its weights
     model: BigramModel | None = None
     corrupted: bool = False
+    saves: int = 0  # training-state saves (save_state) carried out, for corrupt_after_saves
     checkpoints: dict[str, StoredCheckpoint] = attrs.Factory(dict)  # by checkpoint_id, oldest first
 
     @property

@@ -41,7 +41,7 @@ from ._served import RequestLog, ServedRequest
 from ._state import FakeState
 from ._store import Load
 
-__all__ = ["FakeTinker", "main"]
+__all__ = ["FakeTinker", "corrupt_after_saves_banner", "main"]
 
 logger = logging.getLogger("tinker_recovery.testing.fake_server")
 
@@ -64,6 +64,10 @@ class FakeTinker:
     - ``max_logged_requests``: the request log keeps only the most recent entries.
     - ``answer_delay_s``: every ``/api/v1`` answer waits this long first (0 to 60 s; admin
       ``/_fake/`` answers never wait), like a remote service's round trip; fault latency adds to it.
+    - ``corrupt_after_saves``: N >= 1 makes every training run a client creates
+      (``create_lora_training_client``) read ``corrupted: true`` right after its N-th ``save_state``,
+      so that a script run unchanged against the fake sees a recovery. Runs restored from a
+      checkpoint and runs seeded by ``add_run`` are never corrupted by it. None (default): off.
 
     Sampling: ``save_weights_and_get_sampling_client``, ``create_sampling_client(model_path=...)``
     (a sampler or training checkpoint) or ``(base_model=...)`` give samplers that hold a snapshot of
@@ -93,6 +97,7 @@ class FakeTinker:
         seq_gap_timeout_s: float = 2.0,
         max_logged_requests: int = 100_000,
         answer_delay_s: float = 0.0,
+        corrupt_after_saves: int | None = None,
     ) -> None:
         if api_key is not None and (not isinstance(api_key, str) or not api_key):
             raise ValueError("api_key must be a non-empty string or None")
@@ -106,12 +111,25 @@ class FakeTinker:
             0 <= answer_delay_s <= 60
         ):
             raise ValueError(f"answer_delay_s must be a number in [0, 60] seconds, got {answer_delay_s!r}")
+        if corrupt_after_saves is not None and (
+            isinstance(corrupt_after_saves, bool)
+            or not isinstance(corrupt_after_saves, int)
+            or corrupt_after_saves < 1
+        ):
+            raise ValueError(
+                f"corrupt_after_saves must be an integer >= 1 or None, got {corrupt_after_saves!r}"
+            )
         self._answer_delay_s = float(answer_delay_s)
         self._api_key = api_key or f"tml-fake-{secrets.token_hex(16)}"
         self._host = host
         self._port = port
         self._clock = FakeClock(clock)
-        self._state = FakeState(seed=seed, clock=self._clock, seq_gap_timeout_s=seq_gap_timeout_s)
+        self._state = FakeState(
+            seed=seed,
+            clock=self._clock,
+            seq_gap_timeout_s=seq_gap_timeout_s,
+            corrupt_after_saves=corrupt_after_saves,
+        )
         self._api = Api(self._state, hold_s=try_again_hold_s)
         self._fault_table = FaultTable(seed)
         self._request_log = RequestLog(max_logged_requests)
@@ -365,6 +383,12 @@ class FakeTinker:
         return handle_admin(self, method, path, query, data)
 
 
+def corrupt_after_saves_banner(saves: int) -> str:
+    """The line fake-server prints when ``--corrupt-after-saves`` is given."""
+    which = "first save_state" if saves == 1 else f"save_state number {saves}"
+    return f"each new training run reads corrupted right after its {which} (--corrupt-after-saves {saves})"
+
+
 def _lookup(call: Callable[[], Any]) -> Any:
     try:
         return call()
@@ -401,9 +425,19 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="delay every /api/v1 answer this long, like a remote service (default 0; max 60000)",
     )
+    parser.add_argument(
+        "--corrupt-after-saves",
+        type=int,
+        default=None,
+        metavar="N",
+        help="every training run a client creates reads corrupted right after its N-th save_state "
+        "(restored runs never): a script run unchanged sees a recovery",
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.answer_delay_ms <= 60_000:
         parser.error(f"--answer-delay-ms must be in [0, 60000], got {args.answer_delay_ms:g}")
+    if args.corrupt_after_saves is not None and args.corrupt_after_saves < 1:
+        parser.error(f"--corrupt-after-saves must be >= 1, got {args.corrupt_after_saves}")
 
     stop = threading.Event()
     previous = {
@@ -415,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         seed=args.seed,
         answer_delay_s=args.answer_delay_ms / 1000.0,
+        corrupt_after_saves=args.corrupt_after_saves,
     )
     try:
         fake.start()
@@ -424,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"TINKER_API_KEY={fake.api_key}", flush=True)
         for run_id in seeded:
             print(f"seeded run {run_id}", flush=True)
+        if args.corrupt_after_saves is not None:
+            print(corrupt_after_saves_banner(args.corrupt_after_saves), flush=True)
         while not stop.wait(0.5):
             pass
     except OSError as exc:
