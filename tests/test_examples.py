@@ -287,6 +287,9 @@ def test_notebook_uses_the_public_api_only():
     assert not re.search(r"\b\w+\._\w", source)  # no private attribute or helper of any object
     assert "examples" not in re.findall(r"^\s*(?:from|import)\s+([\w.]+)", source, re.MULTILINE)
     assert "weak=False" in source
+    # The README's way: the endpoint given once (to the service), the client as a documented argument.
+    assert "tr.Config(" not in source and 'metadata={"training_client"' not in source
+    assert "training_client=training_client" in source and "handle.check()" in source
 
 
 def test_notebook_is_stored_with_current_outputs(tmp_path, monkeypatch):
