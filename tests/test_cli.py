@@ -322,6 +322,53 @@ def test_watch_in_process_stops_after_max_events(fake, capsys):
                         rf"tinker://{re.escape(run_id)}/weights/step-000010\n", line), line
 
 
+def on_a_terminal(args: list[str], home: Path) -> tuple[int, list[str]]:
+    """``python -m tinker_recovery ARGS`` with its stdout on a pseudo-terminal: exit status, lines."""
+    import pty
+
+    main, child = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "tinker_recovery", *args], env=env_for(home), cwd=home,
+                               stdin=subprocess.DEVNULL, stdout=child, stderr=subprocess.DEVNULL)
+    os.close(child)
+    chunks = []
+    try:
+        while chunk := os.read(main, 4096):
+            chunks.append(chunk)
+    except OSError:  # EIO: the child closed the terminal
+        pass
+    finally:
+        os.close(main)
+    return process.wait(TIME_OUT_S), b"".join(chunks).decode().replace("\r\n", "\n").splitlines()
+
+
+SECOND = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+
+
+def test_watch_on_a_terminal_prints_a_heartbeat_per_quiet_interval_and_a_pipe_gets_none(fake, tmp_path):
+    run_id = fake.add_run()
+    args = [*connect(fake), "watch", run_id, "--interval", "0.2", "--duration", "1.1"]
+
+    code, lines = on_a_terminal(args, tmp_path)
+    piped = cli_run(args, tmp_path)
+
+    assert code == cli.EXIT_OK
+    assert len(lines) >= 3 and all(re.fullmatch(rf"{SECOND}  heartbeat  watching 1 run\(s\)", line)
+                                   for line in lines), lines
+    assert (piped.returncode, piped.stdout) == (cli.EXIT_OK, "")
+
+
+def test_watch_on_a_terminal_skips_the_heartbeat_of_an_interval_that_printed_a_signal(fake, tmp_path):
+    run_id = fake.add_run(corrupted=True)
+    code, lines = on_a_terminal([*connect(fake), "watch", run_id, "--interval", "0.4", "--duration", "1"],
+                                tmp_path)
+
+    assert code == cli.EXIT_OK
+    assert re.fullmatch(rf"{SECOND}  detected  {re.escape(run_id)}  corrupted; last checkpoint \S+", lines[0])
+    # Three intervals (0.4, 0.4, 0.2 s; fewer on a loaded machine, never more): the first printed
+    # `detected`, so its heartbeat is skipped and the quiet ones after it are printed.
+    assert 1 <= len(lines[1:]) <= 2 and all("  heartbeat  " in line for line in lines[1:]), lines
+
+
 def test_watch_of_an_unknown_run_fails_at_once(fake, capsys):
     assert cli.main([*connect(fake), "watch", "nope:train:0", "--interval", "0.1"]) == cli.EXIT_API_ERROR
     assert one_line_error(capsys.readouterr().err) == (

@@ -259,9 +259,18 @@ def _watch_entry(event: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     return entry_for(event, payload)
 
 
+def _watch_time(text: Any) -> str:
+    """A journal entry's ISO time as the heartbeat shows time (``2026-12-07T11:06:17Z``)."""
+    try:
+        return _utc(datetime.fromisoformat(str(text)))
+    except (TypeError, ValueError):
+        return str(text)
+
+
 def _watch_line(entry: Mapping[str, Any]) -> str:
-    """One human line for a journal entry (its texts are escaped by ``entry_for``)."""
-    text = f"{entry['time']}  {entry['event']}  {entry['run_id']}"
+    """One human line for a journal entry (its texts are escaped by ``entry_for``); its time to the
+    second in UTC, like the heartbeat's (``--json`` keeps the entry's exact time)."""
+    text = f"{_watch_time(entry['time'])}  {entry['event']}  {entry['run_id']}"
     if entry["event"] == "detected":
         text += f"  corrupted; last checkpoint {entry.get('checkpoint', 'none')}"
     if "reason" in entry:
@@ -318,12 +327,14 @@ def _watch(args: argparse.Namespace, rest: RestClient) -> int:
             monitor.monitor_run(run_id, None)
         print(f"{PROG}: watching {len(args.run_ids)} run(s) every {args.interval:g} s; Ctrl-C to stop",
               file=sys.stderr, flush=True)
+        seen = 0
         while True:
             wait = args.interval if end is None else min(args.interval, end - time.monotonic())
             if wait <= 0 or done.wait(min(wait, threading.TIMEOUT_MAX)):
                 return EXIT_OK
-            if heartbeat:
-                with lock:
+            with lock:
+                quiet, seen = printed == seen, printed
+                if heartbeat and quiet:  # an interval that printed a signal needs no heartbeat
                     print(f"{_utc(datetime.now(timezone.utc))}  heartbeat  watching {len(monitor.watched)} "
                           "run(s)", flush=True)
     except KeyboardInterrupt:
