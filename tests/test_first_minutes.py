@@ -1,0 +1,54 @@
+"""What a new user meets in the first ten minutes (issue 15) and no other file covers.
+
+The endpoint is given once: a ``Monitor(config=...)`` whose host differs from the host the service
+talks to is refused, also when that service is a ``tinker.ServiceClient()`` built from the
+environment (its ``_base_url`` is None and the SDK reads ``TINKER_BASE_URL`` itself)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import FakeService
+
+import tinker_recovery as tr
+
+KEY = "tml-" + "t" * 40
+
+
+class EnvService(FakeService):
+    """Like ``tinker.ServiceClient()`` without arguments: no URL or key of its own."""
+
+    _base_url = None
+    _api_key = None
+
+
+@pytest.fixture
+def sdk_endpoint(monkeypatch: pytest.MonkeyPatch) -> str:
+    url = "http://127.0.0.1:9"  # nothing listens there; nothing is polled before the refusal
+    monkeypatch.setenv("TINKER_BASE_URL", url)
+    monkeypatch.setenv("TINKER_API_KEY", KEY)
+    return url
+
+
+def test_without_config_the_monitor_polls_the_host_the_sdk_reads_from_the_environment(sdk_endpoint):
+    monitor = tr.Monitor(None, tr.Policy(enabled=True), detect_only=True)
+    try:
+        monitor.monitor_run("run-1", EnvService())
+        assert monitor._rest is not None and monitor._rest.config.base_url == sdk_endpoint
+    finally:
+        monitor.stop(timeout=5)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="monitor.py's _ensure_rest resolves an SDK service's host from TINKER_BASE_URL only when it "
+    "builds the REST access itself; with config= it skips the host check (fix reported in issue 15)",
+)
+def test_a_config_whose_host_differs_from_an_environment_built_service_is_refused(sdk_endpoint):
+    config = tr.Config(api_key=KEY, base_url="http://127.0.0.1:10")
+    monitor = tr.Monitor(None, tr.Policy(enabled=True), config, detect_only=True)
+    try:
+        differs = r"'127\.0\.0\.1:10' differs from the service's host '127\.0\.0\.1:9'"
+        with pytest.raises(ValueError, match=differs):
+            monitor.monitor_run("run-1", EnvService())
+    finally:
+        monitor.stop(timeout=5)
