@@ -2,9 +2,12 @@
 
 The endpoint is given once: a ``Monitor(config=...)`` whose host differs from the host the service
 talks to is refused, also when that service is a ``tinker.ServiceClient()`` built from the
-environment (its ``_base_url`` is None and the SDK reads ``TINKER_BASE_URL`` itself)."""
+environment (its ``_base_url`` is None and the SDK reads ``TINKER_BASE_URL`` itself). The README's
+signal table documents the payload fields."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from conftest import FakeService
@@ -52,3 +55,31 @@ def test_a_config_whose_host_differs_from_an_environment_built_service_is_refuse
             monitor.monitor_run("run-1", EnvService())
     finally:
         monitor.stop(timeout=5)
+
+
+def test_the_readme_signal_table_documents_the_payload_fields():
+    """Issue 15.7: ``time``, ``duration_s``, ``new_run_id``, the lineage id and ``reason_class``,
+    documented in the README's signal table (and the common fields in the paragraph above it)."""
+    from tinker_recovery import events, signals
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n### Signals\n", 1)[1].split("\n### ", 1)[0]
+    intro, table = section.split("\n| signal |", 1)
+    for field in ("run_id", "attempt", "strategy", "metadata", "time", "lineage_id", "recovery_id"):
+        assert f"`{field}`" in intro, field
+    rows = {
+        row.split("|")[1].strip(" `"): row.split("|")[3]
+        for row in table.splitlines()
+        if row.startswith("| `")
+    }
+    assert set(rows) == {signal.name.rsplit(".", 1)[1] for signal in signals.ALL}
+    expected = {
+        "client_created": ["new_run_id"],
+        "completed": ["new_run_id", "duration_s"],
+        "failed": ["reason_class", "duration_s"],
+        "exhausted": ["reason_class", "duration_s"],
+        "poll_error": ["reason_class"],
+    }
+    for event, fields in expected.items():
+        assert all(f"`{field}`" in rows[event] for field in fields), (event, rows[event])
+    assert "tinker_recovery.events.REASON_CLASSES" in section and len(events.REASON_CLASSES) < 20
