@@ -239,11 +239,17 @@ def _normalised(text: str) -> str:
 
 
 def _outputs(cell) -> list[tuple[str, str]]:
-    """A code cell's outputs as (kind, normalised text): streams and the cell's plain-text result."""
-    found = []
+    """A code cell's outputs as (kind, normalised text): streams and the cell's plain-text result.
+
+    Consecutive chunks of one stream are joined: the kernel flushes stdout on a timer, so on a busy
+    machine one print can arrive as two stream outputs."""
+    found: list[tuple[str, str]] = []
     for output in cell.outputs:
         if output.output_type == "stream":
-            found.append((output.name, _normalised(output.text)))
+            if found and found[-1][0] == output.name:
+                found[-1] = (output.name, _normalised(found[-1][1] + output.text))
+            else:
+                found.append((output.name, _normalised(output.text)))
         elif output.output_type == "execute_result":
             found.append(("result", _normalised(output.data["text/plain"])))
         else:
