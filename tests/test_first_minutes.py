@@ -83,3 +83,26 @@ def test_the_readme_signal_table_documents_the_payload_fields():
     for event, fields in expected.items():
         assert all(f"`{field}`" in rows[event] for field in fields), (event, rows[event])
     assert "tinker_recovery.events.REASON_CLASSES" in section and len(events.REASON_CLASSES) < 20
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="monitor.py's monitor_run starts a monitor that was not started but not its executor, so the "
+    "recovery waits for Executor.start() (fix reported in issue 15)",
+)
+def test_forgetting_start_on_both_the_monitor_and_the_executor_still_recovers(monkeypatch):
+    from tinker_recovery.testing import FakeTinker, LoopbackService
+
+    for name in ("TINKER_API_KEY", "TINKER_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with FakeTinker() as fake:
+        run_id = fake.add_run()
+        executor = tr.Executor()
+        monitor = tr.Monitor(executor, tr.Policy(enabled=True, poll_interval_ms=100))
+        try:
+            handle = monitor.monitor_run(run_id, LoopbackService(fake.base_url, fake.api_key))
+            fake.corrupt(run_id)
+            assert handle.wait_for_recovery(timeout=5).run_id == run_id
+        finally:
+            monitor.stop(timeout=5)
+            executor.shutdown(timeout=5)
