@@ -10,19 +10,29 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from .config import Config
+from .config import Config, url_from_env
 from .rest import RestClient
 
-__all__ = ["check_same_host", "rest_from_service"]
+__all__ = ["check_same_host", "rest_from_service", "service_base_url"]
+
+
+def service_base_url(service: Any) -> str | None:
+    """The base URL ``service`` talks to: its ``_base_url``; for an SDK client built from the
+    environment (``_base_url`` None), ``TINKER_BASE_URL`` or the official service, as the SDK
+    reads it; None when the service does not tell."""
+    url = getattr(service, "_base_url", None)
+    if url is None and hasattr(service, "_base_url"):
+        return url_from_env()
+    return url if isinstance(url, str) else None
 
 
 def rest_from_service(service: Any, *, pool_size: int) -> RestClient:
     """A RestClient for the endpoint ``service`` talks to. Raises ValueError naming what is
     missing when the service does not tell its endpoint, or when its URL or key is refused."""
-    url, key = getattr(service, "_base_url", None), getattr(service, "_api_key", None)
-    if url is None and hasattr(service, "_base_url"):  # the SDK reads TINKER_BASE_URL itself
-        url, key = Config().base_url, None
-    if not isinstance(url, str):
+    url, key = service_base_url(service), getattr(service, "_api_key", None)
+    if getattr(service, "_base_url", None) is None:  # the SDK reads TINKER_API_KEY itself, as Config does
+        key = None
+    if url is None:
         raise ValueError(
             "Monitor needs REST access to poll runs: pass config= or rest=, or a "
             "service exposing its base URL (tinker.ServiceClient(base_url=...))"
@@ -37,8 +47,8 @@ def rest_from_service(service: Any, *, pool_size: int) -> RestClient:
 def check_same_host(rest: Any, service: Any) -> None:
     """Raise ValueError naming both hosts when ``service`` talks to another host than ``rest``
     polls (the endpoint is given once). Says nothing when either does not tell its endpoint."""
-    url = getattr(service, "_base_url", None)
-    if not isinstance(url, str) or not isinstance(getattr(rest, "config", None), Config):
+    url = service_base_url(service)
+    if url is None or not isinstance(getattr(rest, "config", None), Config):
         return
     mine, theirs = urlsplit(rest.config.base_url), urlsplit(url)
     if (mine.hostname, mine.port) != (theirs.hostname, theirs.port):

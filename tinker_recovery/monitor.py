@@ -228,7 +228,7 @@ class Monitor:
           executor's record, else ``run_id``. ``pending_recovery_id``: a recovery begun before a
           crash and never finished; passed on as ``recovery_id`` so the executor adopts it.
         - A run already watched (or being recovered) returns its existing handle.
-        - A monitor not started is started (logged at INFO).
+        - A monitor not started is started (logged at INFO), and so is its executor.
 
         Raises RecoveryDisabled (policy not enabled), NoExecutor (no executor, not detect-only),
         ValueError (bad run id, no REST access, hosts differ), TypeError (bad service or
@@ -263,6 +263,8 @@ class Monitor:
         if not self._poller.started and not self._watches.closed:
             log.info("monitor_run(%s): starting the monitor (call start() first to silence this)", run_id)
             self.start()
+            if callable(start_executor := getattr(self.executor, "start", None)):
+                start_executor()  # forgotten too, most likely; starting twice does nothing
         given = lineage_id is not None
         if lineage_id is None:
             lineage_of = getattr(self.executor, "lineage_of", None)
