@@ -30,17 +30,12 @@ class SignalRecorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, Any, dict[str, Any]]] = []
         self._cond = threading.Condition()
-        self._receivers = []
-        for signal in signals.ALL:
-            event = signal.name.rsplit(".", 1)[1]
+        self.close = signals.connect_all(self._record)
 
-            def receiver(sender: Any, _event: str = event, **payload: Any) -> None:
-                with self._cond:
-                    self.events.append((_event, sender, payload))
-                    self._cond.notify_all()
-
-            signal.connect(receiver, weak=False)
-            self._receivers.append((signal, receiver))
+    def _record(self, event: str, sender: Any, **payload: Any) -> None:
+        with self._cond:
+            self.events.append((event, sender, payload))
+            self._cond.notify_all()
 
     def names(self, run_id: str | None = None) -> list[str]:
         with self._cond:
@@ -62,9 +57,6 @@ class SignalRecorder:
             raise AssertionError(f"waited {timeout} s for {count} {event!r}; got {self.names()}")
         return self.payloads(event)
 
-    def close(self) -> None:
-        for signal, receiver in self._receivers:
-            signal.disconnect(receiver)
 
 
 @pytest.fixture

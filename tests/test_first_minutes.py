@@ -48,11 +48,6 @@ def test_without_config_the_monitor_polls_the_host_the_sdk_reads_from_the_enviro
         assert any(r.method == "GET" and r.path == f"/api/v1/training_runs/{run_id}" for r in fake.requests)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the one-endpoint check reads the service's _base_url, None for a ServiceClient built from the "
-    "environment, and then checks nothing (fix reported in issue 15)",
-)
 def test_a_config_whose_host_differs_from_an_environment_built_service_is_refused(sdk_endpoint):
     config = tr.Config(api_key=KEY, base_url="http://127.0.0.1:10")
     monitor = tr.Monitor(None, tr.Policy(enabled=True), config, detect_only=True)
@@ -92,11 +87,6 @@ def test_the_readme_signal_table_documents_the_payload_fields():
     assert "tinker_recovery.events.REASON_CLASSES" in section and len(events.REASON_CLASSES) < 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="monitor_run starts a monitor that was not started but not its executor, so the recovery "
-    "waits for Executor.start() (fix reported in issue 15)",
-)
 def test_forgetting_start_on_both_the_monitor_and_the_executor_still_recovers(monkeypatch):
     from tinker_recovery.testing import FakeTinker, LoopbackService
 

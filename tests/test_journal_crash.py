@@ -41,13 +41,7 @@ WATCHER = textwrap.dedent("""
 
     base_url, key, path, run_id = sys.argv[1:5]
 
-    def tell(event):
-        def receiver(_sender, **payload):
-            print(event, payload["run_id"], flush=True)
-        return receiver
-
-    for s in signals.ALL:
-        s.connect(tell(s.name.rsplit(".", 1)[1]), weak=False)
+    signals.connect_all(lambda event, _sender, **payload: print(event, payload["run_id"], flush=True))
     config = tr.Config(api_key=key, base_url=base_url, timeout_s=5.0, max_retries=0)
     service = tinker.ServiceClient(base_url=base_url, api_key=key)  # stores the recovery id on the run
     policy = tr.Policy(enabled=True, jitter="none", poll_interval_ms=100, backoff_ms=10, max_backoff_ms=10)

@@ -223,7 +223,9 @@ def test_a_future_that_never_resolves_times_out_and_a_failed_one_raises():
     responses.post(f"{base}/api/v1/create_session", json={"session_id": "S"})
     responses.post(f"{base}/api/v1/load_weights", json={"request_id": "r1"})
     responses.post(f"{base}/api/v1/retrieve_future", json={"type": "try_again", "request_id": "r1"})
-    with LoopbackService(base, "tml-secret", timeout_s=0.2) as service:
+    # timeout_s bounds each exchange too: at 0.2 s one mocked exchange on a loaded 2-core machine
+    # sometimes took longer and failed as a RequestTimeout of its own (1 run in ~50).
+    with LoopbackService(base, "tml-secret", timeout_s=1.0) as service:
         with pytest.raises(RequestTimeout, match="load_weights did not finish"):
             service.create_training_client_from_state("tinker://R/weights/c")
         responses.replace(

@@ -215,8 +215,9 @@ def test_stop_monitoring_leaves_nothing_behind(executor, recorder):
     handle = watch(monitor, rest, "run-1", training_client=object())
     assert monitor.stop_monitoring("run-1") and not monitor.stop_monitoring("run-1")
     assert monitor.poll_once() == 0 and recorder.names() == [] and not handle.watching
-    assert monitor.handle("run-1") is None and monitor._watches == {} and monitor._recovering == {}
-    assert monitor._states == {} and len(monitor._schedule) == 0
+    assert monitor.handle("run-1") is None
+    assert monitor._watches._watched == {} and monitor._watches._recovering == {}
+    assert monitor._poller._states == {} and len(monitor._poller._schedule) == 0
     monitor.stop()
 
 

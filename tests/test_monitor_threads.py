@@ -211,7 +211,7 @@ def test_a_receiver_raising_base_exception_drops_nothing(
         handle = monitor.monitor_run("run-1", FakeService())
         assert handle.wait_for_recovery(10).run_id == "run-1"
         assert handle.watching and monitor.watched == ["restored:1"]
-        assert monitor._thread is not None and monitor._thread.is_alive()
+        assert monitor._poller.thread is not None and monitor._poller.thread.is_alive()
     finally:
         signals.detected.disconnect(receiver)
         monitor.stop(timeout=5)
@@ -261,7 +261,8 @@ def test_a_run_no_longer_watched_leaves_nothing_behind() -> None:
         assert monitor.stop_monitoring(f"run-{n}")
         del client
     monitor.poll_once(timeout=10)  # every command handled
-    assert monitor._watches == {} and monitor._states == {} and len(monitor._schedule) == 0
+    assert monitor._watches._watched == {}
+    assert monitor._poller._states == {} and len(monitor._poller._schedule) == 0
     monitor.stop(timeout=5)
     gc.collect()
     assert sum(ref() is not None for ref in refs) == 0
@@ -322,7 +323,7 @@ def test_the_service_gives_the_rest_access_and_a_second_host_is_refused() -> Non
 
     monitor = tr.Monitor(None, policy(), detect_only=True)
     monitor.monitor_run("run-1", Service())
-    assert monitor._rest is not None and monitor._rest.config.base_url == "http://127.0.0.1:9"
+    assert monitor._poller.rest is not None and monitor._poller.rest.config.base_url == "http://127.0.0.1:9"
     monitor.stop(timeout=5)
     config = tr.Config(api_key=KEY, base_url="http://127.0.0.1:10")
     other = tr.Monitor(None, policy(), config, detect_only=True)

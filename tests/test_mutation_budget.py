@@ -12,10 +12,10 @@ from tinker_recovery.budget import RestartBudget
 def test_type_errors_name_the_type_given():
     with pytest.raises(TypeError) as info:
         RestartBudget("3", 60)
-    assert str(info.value) == "limit: expected int, got str"
+    assert str(info.value) == "limit: expected int, got str '3'"
     with pytest.raises(TypeError) as info:
         RestartBudget(3, "60")
-    assert str(info.value) == "window_s: expected a number of seconds, got str"
+    assert str(info.value) == "window_s: expected a number of seconds, got str '60'"
 
 
 def test_nan_messages():

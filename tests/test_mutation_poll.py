@@ -6,13 +6,12 @@ run_state.py; see docs/mutation.md). Times are binary fractions, so every sum is
 from __future__ import annotations
 
 import math
-import threading
 
 import pytest
 
 from tinker_recovery.errors import ApiError, AuthenticationError
 from tinker_recovery.poll_schedule import Plan, PollSchedule, pool_size
-from tinker_recovery.poll_settings import PollSettings, _count, check_count, check_seconds
+from tinker_recovery.poll_settings import PollSettings
 from tinker_recovery.run_state import RunState, Verdict
 
 
@@ -299,37 +298,71 @@ def test_auto_stops_a_listing_that_costs_as_much_as_polling_each_run():
 # --- settings -------------------------------------------------------------------------------------
 
 
-def test_check_seconds_bounds_and_messages():
-    assert check_seconds("t", threading.TIMEOUT_MAX) == threading.TIMEOUT_MAX
+def test_each_field_is_checked_by_the_shared_checks_and_named():
+    # The one home of value checks is _checks; PollSettings only names its fields.
+    assert PollSettings(interval_s=1e9, timeout_s=0.001).interval_s == 1e9
+    cases = [
+        ({"interval_s": 0}, ValueError, "interval_s: must be at least 0.001 s, got 0"),
+        ({"interval_s": 1e9 + 1}, ValueError, "interval_s: must be at most 1e+09 s, got 1000000001.0"),
+        ({"timeout_s": math.nan}, ValueError, "timeout_s: must be a number of seconds, got NaN"),
+        ({"timeout_s": "1"}, TypeError, "timeout_s: expected a number of seconds, got str '1'"),
+        ({"concurrency": 4097}, ValueError, "concurrency: must be at most 4096, got 4097"),
+        ({"concurrency": 0}, ValueError, "concurrency: must be at least 1, got 0"),
+        ({"page_size": 10_001}, ValueError, "page_size: must be at most 10000, got 10001"),
+        ({"max_pages": 100_001}, ValueError, "max_pages: must be at most 100000, got 100001"),
+        ({"page_concurrency": 65}, ValueError, "page_concurrency: must be at most 64, got 65"),
+        ({"page_concurrency": True}, TypeError, "page_concurrency: expected int, got bool True"),
+    ]
+    for change, kind, message in cases:
+        fields = {"interval_s": 1.0, "timeout_s": 1.0, **change}
+        with pytest.raises(kind) as info:
+            PollSettings(**fields)
+        assert str(info.value) == message
+
+
+def test_for_monitor_names_the_monitors_arguments():
+    def build(**change):
+        args = {
+            "poll_timeout_s": None,
+            "rest_timeout_s": 30.0,
+            "poll_concurrency": 64,
+            "poll_mode": "auto",
+            "list_page_size": 100,
+            **change,
+        }
+        return PollSettings.for_monitor(change.pop("interval_s", 1.0), **args)
+
+    settings = build()
+    assert (settings.interval_s, settings.timeout_s, settings.concurrency, settings.page_size) == (
+        1.0,
+        1.0,
+        64,
+        100,
+    )
+    assert build(poll_timeout_s=2).timeout_s == 2.0 and isinstance(build(poll_timeout_s=2).timeout_s, float)
+    assert build(rest_timeout_s=0.5).timeout_s == 0.5
+    cases = [
+        ({"poll_timeout_s": 0}, "poll_timeout_s: must be greater than 0 s, got 0"),
+        ({"poll_timeout_s": math.inf}, "poll_timeout_s: must be at most 1e+09 s, got inf"),
+        ({"poll_concurrency": 0}, "poll_concurrency: must be at least 1, got 0"),
+        ({"poll_concurrency": 4097}, "poll_concurrency: must be at most 4096, got 4097"),
+        ({"list_page_size": 10_001}, "list_page_size: must be at most 10000, got 10001"),
+        ({"poll_mode": "often"}, "poll_mode: expected one of auto, per_run, list, got 'often'"),
+    ]
+    for change, message in cases:
+        with pytest.raises(ValueError) as info:
+            build(**change)
+        assert str(info.value) == message
     with pytest.raises(ValueError) as info:
-        check_seconds("t", 0)
-    assert str(info.value) == "t: must be > 0 s, got 0"
-    with pytest.raises(ValueError) as info:
-        check_seconds("t", -1, allow_zero=True)
-    assert str(info.value) == "t: must be >= 0 s, got -1"
-    with pytest.raises(ValueError) as info:
-        check_seconds("t", 0.5, minimum=1)
-    assert str(info.value) == "t: must be >= 1 s, got 0.5"
-
-
-def test_check_count_bounds_and_messages():
-    assert check_count("c", 1_000_000) == 1_000_000
-    assert check_count("c", 5, maximum=5) == 5
-    with pytest.raises(ValueError) as info:
-        check_count("c", 1_000_001)
-    assert str(info.value) == "c: expected an int in [1, 1000000], got 1000001"
-
-
-class Field:
-    name = "field_x"
-
-
-def test_the_count_validator_names_the_field_and_its_maximum():
-    validate = _count(5)
-    validate(None, Field(), 5)
-    with pytest.raises(ValueError) as info:
-        validate(None, Field(), 6)
-    assert str(info.value) == "field_x: expected an int in [1, 5], got 6"
+        PollSettings.for_monitor(
+            math.nan,
+            poll_timeout_s=1.0,
+            rest_timeout_s=1.0,
+            poll_concurrency=1,
+            poll_mode="auto",
+            list_page_size=1,
+        )
+    assert str(info.value) == "poll_interval_ms: must be a number of seconds, got NaN"
 
 
 def test_mode_message():

@@ -453,7 +453,7 @@ def test_every_request_verifies_tls(monkeypatch, recorder):
             handle = monitor.monitor_run("run-1", service)
             recorder.wait_for("exhausted")  # after attempt 2, which fetched the run again over REST
             assert handle.wait(10) and isinstance(handle.error, tr.ServerError)
-            rests = [monitor._rest, *executor._rest_by_config.values()]
+            rests = [monitor._poller.rest, *executor._rest_by_config.values()]
             sessions = [rest._session for rest in rests]
         assert len(mock.calls) >= 2
         assert [call.request.req_kwargs["verify"] for call in mock.calls] == [True] * len(mock.calls)

@@ -96,21 +96,17 @@ class Recorded:
 
     def __init__(self) -> None:
         self.events: list[tuple[str, dict[str, Any]]] = []
-        self._connected: list[Any] = []
+        self._disconnects: list[Any] = []
         self._changed = threading.Condition()
 
     def attach(self, sender: Any) -> Recorded:
-        for sig in signals.ALL:
-            event = sig.name.rsplit(".", 1)[1]
-
-            def receiver(_sender: Any, _event: str = event, **fields: Any) -> None:
-                with self._changed:
-                    self.events.append((_event, fields))
-                    self._changed.notify_all()
-
-            sig.connect(receiver, sender=sender, weak=False)
-            self._connected.append((sig, receiver))
+        self._disconnects.append(signals.connect_all(self._record, sender=sender))
         return self
+
+    def _record(self, event: str, _sender: Any, **fields: Any) -> None:
+        with self._changed:
+            self.events.append((event, fields))
+            self._changed.notify_all()
 
     def wait_for(self, event: str, count: int, timeout: float = 30.0) -> None:
         with self._changed:
@@ -118,8 +114,8 @@ class Recorded:
                 raise AssertionError(f"{count} x {event} not sent within {timeout} s: {self.names}")
 
     def close(self) -> None:
-        for sig, receiver in self._connected:
-            sig.disconnect(receiver)
+        for disconnect in self._disconnects:
+            disconnect()
 
     @property
     def names(self) -> list[str]:

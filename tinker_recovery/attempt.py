@@ -18,7 +18,7 @@ import attrs
 
 from .candidates import SOURCE_KEY, Candidates, SourceOf
 from .classify import is_unloadable
-from .clock import Clock, bounded_wait_s
+from .clock import Clock, bounded_wait_s, remaining
 from .errors import AttemptTimeout, RecoveryError
 from .models import Checkpoint, TrainingRun
 from .policy import Policy
@@ -131,7 +131,7 @@ class Body:
     previous: tuple[threading.Thread, Mailbox] | None
 
     def _remaining(self, deadline: float | None) -> float | None:
-        return None if deadline is None else max(0.0, deadline - self.clock.monotonic())
+        return remaining(deadline, self.clock.monotonic())
 
     def execute(self, box: Mailbox, deadline: float | None) -> None:
         current: Checkpoint | None = None

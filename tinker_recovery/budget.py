@@ -5,6 +5,8 @@ from __future__ import annotations
 import bisect
 import math
 
+from ._checks import check_int, check_seconds
+
 __all__ = ["RestartBudget"]
 
 
@@ -18,15 +20,8 @@ class RestartBudget:
     """
 
     def __init__(self, limit: int, window_s: float) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int):
-            raise TypeError(f"limit: expected int, got {type(limit).__name__}")
-        if limit < 1:
-            raise ValueError(f"limit: must be at least 1, got {limit}")
-        if not isinstance(window_s, (int, float)) or isinstance(window_s, bool):
-            raise TypeError(f"window_s: expected a number of seconds, got {type(window_s).__name__}")
-        if not math.isfinite(window_s) or window_s <= 0:
-            raise ValueError(f"window_s: must be a finite number > 0, got {window_s}")
-        self.limit = limit
+        self.limit = check_int("limit", limit, minimum=1)
+        check_seconds("window_s", window_s, minimum=0, inclusive=False)
         self.window_s = float(window_s)
         self._restarts: list[float] = []
 

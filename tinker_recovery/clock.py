@@ -12,7 +12,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
-__all__ = ["Clock", "SystemClock", "ManualClock", "MAX_WAIT_S", "bounded_wait_s"]
+__all__ = ["Clock", "SystemClock", "ManualClock", "MAX_WAIT_S", "bounded_wait_s", "remaining"]
 
 MAX_WAIT_S = min(threading.TIMEOUT_MAX, 86_400.0 * 365)
 """The longest single wait the package asks of ``Event.wait`` (one year, or less where the platform's
@@ -31,6 +31,16 @@ def bounded_wait_s(timeout: float | None) -> float | None:
     if math.isnan(timeout):
         raise ValueError("timeout: must be a number of seconds, got NaN")
     return min(max(timeout, 0.0), MAX_WAIT_S)
+
+
+def remaining(deadline: float | None, now: float) -> float | None:
+    """Seconds from ``now`` until ``deadline`` (both on one monotonic clock), at least 0; None when
+    ``deadline`` is None (no limit).
+
+    >>> remaining(10.0, 7.5), remaining(10.0, 12.0), remaining(None, 3.0)
+    (2.5, 0.0, None)
+    """
+    return None if deadline is None else max(0.0, deadline - now)
 
 
 class Clock(Protocol):

@@ -19,7 +19,7 @@ from ._http import is_loopback_host
 from ._text import escape_text
 from .policy import Policy
 
-__all__ = ["Config", "DEFAULT_BASE_URL"]
+__all__ = ["Config", "DEFAULT_BASE_URL", "url_from_env"]
 
 DEFAULT_BASE_URL = "https://tinker.thinkingmachines.dev/services/tinker-prod"
 _REDACTED = "'<redacted>'"
@@ -33,7 +33,8 @@ def _key_from_env() -> str | None:
     return os.environ.get("TINKER_API_KEY") or None
 
 
-def _url_from_env() -> str:
+def url_from_env() -> str:
+    """``TINKER_BASE_URL`` (as the official SDK reads it), else ``DEFAULT_BASE_URL``."""
     return os.environ.get("TINKER_BASE_URL") or DEFAULT_BASE_URL
 
 
@@ -95,7 +96,7 @@ def _to_policy(value: Any) -> Policy | None:
 
 def _strip_slash(value: Any) -> Any:
     if value is None:
-        value = _url_from_env()
+        value = url_from_env()
     return value.rstrip("/") if isinstance(value, str) else value
 
 
@@ -120,7 +121,7 @@ class Config:
     api_key: str = attrs.field(
         factory=_key_from_env, converter=_key_or_env, validator=_check_api_key, repr=lambda _: _REDACTED
     )
-    base_url: str = attrs.field(factory=_url_from_env, converter=_strip_slash)
+    base_url: str = attrs.field(factory=url_from_env, converter=_strip_slash)
     timeout_s: float = attrs.field(
         default=30.0, validator=_TIME_CHECK
     )

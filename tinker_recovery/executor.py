@@ -16,13 +16,13 @@ from typing import Any
 import attrs
 
 from . import events, signals
-from ._checks import check_seconds
+from ._checks import check_int, check_seconds
 from ._ids import check_run_id
 from .attempt import Body, Done, Failed, Mailbox, Selected, Unloadable
 from .budget import RestartBudget
 from .candidates import SOURCE_KEY
 from .classify import classify
-from .clock import MAX_WAIT_S, Clock, SystemClock
+from .clock import MAX_WAIT_S, Clock, SystemClock, remaining
 from .config import Config
 from .errors import (
     AlreadyPending,
@@ -154,11 +154,7 @@ class Executor:
         rng: random.Random | None = None,
         name: str = "tinker_recovery.executor",
     ) -> None:
-        if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int):
-            raise TypeError(f"max_concurrent: expected int, got {type(max_concurrent).__name__}")
-        if max_concurrent < 1:
-            raise ValueError(f"max_concurrent: must be at least 1, got {max_concurrent}")
-        self.max_concurrent = max_concurrent
+        self.max_concurrent = check_int("max_concurrent", max_concurrent, minimum=1)
         self._config = config
         self._rest = rest
         self._rest_by_config: dict[Config, RestClient] = {}
@@ -281,7 +277,7 @@ class Executor:
             box.stop(why)
 
     def _remaining(self, deadline: float | None) -> float | None:
-        return None if deadline is None else max(0.0, deadline - self._clock.monotonic())
+        return remaining(deadline, self._clock.monotonic())
 
     def join(self, timeout: float | None = None) -> bool:
         """Block until no recovery is queued, running or waiting to retry and every worker has returned

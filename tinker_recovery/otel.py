@@ -136,7 +136,7 @@ class _Instrumentation:
         self._spans: dict[tuple[_Key, int], trace.Span] = {}
         self._closed = False
         self._warned: set[str] = set()
-        self._receivers = [(signal, _Receiver(self, _event_name(signal.name))) for signal in signals.ALL]
+        self._receivers = [(signal, _Receiver(self, signals.event_of(signal))) for signal in signals.ALL]
 
     def connect(self) -> None:
         for signal, receiver in self._receivers:
@@ -353,10 +353,6 @@ def _histogram(meter: metrics.Meter) -> metrics.Histogram:
         )
     except TypeError:  # opentelemetry-api before 1.23 takes no advice: the SDK's default buckets
         return meter.create_histogram(RECOVERY_DURATION, unit="s", description=description)
-
-
-def _event_name(signal_name: str) -> str:
-    return signal_name.rsplit(".", 1)[-1]
 
 
 def _key(payload: Mapping[str, Any]) -> _Key:

@@ -7,47 +7,25 @@ poll *means* (the per-run state machine of ``run_state``), not when polls happen
 
 from __future__ import annotations
 
-import math
-import threading
 from typing import Any
 
 import attrs
 
-__all__ = ["POLL_MODES", "PollSettings", "check_count", "check_seconds", "default_timeout_s"]
+from ._checks import attrs_validator, check_int, check_seconds
+
+__all__ = ["POLL_MODES", "PollSettings", "default_timeout_s"]
 
 POLL_MODES = ("auto", "per_run", "list")
 """``per_run``: one GET per run; ``list``: pages of the listing; ``auto``: whichever costs fewer requests."""
 
+MAX_CONCURRENCY = 4096
+"""The most poll workers a monitor may have (``PollSettings.concurrency``)."""
+
+MAX_PAGE_SIZE = 10_000
+"""The most runs per listing page (``PollSettings.page_size``)."""
+
 MIN_INTERVAL_S = 0.001
 """The shortest poll interval accepted (``Policy.poll_interval_ms`` >= 1)."""
-
-
-def check_seconds(field: str, value: Any, *, minimum: float = 0.0, allow_zero: bool = False) -> float:
-    """``value`` as a float number of seconds, or ValueError naming ``field``.
-
-    Refused: bools, non-numbers, NaN, infinities, values above ``threading.TIMEOUT_MAX`` (what
-    ``Event.wait`` accepts), negatives, and 0 unless ``allow_zero``; values below ``minimum``.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{field}: expected a number of seconds, got {value!r}")
-    seconds = float(value)
-    if math.isnan(seconds) or math.isinf(seconds):
-        raise ValueError(f"{field}: must be finite, got {value!r}")
-    if seconds > threading.TIMEOUT_MAX:
-        raise ValueError(
-            f"{field}: at most {threading.TIMEOUT_MAX:g} s (threading.TIMEOUT_MAX), got {value!r}"
-        )
-    if seconds < 0 or (seconds == 0 and not allow_zero) or seconds < minimum:
-        bound = f">= {minimum:g}" if minimum else (">= 0" if allow_zero else "> 0")
-        raise ValueError(f"{field}: must be {bound} s, got {value!r}")
-    return seconds
-
-
-def check_count(field: str, value: Any, *, minimum: int = 1, maximum: int = 1_000_000) -> int:
-    """``value`` as an int in [minimum, maximum], or ValueError naming ``field`` (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise ValueError(f"{field}: expected an int in [{minimum}, {maximum}], got {value!r}")
-    return value
 
 
 def default_timeout_s(interval_s: float, rest_timeout_s: float) -> float:
@@ -60,15 +38,11 @@ def default_timeout_s(interval_s: float, rest_timeout_s: float) -> float:
     return min(rest_timeout_s, max(interval_s, 1.0))
 
 
-def _seconds(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    check_seconds(attribute.name, value, minimum=MIN_INTERVAL_S)
+_seconds = attrs_validator(check_seconds, minimum=MIN_INTERVAL_S)
 
 
 def _count(maximum: int) -> Any:
-    def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        check_count(attribute.name, value, maximum=maximum)
-
-    return check
+    return attrs_validator(check_int, minimum=1, maximum=maximum)
 
 
 def _mode(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -91,16 +65,45 @@ class PollSettings:
       as it needs to finish in half an interval at the measured round trip, within this cap and
       ``concurrency - suspect_slots`` (see ``poll_schedule.page_slots``).
 
-    Every field raises ValueError naming it when out of range (NaN and infinities included).
+    Every field raises TypeError (wrong kind) or ValueError (out of range, NaN and infinities
+    included) naming it.
     """
 
     interval_s: float = attrs.field(validator=_seconds)
     timeout_s: float = attrs.field(validator=_seconds)
-    concurrency: int = attrs.field(default=64, validator=_count(4096))
+    concurrency: int = attrs.field(default=64, validator=_count(MAX_CONCURRENCY))
     mode: str = attrs.field(default="auto", validator=_mode)
-    page_size: int = attrs.field(default=100, validator=_count(10_000))
+    page_size: int = attrs.field(default=100, validator=_count(MAX_PAGE_SIZE))
     max_pages: int = attrs.field(default=1_000, validator=_count(100_000))
     page_concurrency: int = attrs.field(default=32, validator=_count(64))
+
+    @classmethod
+    def for_monitor(
+        cls,
+        interval_s: float,
+        *,
+        poll_timeout_s: float | None,
+        rest_timeout_s: float,
+        poll_concurrency: int,
+        poll_mode: str,
+        list_page_size: int,
+    ) -> PollSettings:
+        """The settings of a ``Monitor`` built with these arguments; every error names the
+        Monitor's argument (``poll_timeout_s``, ``poll_concurrency``, ...). ``poll_timeout_s``
+        None: ``default_timeout_s(interval_s, rest_timeout_s)``. Raises ValueError or TypeError."""
+        if poll_timeout_s is None:
+            poll_timeout_s = default_timeout_s(interval_s, rest_timeout_s)
+        check_seconds("poll_timeout_s", poll_timeout_s, minimum=0, inclusive=False)
+        check_seconds("poll_interval_ms", interval_s, minimum=0, inclusive=False)
+        check_int("poll_concurrency", poll_concurrency, minimum=1, maximum=MAX_CONCURRENCY)
+        check_int("list_page_size", list_page_size, minimum=1, maximum=MAX_PAGE_SIZE)
+        return cls(
+            interval_s=interval_s,
+            timeout_s=float(poll_timeout_s),
+            concurrency=poll_concurrency,
+            mode=poll_mode,
+            page_size=list_page_size,
+        )
 
     @property
     def slack_s(self) -> float:

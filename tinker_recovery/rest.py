@@ -13,6 +13,7 @@ import backoff
 import requests
 
 from . import _http
+from ._checks import check_int
 from ._ids import check_run_id
 from ._json import JsonObject, loads
 from ._version import __version__
@@ -223,9 +224,8 @@ class RestClient:
 
     @staticmethod
     def _check_page(limit: Any, offset: Any) -> None:
-        for name, value, minimum in (("limit", limit, 1), ("offset", offset, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+        check_int("limit", limit, minimum=1)
+        check_int("offset", offset, minimum=0)
 
     def list_checkpoints(self, run_id: str) -> list[Checkpoint]:
         """Every checkpoint of ``run_id``, in the order the service lists them."""

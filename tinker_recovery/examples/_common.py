@@ -89,16 +89,7 @@ class SignalLog:
     def __init__(self, *senders: Any) -> None:
         self.events: list[tuple[str, dict[str, Any]]] = []  # every event taken by wait_for, in order
         self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
-        self._connected: list[tuple[Any, Any]] = []
-        for signal in signals.ALL:
-            event = signal.name.rsplit(".", 1)[1]
-
-            def receiver(_sender: Any, _event: str = event, **payload: Any) -> None:
-                self._queue.put((_event, payload))
-
-            for sender in senders:
-                signal.connect(receiver, sender=sender, weak=False)
-            self._connected.append((signal, receiver))
+        self._disconnects = [signals.connect_all(self._record, sender=sender) for sender in senders]
 
     def __enter__(self) -> SignalLog:
         return self
@@ -108,9 +99,11 @@ class SignalLog:
 
     def close(self) -> None:
         """Disconnect every receiver; safe to call twice."""
-        for signal, receiver in self._connected:
-            signal.disconnect(receiver)
-        self._connected = []
+        for disconnect in self._disconnects:
+            disconnect()
+
+    def _record(self, event: str, _sender: Any, **payload: Any) -> None:
+        self._queue.put((event, payload))
 
     @property
     def names(self) -> list[str]:
