@@ -344,3 +344,34 @@ def test_bad_timeouts_of_join_and_shutdown_are_refused(scheduler, timeout):
         ex.shutdown(timeout=timeout)
     assert ex.join(1e13) is True  # beyond Event.wait's limit: clamped, and nothing is pending
     ex.shutdown(timeout=1)
+
+
+def test_a_lineage_recovered_1000_times_keeps_a_bounded_number_of_clients(scheduler):
+    # Issue 12.8: a lineage recovered 1,000 times kept all 1,000 restored clients (the executor's
+    # "already recovered" answers held every Recovery); it keeps RECOVERED_PER_LINEAGE of them.
+    import gc
+    import weakref
+
+    from tinker_recovery.executor import RECOVERED_PER_LINEAGE
+
+    refs = []
+
+    class Tracked(FakeService):
+        def _create(self, kind, path):
+            client = super()._create(kind, path)
+            refs.append(weakref.ref(client))
+            return client
+
+    service, pol = Tracked(), policy(max_recoveries=10_000)
+    with tr.Executor(1, scheduler=scheduler) as ex:
+        run_id = "run-0"
+        for _ in range(1_000):
+            recovery = ex.recover(run_id, service, pol, last_checkpoint=CP).result(10)
+            run_id = recovery.new_run_id
+        newest = ex.recover(recovery.run_id, service, pol, last_checkpoint=CP)
+        assert newest.result(10) is recovery  # the newest is still answered: one truth per run
+        assert ex.recover("run-0", service, pol, last_checkpoint=CP).result(10) is not recovery
+        del recovery, newest
+        gc.collect()
+        alive = sum(ref() is not None for ref in refs)
+    assert alive <= RECOVERED_PER_LINEAGE + 1, alive
