@@ -16,10 +16,12 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import FakeService, checkpoint, training_run
+from hostile_server import http_answer, scripted_server
 
 import tinker_recovery as tr
 from tinker_recovery import signals
@@ -330,3 +332,166 @@ def test_the_service_gives_the_rest_access_and_a_second_host_is_refused() -> Non
     with pytest.raises(ValueError, match=differs):
         other.monitor_run("run-1", Service())
     other.stop(timeout=5)
+
+
+# --- issue 11.1 in the Monitor: drip-fed answers are time-outs, never a blind monitor -------------
+
+DRIP_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+
+
+def run_json(run_id: str, corrupted: bool) -> bytes:
+    return (
+        f'{{"training_run_id": "{run_id}", "base_model": "m", "model_owner": "o", "is_lora": false,'
+        f' "last_request_time": "2026-01-01T00:00:00Z", "corrupted": {str(corrupted).lower()}}}'
+    ).encode()
+
+
+def test_drip_fed_polls_time_out_and_never_stop_another_runs_detection() -> None:
+    # Two runs whose GET drips its body a byte every 0.5 s hold both poll workers
+    # (poll_concurrency=2): each poll ends at its 1 s deadline as a time-out, and a third run is
+    # still polled and detected.
+    detected, timed_out = threading.Event(), threading.Event()
+    reasons: list[tuple[str, str]] = []
+
+    def on_error(sender: Any, **payload: Any) -> None:
+        reasons.append((payload["run_id"], payload["reason_class"]))
+        if payload["reason_class"] == "timeout":
+            timed_out.set()
+
+    def on_detected(sender: Any, **payload: Any) -> None:
+        if payload["run_id"] == "run-c":
+            detected.set()
+
+    connect(signals.poll_error, on_error)
+    connect(signals.detected, on_detected)
+    with scripted_server() as server:
+        server.answer(
+            http_answer(404, b"{}"),
+            {"/api/v1/training_runs/run-c": http_answer(200, run_json("run-c", True))},
+        )
+        server.drip(
+            DRIP_HEAD, b" " * 500, 0.5, only={"/api/v1/training_runs/drip-a", "/api/v1/training_runs/drip-b"}
+        )
+        config = tr.Config(api_key=KEY, base_url=server.base_url, timeout_s=1.0, max_retries=0)
+        monitor = tr.Monitor(
+            None,
+            policy(),
+            config,
+            detect_only=True,
+            poll_concurrency=2,
+            poll_timeout_s=1.0,
+            poll_mode="per_run",
+        )
+        try:
+            monitor.monitor_run("drip-a", None)
+            monitor.monitor_run("drip-b", None)
+            assert server.wait_requests(1, "/api/v1/training_runs/drip-a")
+            assert server.wait_requests(1, "/api/v1/training_runs/drip-b")  # both workers are held
+            began = time.monotonic()
+            monitor.monitor_run("run-c", None)
+            assert detected.wait(10), reasons
+            assert time.monotonic() - began < 3.0  # the fault: minutes (the drip's 250 s)
+            assert timed_out.wait(10), reasons  # a drip-fed poll past its deadline is a time-out
+            assert {run for run, kind in reasons if kind == "timeout"} <= {"drip-a", "drip-b"}
+        finally:
+            monitor.stop(timeout=5)
+            signals.poll_error.disconnect(on_error)
+            signals.detected.disconnect(on_detected)
+
+
+def test_a_drip_fed_listing_never_stops_detection() -> None:
+    # list mode: the listing drips; that cycle is read run by run, so the corrupted run is detected.
+    detected = threading.Event()
+    on_detected = connect(signals.detected, lambda sender, **payload: detected.set())
+    with scripted_server() as server:
+        server.answer(
+            http_answer(404, b"{}"),
+            {"/api/v1/training_runs/run-c": http_answer(200, run_json("run-c", True))},
+        )
+        server.drip(DRIP_HEAD, b" " * 500, 0.5, only={"/api/v1/training_runs"})
+        config = tr.Config(api_key=KEY, base_url=server.base_url, timeout_s=1.0, max_retries=0)
+        monitor = tr.Monitor(None, policy(), config, detect_only=True, poll_timeout_s=1.0, poll_mode="list")
+        try:
+            began = time.monotonic()
+            monitor.monitor_run("run-c", None)
+            assert detected.wait(10)
+            assert time.monotonic() - began < 4.0  # the fault: never (the listing held every detection)
+            assert server.wait_requests(1, "/api/v1/training_runs")  # it did try the listing first
+        finally:
+            monitor.stop(timeout=5)
+            signals.detected.disconnect(on_detected)
+
+
+# --- issue 11.6: the README says on which thread each signal is sent ------------------------------
+
+
+EVENTS = [signal.name.rsplit(".", 1)[1] for signal in signals.ALL]
+
+
+def readme_threads() -> dict[str, str]:
+    """The README's signal table: signal name -> its "sent on" cell."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    cells: dict[str, str] = {}
+    for line in readme.splitlines():
+        parts = [part.strip() for part in line.split("|")]
+        if len(parts) >= 4 and parts[1].strip("`") in EVENTS and parts[1].startswith("`"):
+            cells[parts[1].strip("`")] = parts[2]
+    return cells
+
+
+def test_signals_are_sent_on_the_threads_the_readme_names(scheduler: Any) -> None:
+    cells = readme_threads()
+    assert set(cells) == set(EVENTS)
+    seen: list[tuple[str, str, str]] = []
+    receivers = []
+    for signal in signals.ALL:
+        event = signal.name.rsplit(".", 1)[1]
+        receivers.append(
+            connect(
+                signal,
+                lambda sender, _e=event, **p: seen.append((_e, p["run_id"], threading.current_thread().name)),
+            )
+        )
+    rest = Rest({"run-1": True, "run-2": tr.ServerError("x", status_code=500), "restored:2": False})
+    gate = threading.Event()
+    try:
+        with tr.Executor(1) as executor:
+            monitor = tr.Monitor(executor, policy(max_attempts=2, backoff_ms=10), rest=rest)  # type: ignore[arg-type]
+            handle = monitor.monitor_run("run-1", FakeService([tr.ServerError("y", status_code=503)]))
+            monitor.monitor_run("run-2", FakeService())
+            assert handle.wait_for_recovery(10).new_run_id == "restored:2"
+            monitor.stop(timeout=5)
+        cut = tr.Executor(1, scheduler=scheduler).start()  # recoveries cut short by shutdown()
+        hung = FakeService(gate=gate)
+        cp = checkpoint("run-9", "step-000010")
+        running = cut.recover("run-9", hung, policy(), last_checkpoint=cp)
+        hung.wait_active(1)
+        cut.recover("run-10", hung, policy(), last_checkpoint=cp)  # queued behind the hung one
+        cut.shutdown(timeout=0.5)
+        assert isinstance(running.exception(5), tr.Shutdown)
+    finally:
+        gate.set()
+        for signal, receiver in zip(signals.ALL, receivers, strict=True):
+            signal.disconnect(receiver)
+    threads: dict[str, set[str]] = {}
+    for event, _run_id, thread in seen:
+        threads.setdefault(event, set()).add(thread)
+    assert (
+        threads["detected"] == {"tinker_recovery.monitor.detect"}
+        and "`tinker_recovery.monitor.detect`" in cells["detected"]
+    )
+    assert (
+        threads["poll_error"] == {"tinker_recovery.monitor.notify"}
+        and "`tinker_recovery.monitor.notify`" in cells["poll_error"]
+    )
+    for event in ("started", "checkpoint_selected", "client_created", "completed"):
+        assert cells[event].startswith("the executor worker"), cells[event]
+        assert all(name.startswith("tinker_recovery.executor.worker") for name in threads[event]), threads
+    main = threading.current_thread().name
+    assert "shutdown`'s caller" in cells["failed"] and cells["exhausted"] == "as `failed`"
+    # the queued request is cut short by shutdown's caller; the running one by its worker
+    queued = [(e, t) for e, r, t in seen if r == "run-10"]
+    assert [e for e, _ in queued] == ["failed", "exhausted"] and queued[0][1] == queued[1][1]
+    assert queued[0][1] in (main, "tinker_recovery.executor.dispatch"), queued
+    assert "`tinker_recovery.executor.dispatch`" in cells["failed"]
+    assert {t for e, r, t in seen if r == "run-9"} == {"tinker_recovery.executor.worker_0"}
