@@ -495,3 +495,123 @@ def test_signals_are_sent_on_the_threads_the_readme_names(scheduler: Any) -> Non
     assert queued[0][1] in (main, "tinker_recovery.executor.dispatch"), queued
     assert "`tinker_recovery.executor.dispatch`" in cells["failed"]
     assert {t for e, r, t in seen if r == "run-9"} == {"tinker_recovery.executor.worker_0"}
+
+
+# --- issue 11.5: the public methods may be called from any receiver -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("signal_name", "method"),
+    [
+        ("detected", "stop_monitoring"),
+        ("detected", "poll_now"),
+        ("poll_error", "stop_monitoring"),
+        ("poll_error", "poll_now"),
+        ("completed", "stop"),
+        ("completed", "stop_monitoring"),
+        ("completed", "poll_now"),
+    ],
+)
+def test_stop_monitoring_poll_now_and_stop_from_a_receiver_return(signal_name: str, method: str) -> None:
+    answers: dict[str, Any] = {
+        "run-1": tr.ServerError("x", status_code=500) if signal_name == "poll_error" else True,
+        "restored:1": False,
+    }
+    returned = threading.Event()
+    box: dict[str, Any] = {}
+
+    def receiver(sender: Any, **payload: Any) -> None:
+        monitor = box["monitor"]
+        if method == "stop":
+            monitor.stop(timeout=5)
+        else:
+            getattr(monitor, method)(payload["run_id"])
+        returned.set()
+
+    signal = getattr(signals, signal_name)
+    connect(signal, receiver)
+    executor = tr.Executor(1).start() if signal_name == "completed" else None
+    monitor = box["monitor"] = tr.Monitor(
+        executor,
+        policy(),
+        rest=Rest(answers),  # type: ignore[arg-type]
+        detect_only=executor is None,
+    )
+    try:
+        monitor.monitor_run("run-1", FakeService() if executor else None)
+        assert returned.wait(10)
+        monitor.poll_once(timeout=5)  # the monitor still answers (or is stopped) after the call
+    finally:
+        signal.disconnect(receiver)
+        monitor.stop(timeout=5)
+        if executor is not None:
+            executor.shutdown(timeout=5)
+
+
+# --- issue 11.4 in the Monitor: a BaseException from the create call leaves the handle right -------
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt("in create"), SystemExit(2), GeneratorExit()])
+def test_a_base_exception_from_the_create_call_leaves_no_run_pending_and_the_handle_right(
+    raised: BaseException, recorder: Any
+) -> None:
+    class Raising(FakeService):
+        def create_training_client_from_state_with_optimizer(self, path: str) -> Any:
+            raise raised
+
+    rest = Rest({"run-1": True, "restored:1": False})
+    with tr.Executor(1) as executor:
+        monitor = tr.Monitor(executor, policy(), rest=rest)  # type: ignore[arg-type]
+        try:
+            handle = monitor.monitor_run("run-1", Raising())
+            recorder.wait_for("exhausted")
+            assert handle.wait(10)  # settled: never pending for ever
+            assert isinstance(handle.error, tr.RecoveryError) and handle.error.__cause__ is raised
+            assert not handle.recovering and not handle.watching and monitor.watched == []
+            with pytest.raises(tr.RecoveryError):
+                handle.wait_for_recovery(timeout=0)
+            assert executor.join(10) and executor.pending == []
+            assert recorder.payloads("exhausted")[0]["reason_class"] == "interrupted"
+            again = monitor.monitor_run("run-1", FakeService())  # watched again: not AlreadyPending
+            assert again.wait_for_recovery(10).new_run_id == "restored:1"
+        finally:
+            monitor.stop(timeout=5)
+
+
+# --- issue 12.8: a lineage recovered 1,000 times keeps a bounded history ---------------------------
+
+
+def test_a_lineage_recovered_1000_times_through_the_monitor_keeps_a_bounded_number_of_clients() -> None:
+    refs: list[weakref.ref[Any]] = []
+
+    class Tracked(FakeService):
+        def _create(self, kind: str, path: str) -> Any:
+            client = super()._create(kind, path)
+            refs.append(weakref.ref(client))
+            return client
+
+    class Corruptible(Rest):
+        def get_training_run(self, run_id: str, **_: Any) -> tr.TrainingRun:
+            return training_run(run_id, checkpoint(run_id.replace(":", "-"), "step-000010"), corrupted=True)
+
+    rest = Corruptible({})
+    with tr.Executor(1) as executor:
+        monitor = tr.Monitor(
+            executor,
+            policy(max_recoveries=10_000),
+            rest=rest,
+            clock=tr.ManualClock(),  # type: ignore[arg-type]
+        )
+        try:
+            handle = monitor.monitor_run("run-0", Tracked(), training_client=object())
+            for _ in range(1_000):
+                recovery = handle.wait_for_recovery(10)
+                assert handle.take_recovery() is recovery
+                monitor.check(handle.run_id)  # the restored run reads corrupted too: recover it again
+            del recovery
+            assert handle.recovery_count >= 1_000 and len(handle.recoveries) == handle.HISTORY_LIMIT
+            gc.collect()
+            alive = sum(ref() is not None for ref in refs)
+            assert alive <= handle.HISTORY_LIMIT + 2, alive  # the handle's history and the newest client
+        finally:
+            monitor.stop(timeout=5)
