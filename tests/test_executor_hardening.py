@@ -375,3 +375,33 @@ def test_a_lineage_recovered_1000_times_keeps_a_bounded_number_of_clients(schedu
         gc.collect()
         alive = sum(ref() is not None for ref in refs)
     assert alive <= RECOVERED_PER_LINEAGE + 1, alive
+
+
+@pytest.mark.parametrize("pace", ["drip", "stall"])
+def test_attempt_timeout_bounds_a_drip_fed_or_stalled_rest_fetch_over_a_real_socket(recorder, pace):
+    # Issue 11.2 with a real server on 127.0.0.1: the attempt's REST look-up of the run drips its body
+    # (a byte every 0.5 s) or stalls after the headers; the attempt ends at attempt_timeout_ms with
+    # AttemptTimeout, not at the request's time-out with RequestTimeout, and its Future resolves.
+    import time
+
+    from hostile_server import scripted_server
+
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+    with scripted_server() as server:
+        server.drip(head, b" " * 500, 0.5 if pace == "drip" else 60.0)
+        config = tr.Config(
+            api_key="tml-" + "h" * 40,
+            base_url=server.base_url,
+            timeout_s=3.0,
+            retry_max_time_s=3.0,
+            max_retries=0,
+        )
+        with tr.Executor(1, config=config) as ex:
+            began = time.monotonic()
+            future = ex.recover("run-1", FakeService(), policy(attempt_timeout_ms=1_000, max_attempts=1))
+            with pytest.raises(tr.AttemptTimeout, match="1000 ms"):
+                future.result(10)
+            elapsed = time.monotonic() - began
+            assert server.wait_requests(1, "/api/v1/training_runs/run-1")
+    assert 0.9 <= elapsed < 2.5, elapsed  # the request alone would have run 3 s
+    assert recorder.payloads("failed")[0]["reason_class"] == "attempt_timeout"
