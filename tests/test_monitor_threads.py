@@ -615,3 +615,83 @@ def test_a_lineage_recovered_1000_times_through_the_monitor_keeps_a_bounded_numb
             assert alive <= handle.HISTORY_LIMIT + 2, alive  # the handle's history and the newest client
         finally:
             monitor.stop(timeout=5)
+
+
+# --- issue 12.6 and 12.7 over real HTTP: odd listing items, the server's pace -----------------------
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {
+            "training_run_id": "not-mine",
+            "base_model": "m",
+            "model_owner": "o",
+            "is_lora": False,
+            "last_request_time": "2026-01-01T00:00:00",
+            "corrupted": False,
+        },  # no time zone
+        {"training_run_id": "not-mine", "corrupted": "perhaps"},  # does not parse
+        {"training_run_id": 7},
+        "not an object",
+    ],
+    ids=["zone-less-time", "bad-corrupted", "bad-id", "not-an-object"],
+)
+def test_an_odd_item_in_a_listing_never_blinds_list_mode(odd: Any) -> None:
+    import json
+
+    detected = threading.Event()
+    errors: list[str] = []
+    on_detected = connect(signals.detected, lambda sender, **p: detected.set())
+    on_error = connect(signals.poll_error, lambda sender, **p: errors.append(p["reason"]))
+    page = {
+        "training_runs": [odd, json.loads(run_json("run-b", True))],
+        "cursor": {"offset": 0, "limit": 100, "total_count": 2},
+    }
+    with scripted_server() as server:
+        server.answer(
+            http_answer(404, b"{}"),
+            {
+                "/api/v1/training_runs": http_answer(200, json.dumps(page).encode()),
+                "/api/v1/training_runs/run-b": http_answer(200, run_json("run-b", True)),
+            },
+        )
+        config = tr.Config(api_key=KEY, base_url=server.base_url, timeout_s=2.0, max_retries=0)
+        monitor = tr.Monitor(None, policy(), config, detect_only=True, poll_mode="list")
+        try:
+            monitor.monitor_run("run-b", None)
+            assert detected.wait(10)
+            assert server.wait_requests(1, "/api/v1/training_runs")
+            assert errors == []
+        finally:
+            monitor.stop(timeout=5)
+            signals.detected.disconnect(on_detected)
+            signals.poll_error.disconnect(on_error)
+
+
+@pytest.mark.parametrize("mode", ["per_run", "list"])
+def test_a_429_with_retry_after_over_http_defers_the_next_poll(mode: str) -> None:
+    # 12.7: polls answered 429 with Retry-After: 3 were repeated at the poll interval (100 ms).
+    clock = tr.ManualClock()
+    limited = http_answer(429, b'{"detail": "slow down"}', {"Retry-After": "3"})
+    failed = threading.Event()
+    on_error = connect(signals.poll_error, lambda sender, **p: failed.set())
+    with scripted_server() as server:
+        server.answer(limited)
+        config = tr.Config(api_key=KEY, base_url=server.base_url, timeout_s=2.0, max_retries=0)
+        monitor = tr.Monitor(
+            None, tr.Policy(poll_interval_ms=100), config, detect_only=True, clock=clock, poll_mode=mode
+        )
+        try:
+            monitor.monitor_run("run-1", None)
+            assert failed.wait(10)
+            clock.wait_for_deadline(1003.0)  # the monitor's next wake: the Retry-After, not 100 ms
+            for _ in range(29):
+                clock.advance(0.1)
+            clock.wait_for_deadline(1003.0)  # it woke, found nothing due, and waits again
+            assert len(server.requests) == 1
+            clock.advance(0.1)
+            assert server.wait_requests(2)
+        finally:
+            monitor.stop(timeout=5)
+            signals.poll_error.disconnect(on_error)
