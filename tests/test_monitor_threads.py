@@ -695,3 +695,31 @@ def test_a_429_with_retry_after_over_http_defers_the_next_poll(mode: str) -> Non
         finally:
             monitor.stop(timeout=5)
             signals.poll_error.disconnect(on_error)
+
+
+def test_a_listing_whose_total_keeps_growing_ends_within_its_page_bound() -> None:
+    # 11.8: a server whose total_count keeps growing was read page after page for ever by one
+    # listing; now one listing reads at most max_pages (1,000) pages, then the run it did not
+    # return is polled alone.
+    import json
+
+    from tinker_recovery.poll_settings import PollSettings
+
+    page = {"training_runs": [], "cursor": {"offset": 0, "limit": 100, "total_count": 10**12}}
+    with scripted_server() as server:
+        server.answer(
+            http_answer(200, json.dumps(page).encode()),
+            {"/api/v1/training_runs/run-1": http_answer(200, run_json("run-1", False))},
+        )
+        config = tr.Config(api_key=KEY, base_url=server.base_url, timeout_s=2.0, max_retries=0)
+        monitor = tr.Monitor(
+            None, policy(), config, detect_only=True, poll_mode="list", clock=tr.ManualClock()
+        )
+        try:
+            monitor.monitor_run("run-1", None)
+            assert server.wait_requests(1, "/api/v1/training_runs/run-1", timeout=60)
+            monitor.stop(timeout=5)
+            pages = sum(r.startswith(b"GET /api/v1/training_runs?") for r in server.requests)
+            assert 1 <= pages <= PollSettings(interval_s=1.0, timeout_s=1.0).max_pages, pages
+        finally:
+            monitor.stop(timeout=5)
