@@ -723,3 +723,42 @@ def test_a_listing_whose_total_keeps_growing_ends_within_its_page_bound() -> Non
             assert 1 <= pages <= PollSettings(interval_s=1.0, timeout_s=1.0).max_pages, pages
         finally:
             monitor.stop(timeout=5)
+
+
+def test_auto_mode_on_a_backend_without_the_list_endpoint_drops_no_run(caplog: Any) -> None:
+    # 12.6: GET /training_runs answering 404 dropped every watched run after max_poll_errors polls
+    # (auto lists from 20 watched runs). Now the monitor turns per-run, says so once, drops nothing.
+    import logging
+
+    from tinker_recovery.testing import FakeTinker
+
+    detected = threading.Event()
+    on_detected = connect(signals.detected, lambda sender, **p: detected.set())
+    with FakeTinker(seed=8) as fake:
+        runs = [fake.add_run() for _ in range(25)]
+        fake.add_fault("GET", r"/api/v1/training_runs$", status=404)
+        config = tr.Config(api_key=fake.api_key, base_url=fake.base_url, timeout_s=5.0, max_retries=0)
+        monitor = tr.Monitor(
+            None,
+            policy(max_poll_errors=1),
+            config,
+            detect_only=True,
+            poll_mode="auto",
+            clock=tr.ManualClock(),
+        )
+        try:
+            with caplog.at_level(logging.INFO, logger="tinker_recovery.monitor"):
+                for run_id in runs:
+                    monitor.monitor_run(run_id, None)
+                for _ in range(3):  # the first look, then cycles that would list
+                    assert monitor.poll_once(timeout=20) == len(runs)
+            listings = [r for r in fake.requests if r.path == "/api/v1/training_runs"]
+            assert len(listings) == 1  # tried once, then per-run for good
+            assert sorted(monitor.watched) == sorted(runs)  # a listing error never drops a run
+            assert caplog.text.count("no list endpoint") == 1
+            fake.corrupt(runs[7])
+            monitor.poll_once(timeout=20)
+            assert detected.wait(10)
+        finally:
+            monitor.stop(timeout=5)
+            signals.detected.disconnect(on_detected)
