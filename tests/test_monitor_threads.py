@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import signal as os_signal
 import socket
 import subprocess
 import sys
@@ -279,7 +280,8 @@ def test_bad_time_outs_of_stop_and_poll_once_are_refused(value: float) -> None:
     monitor.stop()
 
 
-def test_hanging_polls_do_not_delay_interpreter_exit(silent: SilentServer) -> None:
+@pytest.mark.parametrize("how", ["return", "sigint"])
+def test_hanging_polls_do_not_delay_interpreter_exit(silent: SilentServer, how: str) -> None:
     script = textwrap.dedent(f"""
         import sys
         import tinker_recovery as tr
@@ -305,10 +307,14 @@ def test_hanging_polls_do_not_delay_interpreter_exit(silent: SilentServer) -> No
         assert child.stdout.readline() == "watching\n"
         assert silent.accepted.wait(10)
         began = time.monotonic()
-        child.stdin.write("\n")
-        child.stdin.flush()
-        assert child.wait(10) == 0  # a poll stays hung for 60 s: exit does not wait for it
+        if how == "sigint":  # Ctrl-C while polls hang (11.3)
+            child.send_signal(os_signal.SIGINT)
+        else:
+            child.stdin.write("\n")
+            child.stdin.flush()
+        code = child.wait(10)  # a poll stays hung for 60 s: exit does not wait for it
         assert time.monotonic() - began < 2.0
+        assert (code == 0) == (how == "return"), code
     finally:
         child.kill()
         child.wait(10)
