@@ -260,6 +260,39 @@ def test_policy_restore_is_used_and_its_awaitable_awaited(scheduler):
     assert recovery.new_run_id == "mine" and seen == [(CP, run)] and service.calls == []
 
 
+def test_policy_restore_taking_user_metadata_is_given_the_restored_runs_identity(scheduler):
+    # Issues 12.2/12.5: a restore of one's own got no user_metadata, so its run carried neither the
+    # original's metadata nor the recovery id a retry adopts it by. A callable that takes a
+    # ``user_metadata`` keyword is given it, like the service's create calls; one that does not is
+    # called as before.
+    import attrs
+
+    seen = []
+
+    def restore(service, cp, run, *, user_metadata):
+        seen.append(user_metadata)
+        return FakeClient("mine")
+
+    def plain(service, cp, run):
+        return FakeClient("plain")
+
+    run = attrs.evolve(training_run("run-1", CP), user_metadata={"renderer_name": "llama3"})
+    with tr.Executor(1, scheduler=scheduler) as ex:
+        recovery = ex.recover("run-1", FakeService(), policy(restore=restore), run=run).result(10)
+        assert (
+            ex.recover("run-2", FakeService(), policy(restore=plain), run=run).result(10).new_run_id
+            == "plain"
+        )
+    assert seen == [
+        {
+            "renderer_name": "llama3",
+            "tinker_recovery.lineage_id": "run-1",
+            "tinker_recovery.recovery_id": recovery.recovery_id,
+            "tinker_recovery.source_checkpoint": CP.tinker_path,
+        }
+    ]
+
+
 def test_restored_run_keeps_the_user_metadata(scheduler):
     class MetaService(FakeService):
         def create_training_client_from_state_with_optimizer(self, path, user_metadata=None):

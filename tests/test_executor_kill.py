@@ -118,6 +118,35 @@ def test_a_failed_read_after_the_load_adopts_the_run_instead_of_loading_again(fa
 
 
 @pytest.mark.timeout(120)
+def test_a_policy_restore_forwarding_user_metadata_is_adopted_after_a_failed_read(fake, recorder):
+    # 12.5 through Policy.restore: the load succeeds on the server, the read after it fails; the
+    # retry adopts the run the first attempt created (found by the recovery id in the user_metadata
+    # the callable forwarded), and the restored run keeps the original's metadata (12.2).
+    run_id = fake.add_run(checkpoints=2, user_metadata={"renderer_name": "llama3"})
+    fake.corrupt(run_id)
+    fake.add_fault("POST", "get_info", malformed=True, times=1)
+    calls = []
+
+    def restore(service, checkpoint, run, *, user_metadata):
+        calls.append(checkpoint.tinker_path)
+        return service.create_training_client_from_state_with_optimizer(
+            checkpoint.tinker_path, user_metadata=user_metadata
+        )
+
+    config = tr.Config(api_key=fake.api_key, base_url=fake.base_url, timeout_s=5.0, max_retries=0)
+    pol = tr.Policy(enabled=True, jitter="none", backoff_ms=10, max_backoff_ms=10, restore=restore)
+    with (
+        tinker.ServiceClient(base_url=fake.base_url, api_key=fake.api_key) as service,
+        tr.Executor(1, config=config) as ex,
+    ):
+        recovery = ex.recover(run_id, service, pol).result(60)
+    assert restored_from(fake, run_id) == [recovery.new_run_id] and len(calls) == 1
+    assert recovery.attempts == 2 and fake.load_weights_count(run_id) == 1
+    metadata = fake.get_run(recovery.new_run_id)["user_metadata"]
+    assert metadata["renderer_name"] == "llama3" and metadata[RECOVERY_KEY] == recovery.recovery_id
+
+
+@pytest.mark.timeout(120)
 def test_the_sdks_async_create_calls_are_awaited(fake):
     run_ids = {True: fake.add_run(checkpoints=1), False: fake.add_run(checkpoints=1)}  # one run per flag
 
