@@ -131,6 +131,38 @@ def test_shutdown_timeout_is_kept_with_many_hung_attempts(scheduler):
     gate.set()
 
 
+def test_shutdown_from_many_threads_at_once_returns_within_its_time_out(scheduler, recorder):
+    # 11.5: shutdown() may be called from many threads at once, with an attempt hung in its create
+    # call; each call returns within its time-out and the recovery is reported once.
+    import time
+
+    gate = threading.Event()
+    service = FakeService(gate=gate)
+    ex = tr.Executor(1, scheduler=scheduler).start()
+    future = ex.recover("run-1", service, policy(), last_checkpoint=CP)
+    service.wait_active(1)
+    start, took, errors = threading.Barrier(8), [], []
+
+    def stop():
+        try:
+            start.wait(10)
+            began = time.monotonic()
+            ex.shutdown(timeout=0.5)
+            took.append(time.monotonic() - began)
+        except BaseException as error:  # any error fails the test below
+            errors.append(error)
+
+    threads = [threading.Thread(target=stop, name=f"test.shutdown-{n}") for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    gate.set()
+    assert errors == [] and len(took) == 8 and max(took) < 0.5 + 0.5, took
+    assert isinstance(future.exception(5), tr.Shutdown)
+    assert recorder.count("exhausted") == 1
+
+
 def test_payloads_follow_the_contract(scheduler, recorder):
     clock = tr.ManualClock(wall_start=datetime(2026, 3, 1, tzinfo=timezone.utc))
     service = FakeService([ServerError("x", status_code=503)])
