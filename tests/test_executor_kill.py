@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 
 import tinker_recovery as tr
@@ -144,6 +145,57 @@ def test_a_policy_restore_forwarding_user_metadata_is_adopted_after_a_failed_rea
     assert recovery.attempts == 2 and fake.load_weights_count(run_id) == 1
     metadata = fake.get_run(recovery.new_run_id)["user_metadata"]
     assert metadata["renderer_name"] == "llama3" and metadata[RECOVERY_KEY] == recovery.recovery_id
+
+
+@pytest.mark.timeout(120)
+def test_a_refused_plain_restore_is_done_the_users_way_with_a_lora_client_and_load_state(fake, recorder):
+    # 12.2: the server refuses the plain restore with a deterministic 400 (a LoRA setting the
+    # checkpoint does not carry); Policy.restore builds a LoRA client with the right settings and
+    # loads the checkpoint into it, keeping the run's user_metadata.
+    import warnings
+
+    run_id = fake.add_run(checkpoints=2, user_metadata={"renderer_name": "llama3"})
+    fake.corrupt(run_id)
+
+    class Refusing:
+        """The official SDK's service, whose plain restore the server refuses."""
+
+        def __init__(self, sdk):
+            self.sdk = sdk
+
+        def create_training_client_from_state_with_optimizer(self, path, user_metadata=None):
+            raise tr.BadRequest("HTTP 400: train_unembed is not in the checkpoint", status_code=400)
+
+        create_training_client_from_state = create_training_client_from_state_with_optimizer
+
+        def __getattr__(self, name):
+            return getattr(self.sdk, name)
+
+    def restore(service, checkpoint, run):
+        client = service.create_lora_training_client(
+            base_model=run.base_model,
+            rank=8,
+            train_unembed=False,
+            user_metadata=dict(run.user_metadata or {}),
+        ).result()
+        client.load_state_with_optimizer(checkpoint.tinker_path).result()
+        return client
+
+    config = tr.Config(api_key=fake.api_key, base_url=fake.base_url, timeout_s=5.0, max_retries=0)
+    pol = tr.Policy(enabled=True, jitter="none", backoff_ms=10, max_backoff_ms=10)
+    with (
+        warnings.catch_warnings(),
+        tinker.ServiceClient(base_url=fake.base_url, api_key=fake.api_key) as sdk,
+        tr.Executor(1, config=config) as ex,
+    ):
+        warnings.simplefilter("ignore", FutureWarning)  # the SDK deprecates load_state*
+        with pytest.raises(tr.BadRequest):
+            ex.recover(run_id, Refusing(sdk), pol).result(60)  # the plain way: given up at once
+        recovery = ex.recover(run_id, Refusing(sdk), attrs.evolve(pol, restore=restore)).result(60)
+    restored = fake.get_run(recovery.new_run_id)
+    assert restored["lora_rank"] == 8 and restored["user_metadata"] == {"renderer_name": "llama3"}
+    assert fake.source_checkpoint(recovery.new_run_id) == recovery.checkpoint.tinker_path
+    assert recovery.step == 20 and recorder.count("completed") == 1
 
 
 @pytest.mark.timeout(120)
