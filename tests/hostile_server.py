@@ -43,8 +43,10 @@ class ScriptedServer:
         self._lock = threading.Lock()
         self._raw = http_answer(404, b'{"detail": "no script"}')
         self._drip: tuple[bytes, bytes, float] | None = None
+        self._drip_only: frozenset[str] | None = None
         self._routes: dict[str, bytes] = {}
         self.requests: list[bytes] = []
+        self._got = threading.Condition(self._lock)
         self._threads: list[threading.Thread] = []
         self._accept = threading.Thread(target=self._serve, name="test.scripted-server", daemon=True)
         self._accept.start()
@@ -55,12 +57,31 @@ class ScriptedServer:
             self._raw, self._drip, self._routes = raw, None, dict(routes or {})
             self.requests.clear()
 
-    def drip(self, head: bytes, body: bytes, every_s: float, *, drip_head: bool = False) -> None:
+    def drip(
+        self,
+        head: bytes,
+        body: bytes,
+        every_s: float,
+        *,
+        drip_head: bool = False,
+        only: set[str] | None = None,
+    ) -> None:
         """Send ``head`` (at once, or a byte every ``every_s`` with ``drip_head``), then ``body``
-        one byte every ``every_s`` seconds."""
+        one byte every ``every_s`` seconds; with ``only``, to requests for those paths only (the
+        others are answered as ``answer`` set)."""
         with self._lock:
             self._drip = (head, body, every_s) if not drip_head else (b"", head + body, every_s)
+            self._drip_only = None if only is None else frozenset(only)
             self.requests.clear()
+
+    def wait_requests(self, count: int, path: str | None = None, timeout: float = 10.0) -> bool:
+        """Wait until ``count`` requests (for ``path``, when given) have come in."""
+
+        def enough() -> bool:
+            return sum(path is None or _path_of(r) == path for r in self.requests) >= count
+
+        with self._got:
+            return self._got.wait_for(enough, timeout)
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -101,10 +122,12 @@ class ScriptedServer:
             request = self._read_request(conn)
             with self._lock:
                 self.requests.append(request)
+                self._got.notify_all()
                 raw, drip = self._raw, self._drip
-                parts = request.split(b" ", 2)
-                path = parts[1].decode("latin-1").split("?")[0] if len(parts) > 1 else ""
+                path = _path_of(request)
                 raw = self._routes.get(path, raw)
+                if self._drip_only is not None and path not in self._drip_only:
+                    drip = None
             if drip is None:
                 conn.sendall(raw)
                 return
@@ -131,6 +154,11 @@ class ScriptedServer:
             threads = list(self._threads)
         for thread in threads:
             thread.join(5)
+
+
+def _path_of(request: bytes) -> str:
+    parts = request.split(b" ", 2)
+    return parts[1].decode("latin-1").split("?")[0] if len(parts) > 1 else ""
 
 
 @contextmanager

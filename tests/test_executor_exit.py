@@ -12,6 +12,9 @@ import time
 
 import pytest
 
+from tinker_recovery.journal import read_journal, resume_plan
+from tinker_recovery.testing import FakeTinker
+
 EXIT_BOUND_S = 2.0
 
 PRELUDE = """
@@ -125,3 +128,48 @@ def test_sigint_during_wait_for_recovery_with_a_hung_create_call_exits_promptly(
     assert elapsed < EXIT_BOUND_S, (elapsed, out)
     assert code != 0 and "interrupted" in out
     assert "signal exhausted" in out and "shutdown" in out
+
+
+JOURNALED = (
+    PRELUDE
+    + """
+from tinker_recovery.journal import Journal
+
+base_url, key, run_id, path, how = {args!r}
+config = tr.Config(api_key=key, base_url=base_url, timeout_s=5.0, max_retries=0)
+ex = tr.Executor(1, config=config).start()
+monitor = tr.Monitor(ex, tr.Policy(enabled=True, poll_interval_ms=100), config, journal=Journal(path),
+                     service=HangingService()).start()
+handle = monitor.monitor_run(run_id, HangingService())
+if how == "sigint":
+    threading.Thread(target=lambda: (entered.wait(30), print("ready", flush=True)), daemon=True).start()
+    handle.wait_for_recovery()
+else:
+    assert entered.wait(30)
+    print("ready", flush=True)
+    # main returns: neither monitor.stop() nor ex.shutdown()
+"""
+)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["return", "sigint"])
+def test_a_recovery_cut_short_at_exit_is_journaled_and_resumed_by_the_next_watcher(tmp_path, how):
+    # Issue 11.3: a recovery cut short at exit is reported (failed/exhausted with Shutdown) and
+    # journaled, not silently lost: the next watcher's plan resumes it with its recovery id.
+    path = tmp_path / "journal.jsonl"
+    with FakeTinker(seed=2) as fake:
+        run_id = fake.add_run(checkpoints=1)
+        fake.corrupt(run_id)
+        script = JOURNALED.replace("{args!r}", repr((fake.base_url, fake.api_key, run_id, str(path), how)))
+        elapsed, out, code = run_child(script, interrupt=how == "sigint")
+    assert elapsed < EXIT_BOUND_S, (elapsed, out)
+    assert (code == 0) == (how == "return"), (code, out)
+    assert f"signal exhausted {run_id} shutdown" in out
+    entries = [entry for entry in read_journal(path) if entry["run_id"] == run_id]
+    events = [entry["event"] for entry in entries]
+    assert "started" in events and events[-2:] == ["failed", "exhausted"], events
+    assert entries[-1]["reason_class"] == "shutdown"
+    started = next(entry for entry in entries if entry["event"] == "started")
+    (item,) = [item for item in resume_plan(read_journal(path)) if item.lineage_id == run_id]
+    assert item.run_id == run_id and item.pending_recovery_id == started["recovery_id"]

@@ -131,6 +131,38 @@ def test_shutdown_timeout_is_kept_with_many_hung_attempts(scheduler):
     gate.set()
 
 
+def test_shutdown_from_many_threads_at_once_returns_within_its_time_out(scheduler, recorder):
+    # 11.5: shutdown() may be called from many threads at once, with an attempt hung in its create
+    # call; each call returns within its time-out and the recovery is reported once.
+    import time
+
+    gate = threading.Event()
+    service = FakeService(gate=gate)
+    ex = tr.Executor(1, scheduler=scheduler).start()
+    future = ex.recover("run-1", service, policy(), last_checkpoint=CP)
+    service.wait_active(1)
+    start, took, errors = threading.Barrier(8), [], []
+
+    def stop():
+        try:
+            start.wait(10)
+            began = time.monotonic()
+            ex.shutdown(timeout=0.5)
+            took.append(time.monotonic() - began)
+        except BaseException as error:  # any error fails the test below
+            errors.append(error)
+
+    threads = [threading.Thread(target=stop, name=f"test.shutdown-{n}") for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    gate.set()
+    assert errors == [] and len(took) == 8 and max(took) < 0.5 + 0.5, took
+    assert isinstance(future.exception(5), tr.Shutdown)
+    assert recorder.count("exhausted") == 1
+
+
 def test_payloads_follow_the_contract(scheduler, recorder):
     clock = tr.ManualClock(wall_start=datetime(2026, 3, 1, tzinfo=timezone.utc))
     service = FakeService([ServerError("x", status_code=503)])
@@ -260,6 +292,39 @@ def test_policy_restore_is_used_and_its_awaitable_awaited(scheduler):
     assert recovery.new_run_id == "mine" and seen == [(CP, run)] and service.calls == []
 
 
+def test_policy_restore_taking_user_metadata_is_given_the_restored_runs_identity(scheduler):
+    # Issues 12.2/12.5: a restore of one's own got no user_metadata, so its run carried neither the
+    # original's metadata nor the recovery id a retry adopts it by. A callable that takes a
+    # ``user_metadata`` keyword is given it, like the service's create calls; one that does not is
+    # called as before.
+    import attrs
+
+    seen = []
+
+    def restore(service, cp, run, *, user_metadata):
+        seen.append(user_metadata)
+        return FakeClient("mine")
+
+    def plain(service, cp, run):
+        return FakeClient("plain")
+
+    run = attrs.evolve(training_run("run-1", CP), user_metadata={"renderer_name": "llama3"})
+    with tr.Executor(1, scheduler=scheduler) as ex:
+        recovery = ex.recover("run-1", FakeService(), policy(restore=restore), run=run).result(10)
+        assert (
+            ex.recover("run-2", FakeService(), policy(restore=plain), run=run).result(10).new_run_id
+            == "plain"
+        )
+    assert seen == [
+        {
+            "renderer_name": "llama3",
+            "tinker_recovery.lineage_id": "run-1",
+            "tinker_recovery.recovery_id": recovery.recovery_id,
+            "tinker_recovery.source_checkpoint": CP.tinker_path,
+        }
+    ]
+
+
 def test_restored_run_keeps_the_user_metadata(scheduler):
     class MetaService(FakeService):
         def create_training_client_from_state_with_optimizer(self, path, user_metadata=None):
@@ -344,3 +409,64 @@ def test_bad_timeouts_of_join_and_shutdown_are_refused(scheduler, timeout):
         ex.shutdown(timeout=timeout)
     assert ex.join(1e13) is True  # beyond Event.wait's limit: clamped, and nothing is pending
     ex.shutdown(timeout=1)
+
+
+def test_a_lineage_recovered_1000_times_keeps_a_bounded_number_of_clients(scheduler):
+    # Issue 12.8: a lineage recovered 1,000 times kept all 1,000 restored clients (the executor's
+    # "already recovered" answers held every Recovery); it keeps RECOVERED_PER_LINEAGE of them.
+    import gc
+    import weakref
+
+    from tinker_recovery.executor import RECOVERED_PER_LINEAGE
+
+    refs = []
+
+    class Tracked(FakeService):
+        def _create(self, kind, path):
+            client = super()._create(kind, path)
+            refs.append(weakref.ref(client))
+            return client
+
+    service, pol = Tracked(), policy(max_recoveries=10_000)
+    with tr.Executor(1, scheduler=scheduler) as ex:
+        run_id = "run-0"
+        for _ in range(1_000):
+            recovery = ex.recover(run_id, service, pol, last_checkpoint=CP).result(10)
+            run_id = recovery.new_run_id
+        newest = ex.recover(recovery.run_id, service, pol, last_checkpoint=CP)
+        assert newest.result(10) is recovery  # the newest is still answered: one truth per run
+        assert ex.recover("run-0", service, pol, last_checkpoint=CP).result(10) is not recovery
+        del recovery, newest
+        gc.collect()
+        alive = sum(ref() is not None for ref in refs)
+    assert alive <= RECOVERED_PER_LINEAGE + 1, alive
+
+
+@pytest.mark.parametrize("pace", ["drip", "stall"])
+def test_attempt_timeout_bounds_a_drip_fed_or_stalled_rest_fetch_over_a_real_socket(recorder, pace):
+    # Issue 11.2 with a real server on 127.0.0.1: the attempt's REST look-up of the run drips its body
+    # (a byte every 0.5 s) or stalls after the headers; the attempt ends at attempt_timeout_ms with
+    # AttemptTimeout, not at the request's time-out with RequestTimeout, and its Future resolves.
+    import time
+
+    from hostile_server import scripted_server
+
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+    with scripted_server() as server:
+        server.drip(head, b" " * 500, 0.5 if pace == "drip" else 60.0)
+        config = tr.Config(
+            api_key="tml-" + "h" * 40,
+            base_url=server.base_url,
+            timeout_s=3.0,
+            retry_max_time_s=3.0,
+            max_retries=0,
+        )
+        with tr.Executor(1, config=config) as ex:
+            began = time.monotonic()
+            future = ex.recover("run-1", FakeService(), policy(attempt_timeout_ms=1_000, max_attempts=1))
+            with pytest.raises(tr.AttemptTimeout, match="1000 ms"):
+                future.result(10)
+            elapsed = time.monotonic() - began
+            assert server.wait_requests(1, "/api/v1/training_runs/run-1")
+    assert 0.9 <= elapsed < 2.5, elapsed  # the request alone would have run 3 s
+    assert recorder.payloads("failed")[0]["reason_class"] == "attempt_timeout"

@@ -8,8 +8,10 @@ import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import attrs
 import pytest
 
 import tinker_recovery as tr
@@ -20,7 +22,6 @@ tinker = pytest.importorskip("tinker")
 
 CHILD = Path(__file__).with_name("_kill_child.py")
 KILLS = 6
-RECOVERY_S = 2.6  # a child's whole recovery, measured: the kill lands anywhere in it
 
 
 @pytest.fixture
@@ -47,7 +48,18 @@ def restored_from(fake: FakeTinker, run_id: str) -> list[str]:
 def test_kill_9_at_random_points_never_makes_a_second_restored_run(fake, tmp_path):
     rng = random.Random(20261204)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    per_corruption = []
+    # a child's whole recovery, measured here (a fixed 2.6 s, three times a recovery today, let most
+    # children finish before their kill): each kill lands anywhere in it
+    run_id = fake.add_run(checkpoints=2)
+    fake.corrupt(run_id)
+    args = [sys.executable, str(CHILD), fake.base_url, fake.api_key, run_id, str(tmp_path / "id-measure")]
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    began = time.monotonic()
+    assert child.wait(90) == 0
+    recovery_s = time.monotonic() - began
+    child.stdout.close()
+    per_corruption, killed = [], 0
     for trial in range(KILLS):
         run_id = fake.add_run(checkpoints=2)
         fake.corrupt(run_id)
@@ -63,9 +75,10 @@ def test_kill_9_at_random_points_never_makes_a_second_restored_run(fake, tmp_pat
         try:
             assert child.stdout is not None and child.stdout.readline().strip() == "ready"
             try:
-                child.wait(timeout=rng.uniform(0, RECOVERY_S))  # the kill point; not a wait for a thread
+                child.wait(timeout=rng.uniform(0, recovery_s))  # the kill point; not a wait for a thread
             except subprocess.TimeoutExpired:
                 child.kill()
+                killed += 1
         finally:
             child.kill()
             child.wait(10)
@@ -75,6 +88,7 @@ def test_kill_9_at_random_points_never_makes_a_second_restored_run(fake, tmp_pat
         assert again.stdout.strip().endswith("attempts=1") and f"done {created[0]}" in again.stdout
         per_corruption.append(len(created))
     assert per_corruption == [1] * KILLS
+    assert killed >= 1, (killed, recovery_s)  # kills did land mid-recovery
 
 
 @pytest.mark.timeout(120)
@@ -102,6 +116,86 @@ def test_a_failed_read_after_the_load_adopts_the_run_instead_of_loading_again(fa
         )
         assert recovery.client.forward_backward([datum], "cross_entropy").result(30) is not None  # it trains
     assert recorder.count("failed") == 1 and recorder.count("completed") == 1
+
+
+@pytest.mark.timeout(120)
+def test_a_policy_restore_forwarding_user_metadata_is_adopted_after_a_failed_read(fake, recorder):
+    # 12.5 through Policy.restore: the load succeeds on the server, the read after it fails; the
+    # retry adopts the run the first attempt created (found by the recovery id in the user_metadata
+    # the callable forwarded), and the restored run keeps the original's metadata (12.2).
+    run_id = fake.add_run(checkpoints=2, user_metadata={"renderer_name": "llama3"})
+    fake.corrupt(run_id)
+    fake.add_fault("POST", "get_info", malformed=True, times=1)
+    calls = []
+
+    def restore(service, checkpoint, run, *, user_metadata):
+        calls.append(checkpoint.tinker_path)
+        return service.create_training_client_from_state_with_optimizer(
+            checkpoint.tinker_path, user_metadata=user_metadata
+        )
+
+    config = tr.Config(api_key=fake.api_key, base_url=fake.base_url, timeout_s=5.0, max_retries=0)
+    pol = tr.Policy(enabled=True, jitter="none", backoff_ms=10, max_backoff_ms=10, restore=restore)
+    with (
+        tinker.ServiceClient(base_url=fake.base_url, api_key=fake.api_key) as service,
+        tr.Executor(1, config=config) as ex,
+    ):
+        recovery = ex.recover(run_id, service, pol).result(60)
+    assert restored_from(fake, run_id) == [recovery.new_run_id] and len(calls) == 1
+    assert recovery.attempts == 2 and fake.load_weights_count(run_id) == 1
+    metadata = fake.get_run(recovery.new_run_id)["user_metadata"]
+    assert metadata["renderer_name"] == "llama3" and metadata[RECOVERY_KEY] == recovery.recovery_id
+
+
+@pytest.mark.timeout(120)
+def test_a_refused_plain_restore_is_done_the_users_way_with_a_lora_client_and_load_state(fake, recorder):
+    # 12.2: the server refuses the plain restore with a deterministic 400 (a LoRA setting the
+    # checkpoint does not carry); Policy.restore builds a LoRA client with the right settings and
+    # loads the checkpoint into it, keeping the run's user_metadata.
+    import warnings
+
+    run_id = fake.add_run(checkpoints=2, user_metadata={"renderer_name": "llama3"})
+    fake.corrupt(run_id)
+
+    class Refusing:
+        """The official SDK's service, whose plain restore the server refuses."""
+
+        def __init__(self, sdk):
+            self.sdk = sdk
+
+        def create_training_client_from_state_with_optimizer(self, path, user_metadata=None):
+            raise tr.BadRequest("HTTP 400: train_unembed is not in the checkpoint", status_code=400)
+
+        create_training_client_from_state = create_training_client_from_state_with_optimizer
+
+        def __getattr__(self, name):
+            return getattr(self.sdk, name)
+
+    def restore(service, checkpoint, run):
+        client = service.create_lora_training_client(
+            base_model=run.base_model,
+            rank=8,
+            train_unembed=False,
+            user_metadata=dict(run.user_metadata or {}),
+        ).result()
+        client.load_state_with_optimizer(checkpoint.tinker_path).result()
+        return client
+
+    config = tr.Config(api_key=fake.api_key, base_url=fake.base_url, timeout_s=5.0, max_retries=0)
+    pol = tr.Policy(enabled=True, jitter="none", backoff_ms=10, max_backoff_ms=10)
+    with (
+        warnings.catch_warnings(),
+        tinker.ServiceClient(base_url=fake.base_url, api_key=fake.api_key) as sdk,
+        tr.Executor(1, config=config) as ex,
+    ):
+        warnings.simplefilter("ignore", FutureWarning)  # the SDK deprecates load_state*
+        with pytest.raises(tr.BadRequest):
+            ex.recover(run_id, Refusing(sdk), pol).result(60)  # the plain way: given up at once
+        recovery = ex.recover(run_id, Refusing(sdk), attrs.evolve(pol, restore=restore)).result(60)
+    restored = fake.get_run(recovery.new_run_id)
+    assert restored["lora_rank"] == 8 and restored["user_metadata"] == {"renderer_name": "llama3"}
+    assert fake.source_checkpoint(recovery.new_run_id) == recovery.checkpoint.tinker_path
+    assert recovery.step == 20 and recorder.count("completed") == 1
 
 
 @pytest.mark.timeout(120)

@@ -132,6 +132,25 @@ def test_run_answering_404_is_dropped_after_max_poll_errors(fake, config, servic
     assert len(gets) == 3 and all(r.status == 404 for r in gets)
 
 
+@pytest.mark.timeout(30)
+def test_a_blocked_wait_for_recovery_raises_why_as_soon_as_the_run_is_dropped(fake, config, service):
+    # 12.9: a run dropped after max_poll_errors 404s made wait_for_recovery wait out its whole
+    # time-out; a loop blocked in it with no time-out at all is woken at the drop, with the reason.
+    import time
+
+    with (
+        tr.Executor(1, config=config) as executor,
+        tr.Monitor(executor, policy(max_poll_errors=3), config) as monitor,
+    ):
+        handle = monitor.monitor_run("no-such-run", service)
+        began = time.monotonic()
+        with pytest.raises(tr.NotFound, match="not found for 3 consecutive polls"):
+            handle.wait_for_recovery()  # no time-out
+        assert time.monotonic() - began < 5.0  # three polls 100 ms apart, not a time-out
+        with pytest.raises(tr.NotFound):
+            handle.wait(None)
+
+
 def test_lineage_budget_stops_a_run_that_keeps_failing(fake, config, service, recorder):
     run_id = fake.add_run()
     # every run this lineage restarts into saves a checkpoint, then reads corrupted again

@@ -7,7 +7,7 @@ import math
 import random
 import threading
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
@@ -42,7 +42,7 @@ from .scheduler import RetryScheduler, Scheduler
 from .selection import as_checkpoint
 from .service import check_service
 
-__all__ = ["Executor", "MAX_LINEAGES"]
+__all__ = ["Executor", "MAX_LINEAGES", "RECOVERED_PER_LINEAGE"]
 
 log = logging.getLogger("tinker_recovery.executor")
 
@@ -50,6 +50,11 @@ MAX_LINEAGES = 10_000
 """How many restored runs the executor remembers (their lineage id and source checkpoint), and how many
 lineages' restart budgets it keeps; beyond it the least recently used are forgotten. A forgotten run
 is its own lineage again, unless its ``user_metadata`` (written at restore) names its source."""
+
+RECOVERED_PER_LINEAGE = 100
+"""How many completed recoveries of one lineage the executor keeps to answer a second ``recover`` of
+the same run (one truth per run); older ones, with the clients they hold, are forgotten. The same
+bound as ``RunHandle.HISTORY_LIMIT``, so a lineage restored 1,000 times keeps 100 clients, not 1,000."""
 
 _STOP = object()
 
@@ -170,6 +175,7 @@ class Executor:
         self._mailboxes: set[Mailbox] = set()
         self._origins: OrderedDict[str, _Origin] = OrderedDict()
         self._recovered: OrderedDict[str, Future[Recovery]] = OrderedDict()  # corrupted run -> its recovery
+        self._recovered_runs: OrderedDict[str, deque[str]] = OrderedDict()  # lineage -> its keys above
         self._budgets: OrderedDict[str, RestartBudget] = OrderedDict()
         self._seeds: dict[str, list[float]] = {}
         self._stopped: str | None = None
@@ -326,7 +332,7 @@ class Executor:
 
         A run this executor already recovered is not recovered twice: its completed recovery's Future
         is returned (so two monitors sharing the executor follow one recovery; the last
-        ``MAX_LINEAGES`` are remembered).
+        ``RECOVERED_PER_LINEAGE`` of a lineage and ``MAX_LINEAGES`` in all are remembered).
 
         Raises RecoveryDisabled if the policy is not enabled, AlreadyPending if the run is queued,
         running or waiting to retry (``future_of`` gives that recovery's Future), Shutdown after
@@ -599,6 +605,23 @@ class Executor:
                 return Failed(error, current)
             self._clock.wait(box.wake, left)
 
+    def _remember_recovered_locked(self, request: _Request) -> None:
+        """Keep the request's Future for a second ``recover`` of its run: at most
+        ``RECOVERED_PER_LINEAGE`` per lineage and ``MAX_LINEAGES`` in all (each holds two clients)."""
+        self._recovered[request.run_id] = request.future
+        self._recovered.move_to_end(request.run_id)
+        runs = self._recovered_runs.get(request.lineage_id)
+        if runs is None:
+            runs = self._recovered_runs[request.lineage_id] = deque()
+        self._recovered_runs.move_to_end(request.lineage_id)
+        runs.append(request.run_id)
+        while len(runs) > RECOVERED_PER_LINEAGE:
+            self._recovered.pop(runs.popleft(), None)
+        while len(self._recovered) > MAX_LINEAGES:
+            self._recovered.popitem(last=False)
+        while len(self._recovered_runs) > MAX_LINEAGES:
+            self._recovered_runs.popitem(last=False)
+
     def _source_of(self, run_id: str, run: TrainingRun | None) -> str | None:
         with self._lock:
             origin = self._origins.get(run_id)
@@ -632,9 +655,7 @@ class Executor:
                 self._origins.move_to_end(new_run_id)
                 while len(self._origins) > MAX_LINEAGES:
                     self._origins.popitem(last=False)
-            self._recovered[request.run_id] = request.future
-            while len(self._recovered) > MAX_LINEAGES:
-                self._recovered.popitem(last=False)
+            self._remember_recovered_locked(request)
             self._pending.pop(request.run_id, None)
             self._lock.notify_all()
         extra = {"checkpoint": checkpoint, "client": client, "new_run_id": new_run_id}

@@ -126,7 +126,11 @@ class Policy:
     - ``restore(service, checkpoint, run) -> client``: restore your own way instead of the service's
       ``create_training_client_from_state*`` (``run``: the corrupted TrainingRun, or None when not
       fetched); its result may be a client, a future of one or an awaitable. None: the service's call.
-      E.g. build a LoRA client with the right settings, then ``load_state``.
+      E.g. build a LoRA client with the right settings, then ``load_state``. A callable that also
+      takes a ``user_metadata`` keyword is given the restored run's metadata (the original's plus
+      the lineage, recovery id and source checkpoint): pass it to the call that creates the run
+      with the checkpoint's weights, and a retry after a failed read adopts that run instead of
+      creating another. A run created with it but without the weights would be adopted as restored.
     """
 
     enabled: bool = attrs.field(default=False, validator=_check(check_bool))
@@ -159,7 +163,7 @@ class Policy:
     )
     confirm_polls: int = attrs.field(default=1, validator=_check(check_int, minimum=1, maximum=10_000))
     max_poll_errors: int = attrs.field(default=5, validator=_check(check_int, minimum=1, maximum=10**9))
-    restore: Callable[[Any, Any, Any], Any] | None = attrs.field(default=None, validator=_callable_or_none)
+    restore: Callable[..., Any] | None = attrs.field(default=None, validator=_callable_or_none)
 
     @jitter.validator
     def _check_jitter(self, _attribute: attrs.Attribute[Any], value: Any) -> None:

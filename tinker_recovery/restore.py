@@ -70,11 +70,16 @@ def create_client(
 
     ``policy.restore(service, checkpoint, run)`` when set; else the service's
     ``create_training_client_from_state_with_optimizer`` (``restore_optimizer``) or
-    ``create_training_client_from_state``, given ``user_metadata=`` when its signature takes it.
+    ``create_training_client_from_state``. Either is given ``user_metadata=`` when its signature
+    takes it (so a restore of one's own can carry the run's identity and recovery id too).
     The result is resolved with ``resolve``. Raises whatever the call raises.
     """
     if policy.restore is not None:
-        return resolve(policy.restore(service, checkpoint, run), timeout_s)
+        if _accepts_user_metadata(policy.restore):
+            made = policy.restore(service, checkpoint, run, user_metadata=dict(user_metadata))
+        else:
+            made = policy.restore(service, checkpoint, run)
+        return resolve(made, timeout_s)
     if policy.restore_optimizer:
         create = service.create_training_client_from_state_with_optimizer
     else:
