@@ -106,7 +106,7 @@ def test_a_full_disk_is_reported_once_over_five_recoveries_and_stop_closes_every
         with tr.Executor(2, config=config) as executor:
             monitor = tr.Monitor(executor, policy(), config, journal=journal, service=service).start()
             closed: list[bool] = []
-            rest = monitor._rest
+            rest = monitor._poller.rest
             assert rest is not None
             real_close = rest.close
             rest.close = lambda: (closed.append(True), real_close())[1]  # type: ignore[method-assign]
