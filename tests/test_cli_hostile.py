@@ -476,3 +476,45 @@ def test_watch_prints_a_corrupted_runs_checkpoint_path_escaped(scripted):
         else:
             assert json.loads(line)["checkpoint"] == f"tinker://{RUN_ID}/weights/a{forged}"
 
+
+RUN_OPTIONS = ["--poll-interval", "--grace", "--max-recoveries", "--recovery-window", "--backoff",
+               "--max-backoff", "--max-fallbacks", "--expiry-margin"]
+
+
+@settings(max_examples=max(20, EXAMPLES // 3), deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(options=st.lists(st.tuples(st.sampled_from(RUN_OPTIONS), numbers), max_size=3),
+       pattern=st.one_of(st.none(), st.sampled_from(["(", "(?P<run_id>x", "(?P<run_id>\\S+)", "a" * 2000]),
+                         st.text(max_size=10)),
+       url=st.one_of(st.just("http://127.0.0.1:9"), urls), key=st.one_of(st.just(KEY), keys))
+def test_any_run_option_gives_a_table_exit_and_one_line(options, pattern, url, key, tmp_path_factory):
+    """``tinker-recovery run``: a bad option is one usage line (exit 2); good ones run the command
+    (``true``) and pass its status through. Never a traceback."""
+    assume(not _leaves_the_machine(url))
+    args = ["--base-url", url, "--api-key", key, "run", "--log-path", str(tmp_path_factory.mktemp("run"))]
+    for name, value in options:
+        args += [f"{name}={value}"]
+    if pattern is not None:
+        args += [f"--run-id-pattern={pattern}"]
+    code, out, err = run([*args, "--", "true"])
+    assert "Traceback" not in out + err and code in (cli.EXIT_OK, cli.EXIT_USAGE), (code, err)
+    lines = err.splitlines()
+    errors = [line for line in lines if line.startswith("tinker-recovery: error: ")]
+    if code == cli.EXIT_USAGE:
+        assert lines == errors and len(errors) == 1, err
+    else:
+        assert errors == [] and all(line.startswith("tinker-recovery: ") for line in lines), err
+    for line in (out + err).splitlines():
+        for char in line:
+            assert unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp", "Cs"), (char, line)
+    if len(key) >= 8:
+        assert key not in out + err
+
+
+def test_run_in_process_with_text_only_streams_passes_the_output_and_status_through(tmp_path):
+    """``cli.main(["run", ...])`` where ``sys.stdout`` has no binary ``buffer`` (a notebook, a test's
+    StringIO) failed with "cannot use the answer of ...: AttributeError" (exit 3)."""
+    program = "import sys; print('hi ü'); print('oops', file=sys.stderr); sys.exit(4)"
+    code, out, err = run(["--base-url", "http://127.0.0.1:9", "--api-key", KEY, "run", "--",
+                          sys.executable, "-c", program])
+    assert code == 4 and out == "hi ü\n" and "oops\n" in err and "error" not in err, (code, out, err)
