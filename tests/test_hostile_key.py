@@ -559,3 +559,40 @@ def test_the_fake_admin_client_never_follows_a_redirect(capsys):
             assert code == cli.EXIT_API_ERROR and f"HTTP {status}" in err and not leaks(out + err)
             assert len(server.requests) == 1  # asked once, the 3xx taken as the answer
         assert elsewhere.requests == []
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "ALL_PROXY"])
+def test_the_cli_never_sends_a_loopback_request_through_a_proxy(monkeypatch, capsys, variable):
+    from tinker_recovery import cli
+
+    with scripted_server() as proxy, scripted_server() as server:
+        monkeypatch.setenv(variable, proxy.base_url)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        server.answer(http_answer(200, json.dumps(_run()).encode()))
+        proxy.answer(http_answer(200, json.dumps(_run()).encode()))
+        base = ["--base-url", server.base_url, "--api-key", KEY, "--retries", "0"]
+        assert cli.main([*base, "status", "run-1"]) == cli.EXIT_OK
+        server.answer(http_answer(200, b'{"faults": []}'))
+        assert cli.main([*base, "fake", "faults"]) == cli.EXIT_OK
+        assert len(server.requests) == 1 and proxy.requests == []
+    assert not leaks("".join(capsys.readouterr()))
+
+
+def test_the_rest_clients_requests_path_never_follows_a_redirect():
+    """The poll path has its own test (test_rest_deadline); this is the path through ``requests``
+    (a session the caller supplies, or a mocking library in place), against a real server."""
+    import requests
+
+    with scripted_server() as elsewhere, scripted_server() as server:
+        elsewhere.answer(http_answer(200, json.dumps(_run()).encode()))
+        location = {"Location": f"{elsewhere.base_url}/api/v1/training_runs/run-1"}
+        config = tr.Config(api_key=KEY, base_url=server.base_url, timeout_s=2, max_retries=0)
+        for status in (301, 302, 303, 307, 308):
+            server.answer(http_answer(status, b"{}", location))
+            with requests.Session() as session, tr.RestClient(config, session) as rest:
+                assert rest._direct is None
+                with pytest.raises(tr.ApiError) as info:
+                    rest.get_training_run("run-1")
+            assert info.value.status_code == status and len(server.requests) == 1
+        assert elsewhere.requests == []
