@@ -181,9 +181,12 @@ def run(args: argparse.Namespace) -> None:
     problems = ledger.problems(args.steps, [loss for _, loss in reference_ledger.history])
     if problems:
         raise ExampleFailed("; ".join(problems))
+    repeated = list(range(ledger.restored_at or 0, args.corrupt_at))
     print(
         f"verified: steps 0..{args.steps - 1} applied once each, with an uninterrupted run's losses; "
-        f"after the recovery the loop sampled from the restored checkpoint's sampler weights"
+        f"after the recovery the loop sampled from the restored checkpoint's sampler weights; "
+        f"steps {repeated} ran twice, sampling included "
+        f"(after {checkpoint_name(ledger.restored_at or 0)}, lost with the corrupted run)"
     )
 
 

@@ -16,23 +16,29 @@ import os
 import re
 import socket
 import socketserver
+import subprocess
+import sys
 import threading
 import unicodedata
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from tinker_recovery import cli
+from tinker_recovery.redact import contains_key
 
 EXIT_TABLE = {cli.EXIT_OK, cli.EXIT_CORRUPTED, cli.EXIT_USAGE, cli.EXIT_API_ERROR}
 KEY = "tml-hostile-cli-sentinel-key-7c1d9e"
 RUN_ID = "r3-hostile:train:0"
 HOSTILE_TEXT = ["\n2026-01-01 tinker_recovery.executor INFO forged", "\x1b[2J\x1b[31m", "\x1b]0;title\x07",
-                "\r", "\u2028", "\u202e", "\x00", "\x9b31m", KEY, "\\u0074ml-hostile-cli-sentinel-key-7c1d9e"]
+                "\r", "\u2028", "\u202e", "\x00", "\x9b31m", KEY, "\\u0074ml-hostile-cli-sentinel-key-7c1d9e",
+                # the key as a server may echo it: without its prefix, \- escaped, URL-encoded twice, HTML
+                KEY[4:], KEY.replace("-", "\\-"), quote(quote(KEY, safe=""), safe=""),
+                "".join(f"&#{ord(char)};" for char in KEY)]
 EXAMPLES = int(os.environ.get("CLI_HYPOTHESIS_EXAMPLES", "150"))
 # No example database: a run leaves no .hypothesis/ folder behind.
 FAST = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -67,6 +73,8 @@ def assert_well_behaved(code: int, out: str, err: str, *, key: str | None = KEY,
             assert unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp", "Cs"), (char, line)
     if key:
         assert key not in out + err
+        if key == KEY:  # the sentinel, in every form a server may echo it (redact.scrub's)
+            assert not contains_key(out + err, KEY), out + err
 
 
 # --- a scripted server ----------------------------------------------------------------------------
@@ -213,6 +221,8 @@ commands = st.sampled_from([
     ["status", RUN_ID], ["status", RUN_ID, "other:train:1"], ["checkpoints", RUN_ID],
     ["fake", "faults"], ["fake", "add-run"], ["fake", "corrupt", RUN_ID],
     ["fake", "fault", "GET", "x", "--status", "500"], ["fake", "clear-faults"],
+    ["watch", RUN_ID, "--interval", "0.1", "--max-events", "1", "--duration", "0.3"],
+    ["watch", RUN_ID, "--json", "--interval", "0.1", "--max-events", "1", "--duration", "0.3"],
 ])
 
 
@@ -229,12 +239,17 @@ commands = st.sampled_from([
 @example(command=["status", RUN_ID], status=200, extra=[("Content-Length", "²")], body=b"{}")
 @example(command=["status", RUN_ID], status=401, extra=[],
          body=b'{"detail": "bad key \\u0074ml-hostile-cli-sentinel-key-7c1d9e"}')
+@example(command=["fake", "corrupt", RUN_ID], status=500, extra=[],  # found: the admin client's own redaction
+         body=json.dumps({"detail": f"bad key {KEY[4:]}"}).encode())
 def test_any_answer_gives_a_table_exit_and_at_most_one_clean_line(scripted, command, status, body, extra):
     scripted.answer = http_answer(status, body, extra)
 
     code, out, err = run(["--base-url", scripted.url, "--api-key", KEY, "--timeout", "2", "--retries", "0",
                           *command])
 
+    if command[0] == "watch":  # its one note on stderr, when it starts watching, is not an error
+        note = "tinker-recovery: watching 1 run(s) every 0.1 s; Ctrl-C to stop"
+        err = "".join(line for line in err.splitlines(keepends=True) if not line.startswith(note))
     assert_well_behaved(code, out, err, max_lines=len(command) - 1 if command[0] == "status" else 1)
 
 
@@ -333,3 +348,173 @@ def test_the_largest_accepted_timeout_is_the_standard_librarys_wait_limit(value)
     accepted = float(value) <= threading.TIMEOUT_MAX
     assert ("--timeout" in err) is not accepted
     assert code == cli.EXIT_USAGE  # accepted, then no key: usage all the same
+
+
+# --- issue 13.2 and 13.3, fault by fault ---------------------------------------------------------------
+
+
+def _child(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m tinker_recovery ARGS`` as a user runs it (a traceback would show on its stderr)."""
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("TINKER_")}
+    return subprocess.run([sys.executable, "-m", "tinker_recovery", *args], env={**clean, **env},
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-1", "80x"])
+def test_fake_server_with_a_port_out_of_range_exits_2_in_one_line(port):
+    done = _child(["fake-server", "--port", port])
+    assert done.returncode == cli.EXIT_USAGE, done.stderr
+    assert done.stdout == "" and "Traceback" not in done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("tinker-recovery: error: argument --port: ") and port in line
+
+
+def test_fake_server_on_a_port_in_use_exits_2_in_one_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = _child(["fake-server", "--port", str(taken.getsockname()[1]), "--runs", "0"])
+    assert done.returncode == cli.EXIT_USAGE and "Traceback" not in done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("tinker-recovery: error: fake-server: cannot listen on 127.0.0.1:"), line
+
+
+def test_timeout_inf_is_a_usage_error_in_one_line_not_a_crash():
+    done = _child(["--timeout", "inf", "status", RUN_ID], TINKER_API_KEY=KEY,
+                  TINKER_BASE_URL="http://127.0.0.1:9")
+    assert done.returncode == cli.EXIT_USAGE and "Traceback" not in done.stderr and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("tinker-recovery: error: argument --timeout: ") and "inf" in line
+
+
+def _jwt(exp: int) -> str:
+    import base64
+
+    claims = base64.urlsafe_b64encode(json.dumps({"exp": exp}).encode()).decode().rstrip("=")
+    return f"eyJhbGciOiJIUzI1NiJ9.{claims}.c2ln"
+
+
+def test_a_jwt_key_whose_exp_has_400_digits_works_and_a_past_one_is_refused_in_one_line(scripted):
+    far, past = _jwt(int("9" * 400)), _jwt(-int("9" * 400))
+    scripted.answer = http_answer(200, json.dumps({
+        "training_run_id": RUN_ID, "base_model": "m", "model_owner": "o", "is_lora": True,
+        "last_request_time": "2026-01-01T00:00:00Z", "corrupted": False, "last_checkpoint": None,
+    }).encode(), [])
+    code, out, err = run(["--base-url", scripted.url, "--api-key", far, "status", RUN_ID])
+    assert (code, err) == (cli.EXIT_OK, "") and out == f"{RUN_ID}  healthy    no checkpoint\n"
+    for shown in (far, past):  # through the environment too, in a child process
+        done = _child(["status", RUN_ID], TINKER_API_KEY=shown, TINKER_BASE_URL=scripted.url)
+        assert "Traceback" not in done.stderr and shown not in done.stdout + done.stderr
+        if shown is far:
+            assert done.returncode == cli.EXIT_OK, done.stderr
+        else:
+            assert done.returncode == cli.EXIT_USAGE
+            assert done.stderr == "tinker-recovery: error: api_key: the JWT has expired\n"
+
+
+def test_checkpoints_dated_at_the_edges_of_the_calendar_are_listed(scripted):
+    def checkpoint(name: str, when: str) -> dict[str, Any]:
+        return {"checkpoint_id": f"weights/{name}", "checkpoint_type": "training", "time": when,
+                "tinker_path": f"tinker://{RUN_ID}/weights/{name}", "expires_at": when}
+
+    scripted.answer = http_answer(200, json.dumps({"checkpoints": [
+        checkpoint("step-000020", "9999-12-31T23:59:59-05:00"),
+        checkpoint("step-000010", "0001-01-01T00:00:00+05:00"),
+    ]}).encode(), [])
+
+    code, out, err = run(["--base-url", scripted.url, "--api-key", KEY, "checkpoints", RUN_ID])
+
+    assert (code, err) == (cli.EXIT_OK, "")
+    header, oldest, newest = out.splitlines()
+    assert header.split() == ["NAME", "TYPE", "STEP", "SAVED", "AGE", "EXPIRY", "PATH"]
+    # each date is read clamped to what a datetime holds in UTC, and printed with its four-digit year
+    assert oldest.split()[:4] == ["step-000010", "training", "10", "0001-01-01T00:00:00Z"]
+    assert "EXPIRED" in oldest and oldest.endswith(f"tinker://{RUN_ID}/weights/step-000010")
+    assert newest.split()[:4] == ["step-000020", "training", "20", "9999-12-31T23:59:59Z"]
+    assert "expires in" in newest and newest.endswith(f"tinker://{RUN_ID}/weights/step-000020")
+
+
+def test_status_never_prints_the_servers_run_id_or_path_raw(scripted):
+    forged = "x\n2026-01-01 tinker_recovery.executor INFO forged\x1b]0;title\x07"
+    scripted.answer = http_answer(200, json.dumps({
+        "training_run_id": forged, "base_model": "m", "model_owner": "o", "is_lora": True,
+        "last_request_time": "2026-01-01T00:00:00Z", "corrupted": False,
+        "last_checkpoint": {"checkpoint_id": f"weights/a{forged}", "checkpoint_type": "training",
+                            "time": "2026-01-01T00:00:00Z", "tinker_path": f"tinker://{forged}/weights/a{forged}"},
+    }).encode(), [])
+    for command in (["status", RUN_ID], ["checkpoints", RUN_ID]):
+        if command[0] == "checkpoints":
+            scripted.answer = http_answer(200, json.dumps({"checkpoints": [{
+                "checkpoint_id": f"weights/a{forged}", "checkpoint_type": "training",
+                "time": "2026-01-01T00:00:00Z", "tinker_path": f"tinker://{forged}/weights/a{forged}"}]}).encode(),
+                [])
+        code, out, err = run(["--base-url", scripted.url, "--api-key", KEY, *command])
+        assert_well_behaved(code, out, err)
+        assert len(out.splitlines()) == (1 if command[0] == "status" else 2), out
+        assert "\\n2026-01-01 tinker_recovery.executor INFO forged\\x1b]0;title\\x07" in out or "…" in out
+
+
+def test_watch_prints_a_corrupted_runs_checkpoint_path_escaped(scripted):
+    """``watch`` printed the checkpoint path of a ``detected`` line as the server sent it: a newline
+    in it forged a second line, ESC/OSC reached the terminal."""
+    forged = "\n2026-01-01T00:00:00+00:00  detected  other:train:0  corrupted\x1b]0;owned\x07"
+    scripted.answer = http_answer(200, json.dumps({
+        "training_run_id": RUN_ID, "base_model": "m", "model_owner": "o", "is_lora": True,
+        "last_request_time": "2026-01-01T00:00:00Z", "corrupted": True,
+        "last_checkpoint": {"checkpoint_id": "weights/a", "checkpoint_type": "training",
+                            "time": "2026-01-01T00:00:00Z", "tinker_path": f"tinker://{RUN_ID}/weights/a{forged}"},
+    }).encode(), [])
+    for mode in ([], ["--json"]):
+        code, out, err = run(["--base-url", scripted.url, "--api-key", KEY, "watch", RUN_ID,
+                              "--interval", "0.1", "--max-events", "1", "--duration", "20", *mode])
+        assert code == cli.EXIT_OK, err
+        (line,) = out.splitlines()
+        assert "\x1b" not in out and "\x07" not in out
+        if not mode:
+            assert "  detected  " + RUN_ID in line
+            assert "weights/a\\n2026-01-01T00:00:00+00:00  detected" in line
+        else:
+            assert json.loads(line)["checkpoint"] == f"tinker://{RUN_ID}/weights/a{forged}"
+
+
+RUN_OPTIONS = ["--poll-interval", "--grace", "--max-recoveries", "--recovery-window", "--backoff",
+               "--max-backoff", "--max-fallbacks", "--expiry-margin"]
+
+
+@settings(max_examples=max(20, EXAMPLES // 3), deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(options=st.lists(st.tuples(st.sampled_from(RUN_OPTIONS), numbers), max_size=3),
+       pattern=st.one_of(st.none(), st.sampled_from(["(", "(?P<run_id>x", "(?P<run_id>\\S+)", "a" * 2000]),
+                         st.text(max_size=10)),
+       url=st.one_of(st.just("http://127.0.0.1:9"), urls), key=st.one_of(st.just(KEY), keys))
+def test_any_run_option_gives_a_table_exit_and_one_line(options, pattern, url, key, tmp_path_factory):
+    """``tinker-recovery run``: a bad option is one usage line (exit 2); good ones run the command
+    (``true``) and pass its status through. Never a traceback."""
+    assume(not _leaves_the_machine(url))
+    args = ["--base-url", url, "--api-key", key, "run", "--log-path", str(tmp_path_factory.mktemp("run"))]
+    for name, value in options:
+        args += [f"{name}={value}"]
+    if pattern is not None:
+        args += [f"--run-id-pattern={pattern}"]
+    code, out, err = run([*args, "--", "true"])
+    assert "Traceback" not in out + err and code in (cli.EXIT_OK, cli.EXIT_USAGE), (code, err)
+    lines = err.splitlines()
+    errors = [line for line in lines if line.startswith("tinker-recovery: error: ")]
+    if code == cli.EXIT_USAGE:
+        assert lines == errors and len(errors) == 1, err
+    else:
+        assert errors == [] and all(line.startswith("tinker-recovery: ") for line in lines), err
+    for line in (out + err).splitlines():
+        for char in line:
+            assert unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp", "Cs"), (char, line)
+    if len(key) >= 8:
+        assert key not in out + err
+
+
+def test_run_in_process_with_text_only_streams_passes_the_output_and_status_through(tmp_path):
+    """``cli.main(["run", ...])`` where ``sys.stdout`` has no binary ``buffer`` (a notebook, a test's
+    StringIO) failed with "cannot use the answer of ...: AttributeError" (exit 3)."""
+    program = "import sys; print('hi ü'); print('oops', file=sys.stderr); sys.exit(4)"
+    code, out, err = run(["--base-url", "http://127.0.0.1:9", "--api-key", KEY, "run", "--",
+                          sys.executable, "-c", program])
+    assert code == 4 and out == "hi ü\n" and "oops\n" in err and "error" not in err, (code, out, err)

@@ -196,7 +196,12 @@ def test_training_loop_survives_corruption_without_skipping_or_repeating_a_step(
     )
     assert recovered and saved[2][1] == recovered.group(1) != first_run
     assert "steps run after restoring step-000008: 8, 9, 10, 11\n" in out
+    timing = re.search(
+        r"^ +corruption -> next successful step: ([0-9.]+) s \(poll interval 100 ms\)$", out, re.MULTILINE
+    )
+    assert timing and float(timing.group(1)) < 15.0, out
     assert out.rstrip().splitlines()[-1].startswith("verified: steps 0..11 applied once each, in order")
+    assert out.rstrip().endswith("steps [8, 9] ran twice (after step-000008, lost with the corrupted run)")
 
 
 def test_training_loop_refuses_a_corruption_before_the_first_checkpoint(tmp_path):

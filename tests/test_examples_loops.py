@@ -84,3 +84,6 @@ def test_the_rl_loop_samples_from_the_restored_weights_after_a_recovery():
         r"sampling from tinker://\S+/sampler_weights/step-000006; resuming at step 6", done.stdout
     ), done.stdout
     assert "verified: steps 0..8 applied once each, with an uninterrupted run's losses" in done.stdout
+    # step 6 ran on the corrupted run after its last checkpoint (step-000006): lost, so run again
+    repeated = "steps [6] ran twice, sampling included (after step-000006, lost with the corrupted run)"
+    assert repeated in done.stdout

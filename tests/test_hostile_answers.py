@@ -13,7 +13,7 @@ import zlib
 
 import pytest
 from hostile_server import http_answer, scripted_server
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 import tinker_recovery as tr
@@ -340,3 +340,80 @@ def test_loopback_service(server, step, raw, value):
     with LoopbackService(server.base_url, KEY, timeout_s=0.5) as service:
         result = well_behaved(lambda: service.create_training_client_from_state("tinker://run-1/weights/x"))
     assert result is not None
+
+
+PATHS = st.one_of(
+    st.just("tinker://run-1/weights/step-000010"),
+    st.sampled_from(
+        [
+            "tinker://run-1/sampler_weights/x",
+            "tinker://../weights/x",
+            "tinker://run-1/weights/",
+            "tinker://run%2F1/weights/x",
+            "tinker://run-1/other/x",
+            "tinker://run-1\n/weights/x",
+            "",
+            "tinker://",
+        ]
+    ),
+    st.text(max_size=40).map(lambda text: f"tinker://{text}"),
+    st.text(max_size=40),
+)
+
+
+@SETTINGS
+@given(raw=answers(RUN), path=PATHS)
+def test_get_training_run_by_tinker_path(server, rest, raw, path):
+    server.answer(raw)
+    try:
+        result = well_behaved(lambda: rest.get_training_run_by_tinker_path(path))
+    except ValueError as refused:  # a path that does not parse: refused by name before any request
+        assert str(refused).startswith(("invalid tinker path ", "run_id: ")) and "\n" not in str(refused)
+        assert server.requests == []
+        return
+    if isinstance(result, tr.TrainingRun):
+        assert isinstance(result.training_run_id, str)
+
+
+@SETTINGS
+@given(
+    raw=answers(PAGE),
+    cursor=mutated({"offset": 0, "limit": 2, "total_count": 1000}),  # more than 3 pages hold
+    item=mutated(run_object("c")),
+)
+def test_iter_training_runs(server, rest, raw, cursor, item):
+    server.answer(raw)
+    well_behaved(lambda: list(rest.iter_training_runs(page_size=2, max_pages=3)))
+    page = {"training_runs": [run_object("a"), item], "cursor": cursor}
+    server.answer(http_answer(200, encode(page)))
+    result = well_behaved(lambda: list(rest.iter_training_runs(page_size=2, max_pages=3)))
+    if isinstance(result, list):
+        assert len(result) <= 6 and len(server.requests) <= 3  # never past max_pages
+
+
+SAVE_STEPS = {
+    **GOOD_STEPS,
+    "/api/v1/save_weights": http_answer(200, b'{"request_id": "q-2"}'),
+}
+
+
+@SETTINGS
+@given(
+    step=st.sampled_from(["/api/v1/save_weights", "/api/v1/retrieve_future"]),
+    raw=answers(b'{"request_id": "q-2", "path": "tinker://s-1:train:0/weights/step-000001"}'),
+)
+def test_loopback_training_client_save_state(server, step, raw):
+    with LoopbackService(server.base_url, KEY, timeout_s=0.5) as service:
+        server.answer(http_answer(404, b"{}"), GOOD_STEPS)
+        client = well_behaved(lambda: service.create_training_client_from_state("tinker://run-1/weights/x"))
+        assume(not isinstance(client, tr.TinkerRecoveryError))  # the good load timed out: a busy machine
+        client.info  # noqa: B018 -- a copy of what get_info answered
+        routes = dict(SAVE_STEPS)
+        routes[step] = raw
+        if step == "/api/v1/save_weights":  # the load's future answer must not end the save's
+            routes["/api/v1/retrieve_future"] = http_answer(
+                200, b'{"type": "save_weights", "path": "tinker://s-1:train:0/weights/step-000001"}'
+            )
+        server.answer(raw, routes)
+        result = well_behaved(lambda: client.save_state("step-000001"))
+    assert isinstance(result, (str, tr.TinkerRecoveryError))

@@ -4,9 +4,12 @@ odd timestamps and checkpoint names. Pure functions get exact-number tests."""
 from __future__ import annotations
 
 import base64
+import io
 import json
+import logging
 import math
 import pickle
+import re
 import threading
 from datetime import UTC, datetime
 
@@ -19,6 +22,7 @@ import tinker_recovery as tr
 from tinker_recovery._checks import MAX_WAIT_S, check_int, check_ms, check_seconds
 from tinker_recovery._json import parse_timestamp
 from tinker_recovery._wire import RETRY_AFTER_CAP_S, error_detail, retry_after_s
+from tinker_recovery.candidates import RECOVERY_KEY, SOURCE_KEY
 from tinker_recovery.models import RunBrief, step_of
 
 KEY = "tml-INPUTS-sentinel-0123456789"
@@ -441,3 +445,131 @@ def test_any_config_value_is_usable_or_refused_by_name(field, value):
     assert math.isfinite(held) and 0 <= held <= 7 * 86_400
     if field != "max_retries":
         assert held > 0
+
+
+# --- issue 13.3: no server text forges a log line -----------------------------------------------------
+
+FORGED = "\n2026-01-01 00:00:00,000 tinker_recovery.executor INFO run run-1 recovered\x1b]0;owned\x07\x1b[2J"
+LOG_LINE = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} tinker_recovery\S* (DEBUG|INFO|WARNING|ERROR) "
+
+
+def _forged_checkpoint(name: str, **extra: str) -> dict:
+    return {
+        "checkpoint_id": f"weights/{name}",
+        "checkpoint_type": "training",
+        "time": "2026-01-01T00:00:00Z",
+        "tinker_path": f"tinker://run-1/weights/{name}{FORGED}",
+        **extra,
+    }
+
+
+class _Client:
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+
+
+class _Service:
+    """Create calls: NotFound for paths holding ``gone``, else a client whose model_id is forged."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    def create_training_client_from_state_with_optimizer(self, path: str) -> _Client:
+        self.paths.append(path)
+        if "/gone" in path:
+            raise tr.NotFound("checkpoint gone", status_code=404)
+        return _Client("run-2" + FORGED)
+
+    create_training_client_from_state = create_training_client_from_state_with_optimizer
+
+    def training_client_for(self, run_id: str) -> _Client:
+        return _Client(run_id)
+
+
+def _plain_log() -> tuple[logging.Handler, io.StringIO]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    return handler, stream
+
+
+def test_server_texts_cannot_forge_a_line_in_a_plain_text_log():
+    """A checkpoint's ``tinker_path``, a restored client's ``model_id``, a run's source checkpoint and an
+    adopted run's id come from the server; each reached a log line raw (executor, candidates, attempt),
+    so a newline in one started a forged ``tinker_recovery.executor INFO`` line and ESC/OSC reached
+    whoever tails the log."""
+    handler, stream = _plain_log()
+    package = logging.getLogger("tinker_recovery")
+    saved = package.level
+    package.addHandler(handler)
+    package.setLevel(logging.DEBUG)
+    empty = {"training_runs": [], "cursor": {"offset": 0, "limit": 100, "total_count": 0}}
+    corrupted = {**RUN, "corrupted": True}
+    try:
+        with scripted_server() as server:
+            config = tr.Config(api_key=KEY, base_url=server.base_url, timeout_s=2, max_retries=0)
+            policy = tr.Policy(enabled=True, jitter="none", max_attempts=1, max_fallbacks=5)
+            # 1. the newest checkpoint is gone, an expired one is skipped, an older one loads
+            checkpoints = [
+                _forged_checkpoint("a", time="2026-01-01T00:00:00Z"),
+                _forged_checkpoint("expired", time="2026-01-01T00:01:00Z", expires_at="2026-01-01T00:02:00Z"),
+                _forged_checkpoint("gone", time="2026-01-01T00:03:00Z"),
+            ]
+            routes = {  # the run's last checkpoint is the expired one: skipped, then the listing
+                "/api/v1/training_runs/run-1": http_answer(
+                    200, json.dumps({**corrupted, "last_checkpoint": checkpoints[1]}).encode()
+                ),
+                "/api/v1/training_runs/run-1/checkpoints": http_answer(
+                    200, json.dumps({"checkpoints": checkpoints}).encode()
+                ),
+                "/api/v1/training_runs": http_answer(200, json.dumps(empty).encode()),
+            }
+            server.answer(http_answer(404, b"{}"), routes)
+            service = _Service()
+            with tr.Executor(1, config=config) as executor:
+                executor.start()
+                recovery = executor.recover("run-1", service, policy).result(20)
+            assert recovery.new_run_id == "run-2" + FORGED  # the value itself is kept as the server gave it
+            assert [path.split("/")[-1][:4] for path in service.paths] == ["gone", "a\n20"]
+            # 2. no checkpoint of its own: up the lineage to a source checkpoint that is gone
+            source = f"tinker://parent-1/weights/src{FORGED}"
+            routes = {
+                "/api/v1/training_runs/run-1": http_answer(
+                    200,
+                    json.dumps(
+                        {**corrupted, "last_checkpoint": None, "user_metadata": {SOURCE_KEY: source}}
+                    ).encode(),
+                ),
+                "/api/v1/training_runs/run-1/checkpoints": http_answer(200, b'{"checkpoints": []}'),
+                "/api/v1/training_runs/parent-1/checkpoints": http_answer(200, b'{"checkpoints": []}'),
+                "/api/v1/training_runs": http_answer(200, json.dumps(empty).encode()),
+            }
+            server.answer(http_answer(404, b"{}"), routes)
+            with tr.Executor(1, config=config) as executor:
+                executor.start()
+                error = executor.recover("run-1", _Service(), policy).exception(20)
+            assert isinstance(error, tr.MissingCheckpoint), error
+            # 3. a resumed recovery adopts the run it already created, whose id is forged
+            adopted = {**RUN, "training_run_id": "run-9" + FORGED,
+                       "user_metadata": {RECOVERY_KEY: "rec-1", SOURCE_KEY: "tinker://run-1/weights/a"}}
+            listing = {"training_runs": [adopted], "cursor": {"offset": 0, "limit": 100, "total_count": 1}}
+            routes["/api/v1/training_runs"] = http_answer(200, json.dumps(listing).encode())
+            server.answer(http_answer(404, b"{}"), routes)
+            with tr.Executor(1, config=config) as executor:
+                executor.start()
+                recovery = executor.recover("run-1", _Service(), policy, recovery_id="rec-1").result(20)
+            assert recovery.new_run_id == "run-9" + FORGED
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(saved)
+    text = stream.getvalue()
+    assert "\x1b" not in text and "\x07" not in text
+    lines = text.splitlines()
+    forged_lines = [
+        line for line in lines if not re.match(LOG_LINE, line) or line.startswith("2026-01-01 00:00")
+    ]
+    assert forged_lines == []
+    shown = "\n".join(lines)
+    for expected in ("cannot be loaded", "expired at", "recovered from", "going up the lineage",
+                     "is gone", "adopted instead"):
+        assert expected in shown and "recovered\\x1b]0;owned" in shown, expected  # logged, escaped

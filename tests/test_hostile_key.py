@@ -44,7 +44,14 @@ def forms(key: str = KEY) -> dict[str, str]:
 
 
 def leaks(text: str) -> bool:
-    return KEY in text or KEY[4:] in text or contains_key(text, KEY)
+    """The key in any form of ``forms()``, looked for literally (so a test still fails when the
+    package's own matcher is broken) and with ``contains_key``. Doubled backslashes (an escaped
+    ``\\u0074``) are read as one."""
+    flat = text
+    while "\\\\" in flat:
+        flat = flat.replace("\\\\", "\\")
+    flat = flat.lower()
+    return any(form.lower() in flat for form in forms().values()) or contains_key(text, KEY)
 
 
 def everything(error: BaseException) -> str:
@@ -326,3 +333,266 @@ def test_key_filter_scrubs_messages_args_and_tracebacks():
     text = stream.getvalue()
     assert "careless <redacted>" in text and "no key here" in text and "RuntimeError" in text
     assert not leaks(text)
+
+
+# --- issue 13.1, fault by fault, through the whole path ----------------------------------------------
+
+
+def _run(run_id: str = "run-1", *, corrupted: bool = False) -> dict:
+    return {
+        "training_run_id": run_id,
+        "base_model": "m",
+        "model_owner": "o",
+        "is_lora": True,
+        "last_request_time": "2026-01-01T00:00:00Z",
+        "corrupted": corrupted,
+        "last_checkpoint": {
+            "checkpoint_id": "weights/step-000010",
+            "checkpoint_type": "training",
+            "time": "2026-01-01T00:00:00Z",
+            "tinker_path": f"tinker://{run_id}/weights/step-000010",
+        },
+    }
+
+
+def _echo_body() -> bytes:
+    """A 401 body quoting the key in every form, JSON-escaped ones first (fault 13.1, first case)."""
+    body = {"detail": f"invalid key {forms()['json-escaped']}", "all": list(forms().values())}
+    return json.dumps(body).encode()
+
+
+def _headery(error: BaseException | None) -> list[str]:
+    """Every link of ``error``'s chain that still holds a request or response object."""
+    found = []
+    while error is not None:
+        for name, value in vars(error).items():
+            if hasattr(value, "headers") or hasattr(value, "request"):
+                found.append(f"{type(error).__name__}.{name}")
+        error = error.__cause__ or error.__context__
+    return found
+
+
+def test_a_json_escaped_401_echo_reaches_no_poll_error_journal_line_or_warning_log(tmp_path, recorder):
+    journal_path = tmp_path / "journal.jsonl"
+    log_path = tmp_path / "plain.log"
+    handler = logging.FileHandler(log_path)
+    handler.setLevel(logging.WARNING)  # what a user's plain-text WARNING log holds
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    package = logging.getLogger("tinker_recovery")
+    package.addHandler(handler)
+    try:
+        with scripted_server() as server:
+            server.answer(http_answer(401, _echo_body(), {"WWW-Authenticate": f"Key {forms()['url']}"}))
+            config = tr.Config(api_key=KEY, base_url=server.base_url, timeout_s=2, max_retries=0)
+            policy = tr.Policy(enabled=True, poll_interval_ms=100)
+            with tr.Executor(1, config=config) as executor, tr.Monitor(executor, policy, config) as monitor:
+                journal = tr.Journal(journal_path)
+                journal.attach(monitor, executor)
+                monitor.monitor_run("run-1", LoopbackService(server.base_url, KEY, timeout_s=2))
+                (payload,) = recorder.wait_for("poll_error")
+                journal.close()
+            assert server.requests, "the server was asked"
+    finally:
+        package.removeHandler(handler)
+        handler.close()
+    error = payload["error"]
+    assert isinstance(error, tr.AuthenticationError)
+    assert not leaks(everything(error)) and not leaks(repr(payload)) and _headery(error) == []
+    lines = journal_path.read_text().splitlines()
+    assert any('"poll_error"' in line for line in lines)
+    assert [line for line in lines if leaks(line)] == []
+    logged = log_path.read_text()
+    assert "run-1" in logged and "WARNING" in logged  # the poll error was logged at WARNING
+    assert not leaks(logged)
+
+
+@pytest.mark.parametrize("status", [401, 500])
+def test_status_prints_no_form_of_an_echoed_key(status, capsys):
+    from tinker_recovery import cli
+
+    with scripted_server() as server:
+        server.answer(http_answer(status, _echo_body()))
+        args = ["--base-url", server.base_url, "--api-key", KEY, "--retries", "0", "status", "run-1"]
+        code = cli.main(args)
+    out, err = capsys.readouterr()
+    assert code == cli.EXIT_API_ERROR and len(err.splitlines()) == 1 and out == ""
+    assert not leaks(out + err)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["fake", "corrupt", "run-1"], ["fake", "faults"], ["fake", "add-run"], ["status", "run-1"]],
+    ids=lambda command: "-".join(command),
+)
+@pytest.mark.parametrize("status", [400, 403, 404, 500])
+def test_no_cli_command_prints_any_form_of_an_echoed_key(command, status, capsys):
+    """The ``fake`` commands' admin client hid only the raw, ``\\u``- and %-escaped key: the key without
+    its ``tml-`` prefix, ``\\-`` escapes, double URL encoding and HTML references went to stderr."""
+    from tinker_recovery import cli
+
+    with scripted_server() as server:
+        for name, form in forms().items():
+            body = json.dumps({"detail": f"key {form} bad", "error": form}).encode()
+            server.answer(http_answer(status, body))
+            code = cli.main(["--base-url", server.base_url, "--api-key", KEY, "--retries", "0", *command])
+            out, err = capsys.readouterr()
+            assert code == cli.EXIT_API_ERROR and len(err.splitlines()) == 1, (name, err)
+            assert not leaks(out + err), (name, err)
+
+
+def test_timeouts_and_refused_connections_reach_signals_and_futures_without_the_request(recorder):
+    """``RequestTimeout``/``ConnectionFailed`` were raised ``from None`` with ``__context__`` still
+    holding the request and its ``X-API-Key``; they reach poll_error payloads and Futures."""
+    import socket
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    probe.close()  # nothing listens there now
+    with scripted_server() as slow:
+        slow.drip(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", b"{" * 100, 0.5)
+        errors: list[BaseException] = []
+        for base_url in (closed, slow.base_url):
+            config = tr.Config(api_key=KEY, base_url=base_url, timeout_s=0.5, max_retries=0)
+            policy = tr.Policy(enabled=True, poll_interval_ms=100, max_attempts=1, jitter="none")
+            with tr.Executor(1, config=config) as executor:
+                executor.start()
+                future = executor.recover("run-1", LoopbackService(base_url, KEY, timeout_s=0.5), policy)
+                errors.append(future.exception(20))
+                with tr.Monitor(executor, policy, config) as monitor:
+                    before = recorder.count("poll_error")
+                    monitor.monitor_run("run-2", LoopbackService(base_url, KEY, timeout_s=0.5))
+                    errors.append(recorder.wait_for("poll_error", before + 1)[-1]["error"])
+    kinds = [type(error) for error in errors]
+    assert kinds[:2] == [tr.ConnectionFailed, tr.ConnectionFailed], kinds
+    assert kinds[2:] == [tr.RequestTimeout, tr.RequestTimeout], kinds
+    for error in errors:
+        assert _headery(error) == [] and error.__context__ is None, (error, _headery(error))
+        assert not leaks(everything(error)) and not leaks(pickle.dumps(error).decode("latin-1"))
+    for _event, _sender, payload in recorder.events:
+        assert not leaks(repr(payload))
+
+
+def test_a_key_with_a_slash_echoed_with_json_backslash_solidus_is_redacted():
+    """JSON may write ``/`` as ``\\/`` (PHP's json_encode does by default): a key holding a slash
+    comes back that way, decoded or not."""
+    key = "tml-slash/sentinel/0123456789abcdef"
+    solidus = key.replace("/", "\\/")
+    assert REDACTED in scrub(f"bad {solidus}", key) and not contains_key(scrub(f"bad {solidus}", key), key)
+    with scripted_server() as server:
+        echoed = urllib.parse.quote(solidus)
+        body = ('{"detail": "bad key ' + solidus + '", "echo": "' + echoed + '"}').encode()
+        server.answer(http_answer(401, body))
+        rest = tr.RestClient(tr.Config(api_key=key, base_url=server.base_url, timeout_s=2, max_retries=0))
+        with rest, pytest.raises(tr.AuthenticationError) as info:
+            rest.get_training_run("run-1")
+    shown = everything(info.value)
+    assert key not in shown and solidus not in shown and not contains_key(shown, key)
+    assert key[4:] not in shown
+
+
+def test_no_pickle_of_the_packages_objects_carries_the_key(tmp_path):
+    """Each object either pickles without the key or refuses with a message that holds none."""
+    from tinker_recovery.testing import FakeTinker
+
+    def check(name: str, obj: object) -> str:
+        try:
+            data = pickle.dumps(obj)
+        except (TypeError, pickle.PicklingError, AttributeError) as refused:
+            assert not leaks(str(refused)), name
+            return "refused"
+        assert not leaks(data.decode("latin-1")), name
+        pickle.loads(data)
+        return "pickled"
+
+    seen: dict[str, str] = {}
+    with FakeTinker(api_key=KEY) as fake:
+        config = tr.Config(api_key=KEY, base_url=fake.base_url, timeout_s=5, max_retries=0)
+        run_id = fake.add_run()
+        service = LoopbackService(fake.base_url, KEY, timeout_s=5)
+        policy = tr.Policy(enabled=True, poll_interval_ms=100, jitter="none")
+        journal = tr.Journal(tmp_path / "journal.jsonl")
+        with (
+            service,
+            tr.Executor(1, config=config) as executor,
+            tr.Monitor(executor, policy, config) as monitor,
+        ):
+            handle = monitor.monitor_run(run_id, service)
+            fake.corrupt(run_id)
+            recovery = handle.wait_for_recovery(timeout=30)
+            objects = {
+                "Config": config,
+                "RestClient": tr.RestClient(config),
+                "LoopbackService": service,
+                "Executor": executor,
+                "Monitor": monitor,
+                "RunHandle": handle,
+                "Recovery": recovery,
+                "Recovery.client": recovery.client,
+                "Journal": journal,
+                "FakeTinker": fake,
+                "Policy": policy,
+                "Checkpoint": recovery.checkpoint,
+                "TrainingRun": tr.RestClient(config).get_training_run(recovery.new_run_id),
+                "AuthenticationError": tr.AuthenticationError("HTTP 401: <redacted>", status_code=401),
+            }
+            for name, obj in objects.items():
+                seen[name] = check(name, obj)
+        journal.close()
+    # the holders of the key refuse; plain values pickle
+    assert seen["Config"] == seen["RestClient"] == seen["LoopbackService"] == "refused"
+    assert seen["Recovery"] == seen["Executor"] == seen["Monitor"] == seen["RunHandle"] == "refused"
+    assert seen["Policy"] == seen["Checkpoint"] == seen["TrainingRun"] == "pickled"
+
+
+def test_the_fake_admin_client_never_follows_a_redirect(capsys):
+    from tinker_recovery import cli
+
+    with scripted_server() as elsewhere, scripted_server() as server:
+        elsewhere.answer(http_answer(200, b"{}"))
+        for status in (301, 302, 307, 308):
+            server.answer(
+                http_answer(status, b"{}", {"Location": f"{elsewhere.base_url}/_fake/runs/run-1/corrupt"})
+            )
+            code = cli.main(["--base-url", server.base_url, "--api-key", KEY, "fake", "corrupt", "run-1"])
+            out, err = capsys.readouterr()
+            assert code == cli.EXIT_API_ERROR and f"HTTP {status}" in err and not leaks(out + err)
+            assert len(server.requests) == 1  # asked once, the 3xx taken as the answer
+        assert elsewhere.requests == []
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "ALL_PROXY"])
+def test_the_cli_never_sends_a_loopback_request_through_a_proxy(monkeypatch, capsys, variable):
+    from tinker_recovery import cli
+
+    with scripted_server() as proxy, scripted_server() as server:
+        monkeypatch.setenv(variable, proxy.base_url)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        server.answer(http_answer(200, json.dumps(_run()).encode()))
+        proxy.answer(http_answer(200, json.dumps(_run()).encode()))
+        base = ["--base-url", server.base_url, "--api-key", KEY, "--retries", "0"]
+        assert cli.main([*base, "status", "run-1"]) == cli.EXIT_OK
+        server.answer(http_answer(200, b'{"faults": []}'))
+        assert cli.main([*base, "fake", "faults"]) == cli.EXIT_OK
+        assert len(server.requests) == 1 and proxy.requests == []
+    assert not leaks("".join(capsys.readouterr()))
+
+
+def test_the_rest_clients_requests_path_never_follows_a_redirect():
+    """The poll path has its own test (test_rest_deadline); this is the path through ``requests``
+    (a session the caller supplies, or a mocking library in place), against a real server."""
+    import requests
+
+    with scripted_server() as elsewhere, scripted_server() as server:
+        elsewhere.answer(http_answer(200, json.dumps(_run()).encode()))
+        location = {"Location": f"{elsewhere.base_url}/api/v1/training_runs/run-1"}
+        config = tr.Config(api_key=KEY, base_url=server.base_url, timeout_s=2, max_retries=0)
+        for status in (301, 302, 303, 307, 308):
+            server.answer(http_answer(status, b"{}", location))
+            with requests.Session() as session, tr.RestClient(config, session) as rest:
+                assert rest._direct is None
+                with pytest.raises(tr.ApiError) as info:
+                    rest.get_training_run("run-1")
+            assert info.value.status_code == status and len(server.requests) == 1
+        assert elsewhere.requests == []

@@ -141,3 +141,24 @@ def test_loopback_future_polling_ends_by_its_time_out():
             error, elapsed = timed(lambda: service.create_training_client_from_state("tinker://r/weights/x"))
     assert isinstance(error, tr.RequestTimeout) and "load_weights did not finish" in str(error)
     assert elapsed < 3.0, elapsed  # within 2 x timeout_s
+
+
+def test_a_refused_connection_is_connection_failed_on_both_paths():
+    """urllib3 2 makes ``NewConnectionError`` (connection refused) a subclass of its TimeoutError: the
+    poll path reported a refused connection as ``RequestTimeout`` "no complete answer within 2 s" at
+    once, so a run whose server is down was counted as a hanging one."""
+    import socket
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    probe.close()  # nothing listens there now
+    with tr.RestClient(tr.Config(api_key=KEY, base_url=url, timeout_s=2, max_retries=0)) as rest:
+        assert rest._direct is not None
+        direct, elapsed = timed(lambda: rest.get_training_run("run-1"))
+        rest._direct = None
+        through_requests, _ = timed(lambda: rest.get_training_run("run-1"))
+    for error in (direct, through_requests):
+        assert type(error) is tr.ConnectionFailed, repr(error)
+        assert "within" not in str(error) and error.__context__ is None
+    assert elapsed < 1.0

@@ -67,6 +67,11 @@ SCRIPT = textwrap.dedent(r"""
         sys.stdout.write("x" * 1_000_000 + "\n")
     if mode == "selfkill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "silent":  # says nothing of its run (only --run-id tells it); the relaunch ends at once
+        if launch != "0":
+            sys.exit(0)
+        while True:
+            signal.pause()
     if mode == "record":  # says which run it trains only through the checkpoint log
         with open(os.path.join(sys.argv[4], "checkpoints.jsonl"), "a") as file:
             file.write(json.dumps({"name": "000010", "batch": 10, "epoch": 0, "final": False,
@@ -267,6 +272,24 @@ def test_corruption_stops_and_relaunches_until_the_budget_is_spent(
     assert "restart budget spent: 1 of 1 restarts" in first["exhausted"]["reason"]
     assert {fields["lineage_id"] for _, fields in seen.events} == {run_id}
     assert sup.restarts == 1
+
+
+def test_a_run_given_with_run_id_is_watched_in_the_first_launch(
+    fake: FakeTinker, script: Path, tmp_path: Path
+) -> None:
+    """``--run-id``: a command that neither prints its run nor keeps a checkpoint log is watched
+    through the run id given, in its first launch (a relaunch trains a new run)."""
+    run_id = fake.add_run(checkpoints=1, corrupted=True)
+    record = tmp_path / "notes"
+    sup, seen = supervisor(fake, [sys.executable, str(script), run_id, "silent", str(record)], run_id=run_id)
+    try:
+        assert sup.run() == 0  # the relaunch ended by itself with 0: passed through
+    finally:
+        seen.close()
+    # the first launch may be stopped before it wrote its note (the run reads corrupted at once)
+    assert notes(record)[-3:] == ["start 1", "stdin ''", "resume None"]
+    assert seen.names == ["detected", "started", "completed"]  # the relaunch is not watched: no run known
+    assert dict(seen.events)["detected"]["run_id"] == run_id and sup.restarts == 1
 
 
 def test_sigint_ignored_is_followed_by_sigterm(fake: FakeTinker, script: Path, tmp_path: Path) -> None:

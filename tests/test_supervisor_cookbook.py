@@ -275,7 +275,11 @@ def test_a_loop_that_crashes_on_its_corrupted_run_is_resumed(fake: FakeTinker, t
     resumed_at = own[-1].batch
     assert resumed_at is not None and resumed_at >= 4
     assert seen_line(run, f"resuming from {own[-1].state_path} at batch {resumed_at}")
-    _, second = check_no_batch_lost(fake, log_dir, 14, resumed_at=resumed_at)
+    first, second = check_no_batch_lost(fake, log_dir, 14, resumed_at=resumed_at)
+    # repeated: the batches the first launch ran from the record on (1 + submit_ahead of them were in
+    # the record's state already; the later ones were lost with the corrupted run)
+    repeated = sorted({row["batch"] for row in first} & {row["batch"] for row in second})
+    assert repeated == list(range(resumed_at, first[-1]["batch"] + 1)) and len(repeated) >= 2
     report(
         "loop crashing on the refused call, found at its exit", second[0]["t"] - corrupted_at, "30 (not used)"
     )
@@ -308,7 +312,10 @@ def test_an_expired_rolling_record_falls_back_to_the_periodic_one(
     assert seen_line(
         run, f"resuming from tinker://{run_id}/weights/000004 at batch 4"
     )  # not the expired 000006
-    _, second = check_no_batch_lost(fake, log_dir, 10, resumed_at=4)
+    first, second = check_no_batch_lost(fake, log_dir, 10, resumed_at=4)
+    # repeated: 4 and 5 (in 000004's state already: submit_ahead=1) and 6 (saved only in the expired
+    # rolling 000006, so lost)
+    assert sorted({row["batch"] for row in first} & {row["batch"] for row in second}) == [4, 5, 6]
     moved = [json.loads(line) for line in (log_dir / SIDECAR_FILE).read_text().splitlines()]
     assert [(m["record"]["name"], m["reason"]) for m in moved] == [("000006", "deleted")]
     kept = [r.name for r in read_log(log_dir).records if r.run_id == run_id]

@@ -450,6 +450,8 @@ class DirectGet:
                 preload_content=False,
                 decode_content=False,
             )
+        except urllib3.exceptions.NewConnectionError as error:  # refused: urllib3 2 makes it a TimeoutError
+            failure = ConnectionFailed(f"{what}: {type(error).__name__}")
         except urllib3.exceptions.TimeoutError:
             failure = _timed_out(what, timeout_s, "no answer")
         except (urllib3.exceptions.HTTPError, OSError) as error:

@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from ._text import escape_text
 from .candidates import SOURCE_KEY, Candidates, SourceOf
 from .classify import is_unloadable
 from .clock import Clock, bounded_wait_s, remaining
@@ -205,12 +206,14 @@ class Body:
     def _adopted(self, created: TrainingRun, deadline: float | None) -> Done:
         source_path = (created.user_metadata or {}).get(SOURCE_KEY)
         if not source_path:
-            raise RecoveryError(f"run {created.training_run_id} names no source checkpoint; cannot adopt it")
+            raise RecoveryError(
+                f"run {escape_text(created.training_run_id, 300)} names no source checkpoint; cannot adopt it"
+            )
         log.warning(
             "recovery %s of run %s: run %s was already created by it; adopted instead of creating another",
             self.recovery_id,
             self.run_id,
-            created.training_run_id,
+            escape_text(created.training_run_id, 300),
         )
         client = adopt_client(self.service, created.training_run_id, self._remaining(deadline))
         return Done(Checkpoint.from_path(source_path, time=self.clock.now()), client, None, adopted=True)

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
+from ._text import escape_text
 from .errors import MissingCheckpoint
 from .models import Checkpoint, ParsedCheckpointTinkerPath, TrainingRun
 from .policy import Policy, Specific
@@ -32,6 +33,7 @@ from .selection import check_training_checkpoint, newest_first, ranked_by_score
 __all__ = ["Candidates", "SOURCE_KEY", "LINEAGE_KEY", "RECOVERY_KEY", "MAX_LINEAGE_DEPTH"]
 
 log = logging.getLogger("tinker_recovery.candidates")
+_PATH_LIMIT = 300  # characters of a server-given path or id in a log line
 
 SOURCE_KEY = "tinker_recovery.source_checkpoint"
 """``user_metadata`` key of a restored run: the tinker path of the checkpoint it was restored from."""
@@ -93,7 +95,7 @@ class Candidates:
                 log.warning(
                     "run %s: checkpoint %s expired at %s; skipped",
                     self._run_id,
-                    candidate.tinker_path,
+                    escape_text(candidate.tinker_path, _PATH_LIMIT),
                     candidate.expires_at,
                 )
                 continue
@@ -187,14 +189,16 @@ class Candidates:
                 parent = ParsedCheckpointTinkerPath.from_tinker_path(source_path).training_run_id
             except ValueError:
                 log.warning(
-                    "run %s: source checkpoint %r is not a tinker path; lineage not followed",
+                    "run %s: source checkpoint %s is not a tinker path; lineage not followed",
                     run_id,
-                    source_path,
+                    escape_text(repr(source_path), _PATH_LIMIT),
                 )
                 return
             listing = self._listing(parent)
             source = next((cp for cp in listing if cp.tinker_path == source_path), None)
-            log.info("run %s: going up the lineage to %s", self._run_id, source_path)
+            log.info(
+                "run %s: going up the lineage to %s", self._run_id, escape_text(source_path, _PATH_LIMIT)
+            )
             if source is not None:
                 yield source
                 older = [cp for cp in listing if cp.time < source.time]
@@ -206,8 +210,8 @@ class Candidates:
                     log.warning(
                         "run %s: source checkpoint %s is gone; older ones of %s are tried",
                         self._run_id,
-                        source_path,
-                        parent,
+                        escape_text(source_path, _PATH_LIMIT),
+                        escape_text(parent, _PATH_LIMIT),
                     )
                 older = [
                     cp

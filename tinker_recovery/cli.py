@@ -53,6 +53,8 @@ from .errors import (
     TinkerRecoveryError,
 )
 from .models import Checkpoint, TrainingRun
+from .redact import REDACTED as _REDACTED
+from .redact import scrub
 from .rest import RestClient
 
 __all__ = ["EXIT_API_ERROR", "EXIT_CORRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -71,7 +73,6 @@ _ERROR_LIMIT = 400  # characters of an error message (a server's body can be meg
 _MAX_RETRIES = 100
 _MAX_SECONDS = threading.TIMEOUT_MAX  # the longest wait the standard library accepts
 _ADMIN_ANSWER_LIMIT = 1 << 20  # bytes read of an admin answer
-_REDACTED = "<redacted>"
 
 
 class _UsageError(Exception):
@@ -86,12 +87,13 @@ class _AdminError(Exception):
 
 
 def _hide_key(text: str, key: str | None) -> str:
-    """``text`` with ``key`` replaced, also where it hides behind JSON (``\\u0074``, ``\\/``) or URL
-    escapes (the text is shown decoded then). None or an empty key: ``text`` unchanged."""
+    """``text`` with ``key`` replaced in every form ``redact.scrub`` knows (raw, without its ``tml-``
+    prefix, backslash, JSON, URL and HTML escapes, base64), and also where it hides behind JSON
+    (``\\u0074``, ``\\/``) or URL escapes in a mix scrub does not read (the text is shown decoded then).
+    None or an empty key: ``text`` unchanged."""
     if not key:
         return text
-    if key in text:
-        return text.replace(key, _REDACTED)
+    text = scrub(text, key)
     decoded = re.sub(r"\\u([0-9a-fA-F]{4})", lambda match: chr(int(match.group(1), 16)), text)
     decoded = decoded.replace("\\/", "/")
     for candidate in (decoded, unquote(decoded)):
@@ -142,8 +144,10 @@ def _between(later: datetime, earlier: datetime) -> str:
 
 
 def _utc(moment: datetime) -> str:
+    """``2026-01-01T12:00:00Z`` (a four-digit year, which ``strftime("%Y")`` does not give on every
+    platform); a moment that has no UTC form in a datetime is shown as given."""
     try:
-        return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return moment.astimezone(timezone.utc).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
     except (OverflowError, ValueError):  # 9999-12-31T23:59:59-05:00 is past year 9999 in UTC
         return _line(moment.isoformat())
 
@@ -268,11 +272,12 @@ def _watch_time(text: Any) -> str:
 
 
 def _watch_line(entry: Mapping[str, Any]) -> str:
-    """One human line for a journal entry (its texts are escaped by ``entry_for``); its time to the
-    second in UTC, like the heartbeat's (``--json`` keeps the entry's exact time)."""
-    text = f"{_watch_time(entry['time'])}  {entry['event']}  {entry['run_id']}"
+    """One human line for a journal entry, its time to the second in UTC like the heartbeat's
+    (``--json`` keeps the entry's exact time). ``entry_for`` escapes the reason and the error; the
+    checkpoint path is the server's as sent (the journal is JSON), so it is escaped here."""
+    text = f"{_watch_time(entry['time'])}  {entry['event']}  {_line(entry['run_id'])}"
     if entry["event"] == "detected":
-        text += f"  corrupted; last checkpoint {entry.get('checkpoint', 'none')}"
+        text += f"  corrupted; last checkpoint {_line(entry.get('checkpoint', 'none'), 300)}"
     if "reason" in entry:
         text += f"  {entry['reason']}"
     if "error" in entry:

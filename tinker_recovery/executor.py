@@ -18,6 +18,7 @@ import attrs
 from . import events, signals
 from ._checks import check_int, check_seconds
 from ._ids import check_run_id
+from ._text import escape_text
 from .attempt import Body, Done, Failed, Mailbox, Selected, Unloadable
 from .budget import RestartBudget
 from .candidates import SOURCE_KEY
@@ -45,6 +46,7 @@ from .service import check_service
 __all__ = ["Executor", "MAX_LINEAGES", "RECOVERED_PER_LINEAGE"]
 
 log = logging.getLogger("tinker_recovery.executor")
+_PATH_LIMIT = 300  # characters of a server-given path or id in a log line
 
 MAX_LINEAGES = 10_000
 """How many restored runs the executor remembers (their lineage id and source checkpoint), and how many
@@ -584,7 +586,7 @@ class Executor:
                     log.warning(
                         "run %s: checkpoint %s cannot be loaded (%s)",
                         request.run_id,
-                        note.checkpoint.tinker_path,
+                        escape_text(note.checkpoint.tinker_path, _PATH_LIMIT),
                         type(note.error).__name__,
                     )
                 else:
@@ -668,8 +670,8 @@ class Executor:
         log.info(
             "run %s recovered from %s into %s (attempt %d%s)",
             request.run_id,
-            checkpoint.tinker_path,
-            new_run_id,
+            escape_text(checkpoint.tinker_path, _PATH_LIMIT),
+            escape_text(new_run_id, _PATH_LIMIT),
             request.attempt,
             ", adopted" if done.adopted else "",
         )

@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from ._text import escape_text
 from .models import Checkpoint
 
 __all__ = ["Recovery", "new_recovery_id"]
@@ -75,7 +76,8 @@ class Recovery:
         if from_checkpoint:
             if self.sampler_path is None:
                 raise ValueError(
-                    f"recovery of {self.run_id}: checkpoint {self.checkpoint.tinker_path} has no sampler_path"
+                    f"recovery of {self.run_id}: checkpoint {escape_text(self.checkpoint.tinker_path, 300)} "
+                    "has no sampler_path"
                 )
             method_name = "create_sampling_client"
             args: tuple[str | None, ...] = (self.sampler_path,)

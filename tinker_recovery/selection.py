@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from ._text import escape_text
 from .errors import CheckpointStrategyNotSupported, InvalidCheckpointPath
 from .models import Checkpoint, ParsedCheckpointTinkerPath
 
@@ -71,11 +72,12 @@ def ranked_by_score(
             score = float(best_by(cp))
         except Exception as error:
             raise CheckpointStrategyNotSupported(
-                f"best_by raised {type(error).__name__} on {cp.tinker_path}: {error}"
+                f"best_by raised {type(error).__name__} on {escape_text(cp.tinker_path, 300)}: "
+                f"{escape_text(error, 300)}"
             ) from error
         if math.isnan(score):
             raise CheckpointStrategyNotSupported(
-                f"best_by scored {cp.tinker_path} NaN; scores must be numbers"
+                f"best_by scored {escape_text(cp.tinker_path, 300)} NaN; scores must be numbers"
             )
         scored.append((score, cp.time, cp))
     scored.sort(key=lambda item: (item[0], item[1]), reverse=True)

@@ -183,6 +183,27 @@ class _Launch:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
+class _TextSink:
+    """The command's output bytes written to a text stream that has no binary ``buffer`` (a notebook's
+    ``sys.stdout``, an ``io.StringIO``), decoded as UTF-8."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, data: bytes) -> int:
+        self._stream.write(data.decode("utf-8", "replace"))
+        return len(data)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def _binary(stream: Any) -> Any:
+    """``stream.buffer`` when it has one, else ``stream`` behind a ``_TextSink``."""
+    buffer = getattr(stream, "buffer", None)
+    return buffer if buffer is not None else _TextSink(stream)
+
+
 def _valid_run_id(text: str) -> bool:
     try:
         check_run_id(text)
@@ -280,8 +301,8 @@ class Supervisor:
         self._rest = rest if rest is not None else RestClient(config)
         self._clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()
-        self._stdout = stdout if stdout is not None else sys.stdout.buffer
-        self._stderr = stderr if stderr is not None else sys.stderr.buffer
+        self._stdout = stdout if stdout is not None else _binary(sys.stdout)
+        self._stderr = stderr if stderr is not None else _binary(sys.stderr)
         self._handle_signals = handle_signals
         self._budget = RestartBudget(self.policy.max_recoveries, self.policy.recovery_window_s)
         self._wake = threading.Event()  # set by: the command's exit, a detection, a signal
