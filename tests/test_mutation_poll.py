@@ -341,8 +341,22 @@ def test_for_monitor_names_the_monitors_arguments():
     )
     assert build(poll_timeout_s=2).timeout_s == 2.0 and isinstance(build(poll_timeout_s=2).timeout_s, float)
     assert build(rest_timeout_s=0.5).timeout_s == 0.5
+    # the edges are accepted, each into its own field
+    edge = build(poll_timeout_s=0.001, poll_concurrency=1, list_page_size=1, poll_mode="list")
+    assert (edge.timeout_s, edge.concurrency, edge.page_size, edge.mode) == (0.001, 1, 1, "list")
+    top = build(poll_concurrency=4096, list_page_size=10_000, poll_mode="per_run")
+    assert (top.concurrency, top.page_size, top.mode) == (4096, 10_000, "per_run")
+    assert PollSettings.for_monitor(
+        0.001,
+        poll_timeout_s=None,
+        rest_timeout_s=30.0,
+        poll_concurrency=2,
+        poll_mode="auto",
+        list_page_size=3,
+    ) == PollSettings(interval_s=0.001, timeout_s=1.0, concurrency=2, mode="auto", page_size=3)
     cases = [
-        ({"poll_timeout_s": 0}, "poll_timeout_s: must be greater than 0 s, got 0"),
+        ({"poll_timeout_s": 0}, "poll_timeout_s: must be at least 0.001 s, got 0"),
+        ({"poll_timeout_s": 0.0009}, "poll_timeout_s: must be at least 0.001 s, got 0.0009"),
         ({"poll_timeout_s": math.inf}, "poll_timeout_s: must be at most 1e+09 s, got inf"),
         ({"poll_concurrency": 0}, "poll_concurrency: must be at least 1, got 0"),
         ({"poll_concurrency": 4097}, "poll_concurrency: must be at most 4096, got 4097"),

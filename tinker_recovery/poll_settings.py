@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from ._checks import attrs_validator, check_int, check_seconds
+from ._checks import check_int, check_seconds
 
 __all__ = ["POLL_MODES", "PollSettings", "default_timeout_s"]
 
@@ -38,11 +38,15 @@ def default_timeout_s(interval_s: float, rest_timeout_s: float) -> float:
     return min(rest_timeout_s, max(interval_s, 1.0))
 
 
-_seconds = attrs_validator(check_seconds, minimum=MIN_INTERVAL_S)
+def _seconds(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    check_seconds(attribute.name, value, minimum=MIN_INTERVAL_S)
 
 
 def _count(maximum: int) -> Any:
-    return attrs_validator(check_int, minimum=1, maximum=maximum)
+    def check(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        check_int(attribute.name, value, minimum=1, maximum=maximum)
+
+    return check
 
 
 def _mode(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -93,8 +97,8 @@ class PollSettings:
         None: ``default_timeout_s(interval_s, rest_timeout_s)``. Raises ValueError or TypeError."""
         if poll_timeout_s is None:
             poll_timeout_s = default_timeout_s(interval_s, rest_timeout_s)
-        check_seconds("poll_timeout_s", poll_timeout_s, minimum=0, inclusive=False)
-        check_seconds("poll_interval_ms", interval_s, minimum=0, inclusive=False)
+        check_seconds("poll_timeout_s", poll_timeout_s, minimum=MIN_INTERVAL_S)
+        check_seconds("poll_interval_ms", interval_s, minimum=MIN_INTERVAL_S)
         check_int("poll_concurrency", poll_concurrency, minimum=1, maximum=MAX_CONCURRENCY)
         check_int("list_page_size", list_page_size, minimum=1, maximum=MAX_PAGE_SIZE)
         return cls(
