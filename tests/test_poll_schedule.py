@@ -288,6 +288,34 @@ def test_auto_lists_when_the_pages_are_fewer_than_the_runs() -> None:
     assert s.plan(2.0) == Plan(pages=(0,))
 
 
+def test_auto_keeps_listing_when_a_run_is_watched_after_the_first_look() -> None:
+    """The first look is made once: a recovered run's successor, watched later, does not send a
+    listing monitor back to per-run polls of every run (issue 16: 10,000 runs stayed per-run)."""
+    s = schedule(mode="auto")
+    for n in range(50):
+        s.add(f"r{n}", 0.0)
+    s.plan(0.0)
+    for n in range(50):
+        s.finished(f"r{n}", 0.1)
+    s.plan(1.0)
+    s.page_read(0, 50, [f"r{n}" for n in range(50)], 1.1)
+    s.add("successor", 1.2)
+    assert s.mode == "list"
+    assert s.plan(1.2) == Plan(pages=(0,))  # 1 new run >= 1 page: listed early, not polled alone
+
+
+def test_auto_first_look_does_not_wait_for_a_run_removed_unseen() -> None:
+    s = schedule(mode="auto")
+    for run_id in "abc":
+        s.add(run_id, 0.0)
+    s.plan(0.0)
+    s.finished("a", 0.1)
+    s.finished("b", 0.1)
+    assert s.mode == "per_run"  # c not looked at yet
+    s.remove("c")
+    assert s.mode == "list"
+
+
 def test_auto_never_lists_for_a_single_run() -> None:
     assert AUTO_MIN_RUNS == 2
     s = schedule(mode="auto")

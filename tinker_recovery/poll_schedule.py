@@ -30,9 +30,10 @@ Rules (exact-number tests in tests/test_poll_schedule.py):
   ``interval_s`` after the listing began is polled alone too. A new run is polled alone at once
   unless a listing starts now. A 404/405/501 on a listing turns list mode into per-run for good.
 - Auto mode: per-run until every watched run has been looked at once (so auto never costs more
-  requests before its first look than per-run polls). Then, with two or more runs and the total
-  unknown, one listing learns it; from then on it lists when the pages needed are fewer than the
-  watched runs (a first page that shows otherwise ends that listing at once).
+  requests before its first look than per-run polls). That first look is made once: runs watched
+  later (a recovered run's successor, say) do not send auto back to per-run. Then, with two or more
+  runs and the total unknown, one listing learns it; from then on it lists when the pages needed
+  are fewer than the watched runs (a first page that shows otherwise ends that listing at once).
 """
 
 from __future__ import annotations
@@ -158,6 +159,8 @@ class PollSchedule:
         self._solo_started = 0  # polls of a run's own started during a listing in that interval
         self._held_until: float | None = None  # due runs held back by the solo budget, until then
         self._page_rtt = 0.0  # the last listing page's round trip (started -> read), seconds
+        self._unseen = 0  # watched runs not looked at yet
+        self._first_look = False  # auto: every run (two or more) was looked at once; never reset
 
     def __repr__(self) -> str:
         return f"PollSchedule(runs={len(self._runs)}, mode={self.mode!r}, total={self._known_total})"
@@ -166,11 +169,15 @@ class PollSchedule:
 
     def add(self, run_id: str, now: float) -> None:
         """Watch ``run_id``: due at once. Adding a watched run changes nothing."""
-        self._runs.setdefault(run_id, _Run(next_due=now))
+        if run_id not in self._runs:
+            self._runs[run_id] = _Run(next_due=now)
+            self._unseen += 1
 
     def remove(self, run_id: str) -> None:
         """Forget ``run_id`` (frees its suspect slot); unknown ids are ignored."""
         run = self._runs.pop(run_id, None)
+        if run is not None and not run.seen:
+            self._unseen -= 1
         if run is not None and run.holds_slot:
             self._suspects_in_flight -= 1
         if run is not None and run.in_flight:
@@ -211,8 +218,12 @@ class PollSchedule:
             return "per_run"
         if mode == "list":
             return "list"
-        if len(self._runs) < AUTO_MIN_RUNS or not all(run.seen for run in self._runs.values()):
+        if len(self._runs) < AUTO_MIN_RUNS:
             return "per_run"
+        if not self._first_look:
+            if self._unseen:
+                return "per_run"
+            self._first_look = True  # latched: a run watched from now on is not a reason to stop listing
         if self._known_total is None:
             return "list"
         return "list" if self._pages(self._known_total) < len(self._runs) else "per_run"
@@ -349,7 +360,7 @@ class PollSchedule:
         if run.in_flight:
             self._solo_in_flight -= 1
         run.in_flight = False
-        run.seen = True
+        self._saw(run)
         run.suspect = timed_out
         if run.holds_slot:
             run.holds_slot = False
@@ -359,6 +370,11 @@ class PollSchedule:
             run.next_due = now
         if defer_s is not None:
             run.next_due = max(run.next_due, now + defer_s)
+
+    def _saw(self, run: _Run) -> None:
+        if not run.seen:
+            run.seen = True
+            self._unseen -= 1
 
     def page_read(
         self, offset: int, total: int, run_ids: Iterable[str], now: float
@@ -372,7 +388,7 @@ class PollSchedule:
             run = self._runs.get(run_id)
             if run is not None and run.in_listing:
                 run.in_listing = False
-                run.seen = True
+                self._saw(run)
                 if run.urgent:
                     run.urgent = False
                     run.next_due = now
