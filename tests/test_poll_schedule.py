@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinker_recovery.poll_schedule import AUTO_MIN_RUNS, Plan, PollSchedule, pages_for, pool_size
+from tinker_recovery.poll_schedule import (
+    AUTO_MIN_RUNS,
+    AUTO_PROBE_RUNS,
+    Plan,
+    PollSchedule,
+    pages_for,
+    pool_size,
+)
 from tinker_recovery.poll_settings import PollSettings, check_seconds, default_timeout_s
 
 
@@ -314,6 +321,30 @@ def test_auto_first_look_does_not_wait_for_a_run_removed_unseen() -> None:
     assert s.mode == "per_run"  # c not looked at yet
     s.remove("c")
     assert s.mode == "list"
+
+
+def test_auto_makes_its_first_look_by_listing_when_many_runs_are_unseen() -> None:
+    """10,000 runs are not polled once each before the first listing (issue 16: that first pass took
+    16 s at a 44 ms round trip and left a backlog of polls the first listing's pages waited behind)."""
+    assert AUTO_PROBE_RUNS == 100
+    s = schedule(mode="auto")
+    for n in range(AUTO_PROBE_RUNS - 1):
+        s.add(f"r{n}", 0.0)
+    assert s.mode == "per_run"  # 99 runs not looked at: per-run, as before
+    s.add("r99", 0.0)
+    assert s.mode == "list" and s.plan(0.0) == Plan(pages=(0,))
+    read, unread = s.page_read(0, 100, [f"r{n}" for n in range(100)], 0.1)
+    assert len(read) == 100 and unread == [] and s.known_total == 100 and s.mode == "list"
+
+
+def test_auto_probe_of_a_large_account_costs_one_page_then_polls_each_run() -> None:
+    s = schedule(mode="auto")
+    for n in range(150):
+        s.add(f"r{n}", 0.0)
+    assert s.plan(0.0) == Plan(pages=(0,))
+    read, unread = s.page_read(0, 30_000, ["r0"], 0.1)  # 300 pages > 150 runs: not worth listing
+    assert read == ["r0"] and len(unread) == 149 and s.mode == "per_run"
+    assert len(s.plan(0.1).alone) == 149
 
 
 def test_auto_never_lists_for_a_single_run() -> None:
