@@ -394,3 +394,101 @@ def test_settings_are_frozen() -> None:
     settings_ = PollSettings(interval_s=1.0, timeout_s=1.0)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         settings_.interval_s = 2.0  # type: ignore[misc]
+
+
+# --- the earliest-due shortcut --------------------------------------------------------------------
+
+
+class _Scanning(PollSchedule):
+    """The schedule without its shortcut: ``plan`` and ``next_wake`` always scan every run."""
+
+    def _none_due(self, horizon: float) -> bool:
+        return False
+
+    def _exact_wake(self, now: float) -> float | None:
+        return None
+
+
+_ACTIONS = ["add", "rm", "now", "plan", "ok", "timeout", "defer", "page", "page_short", "page_fail", "wake"]
+
+
+def _apply(s: PollSchedule, action: str, run_id: str, now: float, page: int | None, index: int) -> object:
+    if action == "add":
+        return s.add(run_id, now)
+    if action == "rm":
+        return s.remove(run_id)
+    if action == "now":
+        return s.poll_now(run_id, now)
+    if action in ("ok", "timeout", "defer"):
+        defer_s = 2.0 if action == "defer" else None
+        return s.finished(run_id, now, timed_out=action == "timeout", defer_s=defer_s)
+    if action in ("page", "page_short") and page is not None:
+        listed = [f"r{n}" for n in range(page, page + 3) if action == "page" or n % 2]
+        return s.page_read(page, 10, listed, now)
+    if action == "page_fail" and page is not None:
+        return s.page_failed(now, defer_s=1.5 if index % 2 else None)
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["list", "auto", "per_run"]),
+    st.lists(
+        st.tuples(
+            st.integers(0, 9), st.sampled_from(_ACTIONS), st.sampled_from([0.0, 0.01, 0.05, 0.3, 0.7, 1.2])
+        ),
+        max_size=80,
+    ),
+)
+def test_the_shortcut_plans_and_wakes_exactly_as_a_full_scan(
+    mode: str, steps: list[tuple[int, str, float]]
+) -> None:
+    """Skipping the scan of every run when nothing can be due changes no plan and no wake time."""
+    fields: dict[str, object] = {
+        "interval_s": 1.0, "timeout_s": 1.0, "concurrency": 8, "mode": mode, "page_size": 3
+    }
+    fast, full = PollSchedule(PollSettings(**fields)), _Scanning(PollSettings(**fields))  # type: ignore[arg-type]
+    in_flight: set[str] = set()
+    pages: list[int] = []
+    now = 0.0
+    for index, action, step in steps:
+        now += step
+        run_id = f"r{index}"
+        if action == "plan":
+            plan = fast.plan(now)
+            assert plan == full.plan(now)
+            in_flight |= set(plan.alone)
+            pages += plan.pages
+        elif action not in ("ok", "timeout", "defer") or run_id in in_flight:
+            page = pages.pop(0) if action.startswith("page") and pages else None
+            answer = _apply(fast, action, run_id, now, page, index)
+            assert answer == _apply(full, action, run_id, now, page, index)
+            if action in ("ok", "timeout", "defer", "rm"):
+                in_flight.discard(run_id)
+        assert fast.next_wake(now) == full.next_wake(now)
+        assert fast.mode == full.mode and fast.listing == full.listing
+
+
+def test_the_shortcut_does_not_wake_for_a_suspect_waiting_for_a_slot() -> None:
+    s = schedule(concurrency=8)  # 2 suspect slots
+    for run_id in "abc":
+        s.add(run_id, 0.0)
+    s.plan(0.0)
+    for run_id in "abc":
+        s.finished(run_id, 0.5, timed_out=True)
+    plan = s.plan(0.96)  # due at 1.0, within the slack: two go, c waits for a slot
+    assert plan.alone == ("a", "b") and plan.waiting == ("c",)
+    assert s.next_wake(0.96) == math.inf  # the poll that frees a slot wakes the caller
+
+
+def test_the_shortcut_forgets_the_earliest_run_once_removed() -> None:
+    s = schedule()
+    s.add("a", 0.0)
+    s.plan(0.0)
+    s.finished("a", 0.1)  # due at 1.0
+    s.add("b", 0.5)
+    s.plan(0.5)
+    s.finished("b", 0.6)  # due at 1.5
+    assert s.next_wake(0.7) == 1.0
+    s.remove("a")
+    assert s.next_wake(0.7) == 1.5
