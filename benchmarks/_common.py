@@ -98,6 +98,10 @@ class ServerProcess:
     def corrupt(self, run_id: str, corrupted: bool = True) -> None:
         self._call("POST", f"/_fake/runs/{run_id}/corrupt", {"corrupted": corrupted})
 
+    def add_run(self, **fields: Any) -> str:
+        """A new run on the account (``POST /_fake/runs``; FakeTinker's defaults: one checkpoint)."""
+        return str(self._call("POST", "/_fake/runs", fields)["run_id"])
+
     def add_fault(self, **rule: Any) -> int:
         return self._call("POST", "/_fake/faults", rule)["id"]
 
@@ -141,19 +145,38 @@ class _Client:
 class InstantService:
     """A service whose restore "recovers a run into itself": it marks the run healthy on the
     server, optionally waits ``delay_s``, and returns a client with the same ``model_id``, so the
-    monitor goes on watching the same run id. For detection benchmarks: no load_weights traffic."""
+    monitor goes on watching the same run id. For detection benchmarks: no load_weights traffic.
 
-    def __init__(self, server: ServerProcess, delay_s: float = 0.0) -> None:
+    ``new_runs=True``: the restore creates a fresh run on the server instead (``POST /_fake/runs``,
+    one checkpoint, healthy) and returns its id, as a real restore does; ``successor(run_id)`` gives
+    the run that replaced ``run_id``. Needed since 0.2.0's Executor recovers a run id at most once
+    (a second ``recover`` of it returns the first recovery), so a run "recovered into itself" and
+    corrupted again would never be restored again."""
+
+    def __init__(self, server: ServerProcess, delay_s: float = 0.0, *, new_runs: bool = False) -> None:
         self._server = server
         self._delay_s = delay_s
+        self._new_runs = new_runs
+        self._successors: dict[str, str] = {}
+        self._lock = threading.Lock()
         self._pause = threading.Event()
 
     def _restore(self, path: str) -> _Client:
         run_id = path[len("tinker://"):].split("/", 1)[0]
         self._server.corrupt(run_id, False)
+        new_run_id = run_id
+        if self._new_runs:
+            new_run_id = self._server.add_run()
+            with self._lock:
+                self._successors[run_id] = new_run_id
         if self._delay_s:
             self._pause.wait(self._delay_s)
-        return _Client(run_id)
+        return _Client(new_run_id)
+
+    def successor(self, run_id: str) -> str:
+        """The run a restore of ``run_id`` created (``run_id`` itself without ``new_runs``)."""
+        with self._lock:
+            return self._successors.get(run_id, run_id)
 
     create_training_client_from_state = create_training_client_from_state_with_optimizer = _restore
 

@@ -41,11 +41,17 @@ class Trial:
                 self.latencies.append(now - started)
             self._cond.notify_all()
 
-    def rearm(self, run_id: str) -> None:
+    def rearm(self, run_id: str, successor: str | None = None) -> None:
+        """``run_id``'s recovery completed: it may be corrupted again, or, when the recovery made a
+        new run (``successor``), that run takes its place."""
         with self._cond:
-            if run_id not in self._corrupted_at and run_id in self.touched and run_id not in self._armed:
-                self._armed.append(run_id)
-                self._cond.notify_all()
+            if run_id not in self._corrupted_at and run_id in self.touched:
+                if successor is not None and successor != run_id:
+                    self.touched.add(successor)
+                    run_id = successor
+                if run_id not in self._armed:
+                    self._armed.append(run_id)
+                    self._cond.notify_all()
 
     def corrupt_now(self, run_ids: list[str]) -> None:
         """Corrupt these runs now (then ``restart_clock`` to time them from a later moment)."""

@@ -34,8 +34,11 @@ full run about 12 minutes):
 6. No regression: 1,000 runs, ``auto``, fast server: detection p99.
 
 Latency is the time from the corruption (sent through the fake's admin API at random moments,
-Poisson arrivals, never to a slow run) to the ``detected`` signal. The service "recovers" a run into
-itself (marks it healthy, returns a client with the same ``model_id``) so runs stay watched.
+Poisson arrivals, never to a slow run) to the ``detected`` signal. The service "recovers" a run at
+once: it marks the run healthy and creates a new healthy run on the account (``POST /_fake/runs``),
+whose id the restored client's ``model_id`` gives, so the monitor follows it and the benchmark may
+corrupt it in turn. (Returning the same run id would not do: 0.2.0's Executor recovers a run id at
+most once, so a run corrupted a second time would stay corrupted, detected over and over.)
 """
 
 from __future__ import annotations
@@ -100,14 +103,14 @@ def case_detect(p: dict[str, Any]) -> dict[str, Any]:
         candidates = [r for r in watched if r not in slow]
         trial = Trial(server.corrupt, candidates, min(20.0, max(1.0, len(candidates) / 4)), rng)
         config = tr.Config(api_key=server.api_key, base_url=server.base_url)
-        service = InstantService(server)
+        service = InstantService(server, new_runs=True)
         result: dict[str, Any] = {}
 
         def on_detected(_sender: object, run_id: str, **_: object) -> None:
             trial.detected(run_id)
 
         def on_completed(_sender: object, run_id: str, **_: object) -> None:
-            trial.rearm(run_id)
+            trial.rearm(run_id, service.successor(run_id))
 
         with tr.Executor(4) as executor:
             monitor = tr.Monitor(executor, _policy(tr), config, poll_mode=p["mode"])

@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinker_recovery.poll_schedule import AUTO_MIN_RUNS, Plan, PollSchedule, pages_for, pool_size
+from tinker_recovery.poll_schedule import (
+    AUTO_MIN_RUNS,
+    AUTO_PROBE_RUNS,
+    Plan,
+    PollSchedule,
+    pages_for,
+    pool_size,
+)
 from tinker_recovery.poll_settings import PollSettings, default_timeout_s
 
 
@@ -286,6 +293,58 @@ def test_auto_lists_when_the_pages_are_fewer_than_the_runs() -> None:
     assert s.plan(2.0) == Plan(pages=(0,))
 
 
+def test_auto_keeps_listing_when_a_run_is_watched_after_the_first_look() -> None:
+    """The first look is made once: a recovered run's successor, watched later, does not send a
+    listing monitor back to per-run polls of every run (issue 16: 10,000 runs stayed per-run)."""
+    s = schedule(mode="auto")
+    for n in range(50):
+        s.add(f"r{n}", 0.0)
+    s.plan(0.0)
+    for n in range(50):
+        s.finished(f"r{n}", 0.1)
+    s.plan(1.0)
+    s.page_read(0, 50, [f"r{n}" for n in range(50)], 1.1)
+    s.add("successor", 1.2)
+    assert s.mode == "list"
+    assert s.plan(1.2) == Plan(pages=(0,))  # 1 new run >= 1 page: listed early, not polled alone
+
+
+def test_auto_first_look_does_not_wait_for_a_run_removed_unseen() -> None:
+    s = schedule(mode="auto")
+    for run_id in "abc":
+        s.add(run_id, 0.0)
+    s.plan(0.0)
+    s.finished("a", 0.1)
+    s.finished("b", 0.1)
+    assert s.mode == "per_run"  # c not looked at yet
+    s.remove("c")
+    assert s.mode == "list"
+
+
+def test_auto_makes_its_first_look_by_listing_when_many_runs_are_unseen() -> None:
+    """10,000 runs are not polled once each before the first listing (issue 16: that first pass took
+    16 s at a 44 ms round trip and left a backlog of polls the first listing's pages waited behind)."""
+    assert AUTO_PROBE_RUNS == 100
+    s = schedule(mode="auto")
+    for n in range(AUTO_PROBE_RUNS - 1):
+        s.add(f"r{n}", 0.0)
+    assert s.mode == "per_run"  # 99 runs not looked at: per-run, as before
+    s.add("r99", 0.0)
+    assert s.mode == "list" and s.plan(0.0) == Plan(pages=(0,))
+    read, unread = s.page_read(0, 100, [f"r{n}" for n in range(100)], 0.1)
+    assert len(read) == 100 and unread == [] and s.known_total == 100 and s.mode == "list"
+
+
+def test_auto_probe_of_a_large_account_costs_one_page_then_polls_each_run() -> None:
+    s = schedule(mode="auto")
+    for n in range(150):
+        s.add(f"r{n}", 0.0)
+    assert s.plan(0.0) == Plan(pages=(0,))
+    read, unread = s.page_read(0, 30_000, ["r0"], 0.1)  # 300 pages > 150 runs: not worth listing
+    assert read == ["r0"] and len(unread) == 149 and s.mode == "per_run"
+    assert len(s.plan(0.1).alone) == 149
+
+
 def test_auto_never_lists_for_a_single_run() -> None:
     assert AUTO_MIN_RUNS == 2
     s = schedule(mode="auto")
@@ -333,3 +392,101 @@ def test_settings_are_frozen() -> None:
     settings_ = PollSettings(interval_s=1.0, timeout_s=1.0)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         settings_.interval_s = 2.0  # type: ignore[misc]
+
+
+# --- the earliest-due shortcut --------------------------------------------------------------------
+
+
+class _Scanning(PollSchedule):
+    """The schedule without its shortcut: ``plan`` and ``next_wake`` always scan every run."""
+
+    def _none_due(self, horizon: float) -> bool:
+        return False
+
+    def _exact_wake(self, now: float) -> float | None:
+        return None
+
+
+_ACTIONS = ["add", "rm", "now", "plan", "ok", "timeout", "defer", "page", "page_short", "page_fail", "wake"]
+
+
+def _apply(s: PollSchedule, action: str, run_id: str, now: float, page: int | None, index: int) -> object:
+    if action == "add":
+        return s.add(run_id, now)
+    if action == "rm":
+        return s.remove(run_id)
+    if action == "now":
+        return s.poll_now(run_id, now)
+    if action in ("ok", "timeout", "defer"):
+        defer_s = 2.0 if action == "defer" else None
+        return s.finished(run_id, now, timed_out=action == "timeout", defer_s=defer_s)
+    if action in ("page", "page_short") and page is not None:
+        listed = [f"r{n}" for n in range(page, page + 3) if action == "page" or n % 2]
+        return s.page_read(page, 10, listed, now)
+    if action == "page_fail" and page is not None:
+        return s.page_failed(now, defer_s=1.5 if index % 2 else None)
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["list", "auto", "per_run"]),
+    st.lists(
+        st.tuples(
+            st.integers(0, 9), st.sampled_from(_ACTIONS), st.sampled_from([0.0, 0.01, 0.05, 0.3, 0.7, 1.2])
+        ),
+        max_size=80,
+    ),
+)
+def test_the_shortcut_plans_and_wakes_exactly_as_a_full_scan(
+    mode: str, steps: list[tuple[int, str, float]]
+) -> None:
+    """Skipping the scan of every run when nothing can be due changes no plan and no wake time."""
+    fields: dict[str, object] = {
+        "interval_s": 1.0, "timeout_s": 1.0, "concurrency": 8, "mode": mode, "page_size": 3
+    }
+    fast, full = PollSchedule(PollSettings(**fields)), _Scanning(PollSettings(**fields))  # type: ignore[arg-type]
+    in_flight: set[str] = set()
+    pages: list[int] = []
+    now = 0.0
+    for index, action, step in steps:
+        now += step
+        run_id = f"r{index}"
+        if action == "plan":
+            plan = fast.plan(now)
+            assert plan == full.plan(now)
+            in_flight |= set(plan.alone)
+            pages += plan.pages
+        elif action not in ("ok", "timeout", "defer") or run_id in in_flight:
+            page = pages.pop(0) if action.startswith("page") and pages else None
+            answer = _apply(fast, action, run_id, now, page, index)
+            assert answer == _apply(full, action, run_id, now, page, index)
+            if action in ("ok", "timeout", "defer", "rm"):
+                in_flight.discard(run_id)
+        assert fast.next_wake(now) == full.next_wake(now)
+        assert fast.mode == full.mode and fast.listing == full.listing
+
+
+def test_the_shortcut_does_not_wake_for_a_suspect_waiting_for_a_slot() -> None:
+    s = schedule(concurrency=8)  # 2 suspect slots
+    for run_id in "abc":
+        s.add(run_id, 0.0)
+    s.plan(0.0)
+    for run_id in "abc":
+        s.finished(run_id, 0.5, timed_out=True)
+    plan = s.plan(0.96)  # due at 1.0, within the slack: two go, c waits for a slot
+    assert plan.alone == ("a", "b") and plan.waiting == ("c",)
+    assert s.next_wake(0.96) == math.inf  # the poll that frees a slot wakes the caller
+
+
+def test_the_shortcut_forgets_the_earliest_run_once_removed() -> None:
+    s = schedule()
+    s.add("a", 0.0)
+    s.plan(0.0)
+    s.finished("a", 0.1)  # due at 1.0
+    s.add("b", 0.5)
+    s.plan(0.5)
+    s.finished("b", 0.6)  # due at 1.5
+    assert s.next_wake(0.7) == 1.0
+    s.remove("a")
+    assert s.next_wake(0.7) == 1.5

@@ -1,7 +1,7 @@
 """CPU per poll: RestClient.get_training_run against raw http.client, over keep-alive, with the
 server in a child process (so only the client's CPU is counted).
 
-Run: ``python tests/bench_poll_cpu.py`` (``N``: requests per round, default 400; ``WT``: the
+Run: ``python benchmarks/bench_poll_cpu.py`` (``N``: requests per round, default 400; ``WT``: the
 checkout to import, default this one). Not collected by pytest. Issue 16.4 asks for <= 2.5x.
 """
 
