@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal as os_signal
 import threading
 from collections.abc import Callable, Hashable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -20,6 +21,12 @@ from tinker_recovery.models import Checkpoint, TrainingRun
 hypothesis_settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
+
+# A test run started in the background by a script (``cmd &`` without job control) inherits SIGINT
+# ignored, and so would every child process it starts: Python then installs no KeyboardInterrupt
+# handler in them and the Ctrl-C tests hang. Take SIGINT back so children start with the default.
+if os_signal.getsignal(os_signal.SIGINT) is os_signal.SIG_IGN:
+    os_signal.signal(os_signal.SIGINT, os_signal.default_int_handler)
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
