@@ -72,19 +72,15 @@ class Monitor:
       service given to ``monitor_run`` when that service exposes its base URL and key (the
       official ``tinker.ServiceClient`` does; a key of None reads ``TINKER_API_KEY``). A service
       whose host differs from the config's raises ValueError naming both hosts.
-    - ``poll_concurrency``: the most poll workers (1..4096, default 64; the pool is sized from the
-      interval, the runs and the measured round trip, up to this, so a few healthy runs use one or
-      two); runs whose last poll timed out hold at most a quarter of them (at least one), so hanging
-      runs cannot starve the rest. The cap is high because an idle worker is a daemon thread
-      blocked on a queue (a few tens of KiB of stack, no CPU); it only matters when many runs meet
-      a slow server, where more workers keep each run on its interval.
+    - ``poll_concurrency``: the most poll workers (1..4096, default 64); the pool is sized from the
+      interval, the runs and the measured round trip, up to this. Runs whose last poll timed out
+      hold at most a quarter of them (at least one), so hanging runs cannot starve the rest.
     - ``poll_timeout_s``: the time-out of one poll, and the time budget of one listing; None: the
       REST time-out, at most the interval, at least 1 s. Polls are not retried: the next is.
     - ``poll_mode``, ``list_page_size``: see ``PollSettings`` and ``PollSchedule``.
-    - ``journal``: a path (str or PathLike: ``tinker_recovery.journal.Journal(path)`` is built,
-      imported lazily, in ``start()``) or a journal-like object (with ``attach(monitor, executor)``
-      and ``close()``); ``start()`` attaches it, ``stop()`` closes it. The journal subscribes
-      itself to the signals and resumes its runs through ``monitor_run`` with ``service``.
+    - ``journal``: a path (a ``Journal`` is opened in ``start()``) or an object with
+      ``attach(monitor, executor)`` and ``close()``: ``start()`` attaches it (it subscribes itself
+      and resumes its runs with ``service``), ``stop()`` closes it.
     - ``clock``: injectable time source (see ``ManualClock``).
 
     Every time and count is checked when given (NaN, infinities and values beyond
