@@ -45,7 +45,7 @@ def test_the_asyncio_loop_recovers_through_check_without_losing_a_step():
 
 @pytest.mark.timeout(150)
 def test_the_asyncio_loop_recovers_through_the_poll_and_the_event_loop_keeps_running():
-    done = run_example("--no-check", "--poll-interval-ms", "200", "--restore-latency", "0.5")
+    done = run_example("--no-check", "--poll-interval-ms", "200", "--restore-latency", "1.0")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "verified: steps 0..11 applied once each" in done.stdout
     found = re.search(
@@ -54,7 +54,9 @@ def test_the_asyncio_loop_recovers_through_the_poll_and_the_event_loop_keeps_run
     )
     assert found, done.stdout
     wait_ms, ticks, gap_ms = map(int, found.groups())
-    assert wait_ms >= 400, done.stdout  # the restore's load answers 0.5 s late: the wait is real
+    # The restore's load answers 1 s late, but the monitor may start it up to a poll interval (and, on a
+    # loaded machine, a few hundred ms more) before the loop awaits: 0.37 s was seen with a 0.5 s latency.
+    assert wait_ms >= 200, done.stdout  # the wait is real
     # a blocking wait would let the ticker tick not once; awaited, it ticks about every 10 ms
     assert ticks >= wait_ms // 40 and gap_ms < 500, done.stdout
 
