@@ -14,6 +14,14 @@ import pytest
 from tinker_recovery.poll_schedule import Plan, PollSchedule, page_slots, solo_budget
 from tinker_recovery.poll_settings import PollSettings
 
+MONITOR_ARGS = {
+    "poll_timeout_s": 1.0,
+    "rest_timeout_s": 30.0,
+    "poll_concurrency": 4,
+    "poll_mode": "auto",
+    "list_page_size": 1,
+}
+
 
 def schedule(**overrides: object) -> PollSchedule:
     fields = {"interval_s": 1.0, "timeout_s": 1.0, "concurrency": 16, "mode": "per_run", "page_size": 100}
@@ -306,3 +314,31 @@ def test_a_wake_during_a_listing_scans_no_run():
     s._runs = _NoScan(s._runs)
     assert s.next_wake(0.25) == 1.0
     assert s.plan(0.25) == Plan()
+
+
+def test_a_retry_after_that_keeps_the_due_time_keeps_the_wake_exact():
+    s = schedule(mode="list", page_size=1, interval_s=1.0, timeout_s=1.0)
+    for run_id in "abc":
+        s.add(run_id, 0.0)
+    assert s.plan(0.0) == Plan(pages=(0,))
+    s.page_read(0, 3, ["a"], 0.0)
+    assert s.plan(0.0) == Plan(pages=(1, 2))
+    assert s.page_failed(0.25, defer_s=0.75) == []  # b and c stay due at 1.0; page 2 in flight
+    s._runs = _NoScan(s._runs)
+    assert s.next_wake(0.25) == 1.0
+
+
+# --- PollSettings.for_monitor: the lower bounds are the Monitor's, named by its arguments ----------
+
+
+@pytest.mark.parametrize(
+    ("interval_s", "change", "message"),
+    [
+        (0.0005, {}, "poll_interval_ms: must be at least 0.001 s, got 0.0005"),
+        (1.0, {"list_page_size": 0}, "list_page_size: must be at least 1, got 0"),
+    ],
+)
+def test_for_monitor_names_the_monitors_argument_below_its_floor(interval_s, change, message):
+    with pytest.raises(ValueError) as info:
+        PollSettings.for_monitor(interval_s, **{**MONITOR_ARGS, **change})
+    assert str(info.value) == message
