@@ -11,6 +11,7 @@ import pytest
 from conftest import checkpoint, training_run
 
 import tinker_recovery as tr
+from tinker_recovery._text import escape_text
 from tinker_recovery.candidates import Candidates
 
 RUN = "run-1"
@@ -220,3 +221,52 @@ def test_a_fallback_met_twice_uses_up_max_fallbacks_once():
     rest = Rest({RUN: [P20], PARENT: [P10, P20]})
     got = list(make(policy(max_fallbacks=2), rest, given=C30, sources={RUN: P20.tinker_path}))
     assert got == [C30, P20, P10]
+
+
+# --- server-given paths and ids in the log lines are escaped and cut at 300 characters (issue 13) ---
+
+LONG_PARENT = "run-" + "p" * 400
+
+
+def cut(text):
+    shown = escape_text(text, 300)
+    assert len(shown) == 300 and shown != escape_text(text, 301)
+    return shown
+
+
+def test_a_long_expired_path_is_cut_in_its_log_line(caplog):
+    expired = checkpoint(RUN, "step-000025", minutes=25, expires_in_min=26)
+    expired = attrs.evolve(expired, tinker_path=expired.tinker_path + "x" * 400)
+    with caplog.at_level(logging.WARNING, logger=LOG):
+        assert list(make(policy(max_fallbacks=1), Rest({RUN: [C10]}), given=expired)) == [C10]
+    assert messages(caplog) == [
+        (
+            "WARNING",
+            f"run {RUN}: checkpoint {cut(expired.tinker_path)} expired at {expired.expires_at}; skipped",
+        )
+    ]
+
+
+def test_a_long_source_that_is_not_a_tinker_path_is_cut_in_its_log_line(caplog):
+    source = "s3://" + "e" * 400
+    with caplog.at_level(logging.WARNING, logger=LOG):
+        list(make(policy(), Rest({RUN: [C10]}), given=C30, sources={RUN: source}))
+    assert messages(caplog) == [
+        (
+            "WARNING",
+            f"run {RUN}: source checkpoint {cut(repr(source))} is not a tinker path; lineage not followed",
+        )
+    ]
+
+
+def test_a_long_gone_source_and_its_run_are_cut_in_the_log_lines(caplog):
+    gone = f"tinker://{LONG_PARENT}/weights/step-000030"
+    with caplog.at_level(logging.INFO, logger=LOG):
+        list(make(policy(), Rest({RUN: [], LONG_PARENT: []}), given=C30, sources={RUN: gone}))
+    assert messages(caplog) == [
+        ("INFO", f"run {RUN}: going up the lineage to {cut(gone)}"),
+        (
+            "WARNING",
+            f"run {RUN}: source checkpoint {cut(gone)} is gone; older ones of {cut(LONG_PARENT)} are tried",
+        ),
+    ]

@@ -8,6 +8,7 @@ import pytest
 from conftest import checkpoint
 
 import tinker_recovery as tr
+from tinker_recovery._text import escape_text
 from tinker_recovery.models import ParsedCheckpointTinkerPath
 from tinker_recovery.selection import as_checkpoint, check_training_checkpoint, ranked_by_score
 
@@ -58,3 +59,23 @@ def test_equal_scores_and_times_keep_the_listed_order():
     twin = checkpoint(RUN, "step-000010-copy", minutes=10)
     assert ranked_by_score([C10, twin], NOW, set(), lambda cp: 1.0) == [C10, twin]
     assert ranked_by_score([twin, C10], NOW, set(), lambda cp: 1.0) == [twin, C10]
+
+
+def test_best_by_errors_name_the_checkpoint_and_the_error_each_cut_at_300_characters():
+    # (issue 13: server texts are escaped and cut in messages; mutants of the cut survived)
+    long_path = f"tinker://{RUN}/weights/" + "x" * 400
+    long = attrs.evolve(C10, tinker_path=long_path)
+    shown_path = escape_text(long_path, 300)
+    assert len(shown_path) == 300 and shown_path != escape_text(long_path, 301)
+    message = "bad\n" + "y" * 400
+
+    def raises(cp):
+        raise ValueError(message)
+
+    with pytest.raises(tr.CheckpointStrategyNotSupported) as info:
+        ranked_by_score([long], NOW, set(), raises)
+    assert str(info.value) == f"best_by raised ValueError on {shown_path}: {escape_text(message, 300)}"
+    assert len(escape_text(message, 300)) == 300 and "\n" not in str(info.value)
+    with pytest.raises(tr.CheckpointStrategyNotSupported) as info:
+        ranked_by_score([long], NOW, set(), lambda cp: float("nan"))
+    assert str(info.value) == f"best_by scored {shown_path} NaN; scores must be numbers"
