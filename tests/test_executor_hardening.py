@@ -157,10 +157,14 @@ def test_shutdown_from_many_threads_at_once_returns_within_its_time_out(schedule
         thread.start()
     for thread in threads:
         thread.join(10)
-    gate.set()
-    assert errors == [] and len(took) == 8 and max(took) < 0.5 + 0.5, took
-    assert isinstance(future.exception(5), tr.Shutdown)
-    assert recorder.count("exhausted") == 1
+    try:
+        assert errors == [] and len(took) == 8 and max(took) < 0.5 + 0.5, took
+        # The attempt is cut short while its create call still hangs. The gate opens only after: opened
+        # before, the late create call could complete the recovery first (seen 1 run in 20).
+        assert isinstance(future.exception(5), tr.Shutdown)
+        assert recorder.count("exhausted") == 1
+    finally:
+        gate.set()
 
 
 def test_payloads_follow_the_contract(scheduler, recorder):
