@@ -43,9 +43,6 @@ class Workers:
         )
         self._threads: list[threading.Thread] = []
 
-    def __len__(self) -> int:
-        return len(self._threads)
-
     def grow(self, size: int) -> None:
         """Have at least ``size`` threads."""
         while len(self._threads) < size:
