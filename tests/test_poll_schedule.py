@@ -490,3 +490,57 @@ def test_the_shortcut_forgets_the_earliest_run_once_removed() -> None:
     assert s.next_wake(0.7) == 1.0
     s.remove("a")
     assert s.next_wake(0.7) == 1.5
+
+
+# --- list mode: no run waits more than about an interval for a listing (issue 16) ------------------
+
+
+def test_a_listing_slower_than_an_interval_polls_a_run_alone_one_interval_after_its_last_read() -> None:
+    s = schedule(mode="list", page_size=1, page_concurrency=1, timeout_s=5.0)
+    for run_id in "abc":
+        s.add(run_id, 0.0)
+    assert s.plan(0.0) == Plan(pages=(0,))
+    assert s.page_read(0, 3, ["a"], 0.4) == (["a"], [])  # page asked at 0.0: a due at 1.05
+    assert s.plan(0.4) == Plan(pages=(1,))
+    assert s.page_read(1, 3, ["b"], 0.8) == (["b"], [])  # page asked at 0.4: b due at 1.45
+    assert s.plan(0.8) == Plan(pages=(2,))
+    assert s.plan(0.99) == Plan()  # c's page is being read: it waits for that answer
+    assert s.page_read(2, 3, [], 1.2) == ([], ["c"])  # c moved off its page: alone now
+    assert s.plan(1.2) == Plan(pages=(0,), alone=("c",))  # and the second listing (due at 1.0)
+    assert s.next_wake(1.2) == 1.45  # b: one interval (and the slack) after its page was asked
+    assert s.plan(1.44) == Plan()
+    assert s.plan(1.45) == Plan(alone=("b",))  # the second listing has not asked for b's page
+    s.page_read(0, 3, ["a"], 1.5)
+    assert s.plan(1.5) == Plan(pages=(1,))
+    assert s.page_read(1, 3, ["b"], 1.6) == ([], [])  # b is polled alone: not judged twice
+
+
+def test_a_run_due_when_a_listing_starts_gives_the_listing_an_interval() -> None:
+    s = schedule(mode="list", page_size=1, page_concurrency=1)
+    s.add("a", 0.0)
+    s.add("b", 0.0)
+    s.plan(0.0)
+    s.page_read(0, 2, ["a"], 0.1)  # a due at 1.05
+    s.plan(0.1)
+    s.page_read(1, 2, ["b"], 0.2)  # b due at 1.15
+    assert not s.listing and s.next_wake(0.2) == 1.0
+    assert s.plan(1.0) == Plan(pages=(0,))  # a (due within the slack) is the listing's until 2.0
+    assert s.next_wake(1.0) == pytest.approx(1.15)
+    s.page_read(0, 2, ["a"], 1.1)
+    assert s.plan(1.1) == Plan(pages=(1,))  # b's page asked before b falls due: no poll of its own
+    assert s.plan(1.3) == Plan()  # past b's due time while its page is read
+    assert s.page_read(1, 2, ["b"], 1.35) == (["b"], [])
+    assert s.next_wake(1.35) == 2.0  # the next listing
+
+
+def test_a_run_on_a_page_not_asked_for_yet_is_polled_alone_at_its_due_time_not_before() -> None:
+    s = schedule(mode="list", page_size=1, page_concurrency=1, timeout_s=5.0)
+    s.add("a", 0.0)
+    s.add("b", 0.0)
+    s.plan(0.0)
+    s.page_read(0, 2, ["a"], 0.5)
+    s.plan(0.5)
+    s.page_read(1, 2, ["b"], 0.6)  # b: page asked at 0.5, due at 1.55
+    assert s.plan(1.0) == Plan(pages=(0,))
+    assert s.plan(1.52) == Plan()  # in the listing: not taken early by the slack
+    assert s.plan(1.55) == Plan(alone=("b",))

@@ -26,8 +26,14 @@ Rules (exact-number tests in tests/test_poll_schedule.py):
   own. Its first page gives ``total_count``; the rest (at most ``max_pages`` pages in all,
   whatever the count says later) are read ``page_concurrency`` at a time, and no page is started
   ``timeout_s`` after the listing began. A run the listing did not return (another owner's run,
-  a deleted one, a listing cut short or failed) is polled alone at once; a run still unread
-  ``interval_s`` after the listing began is polled alone too. A new run is polled alone at once
+  a deleted one, a listing cut short or failed) is polled alone at once. No run waits much more
+  than an interval for a listing (issue 16): a run a listing read is due ``interval_s`` plus
+  ``slack_s`` after its page was asked for; a run due when a listing starts (new, asked for by
+  ``poll_now``, or due with the listing) is due ``interval_s`` after the listing began. A run in a
+  listing is polled alone at its due time (the slack does not take it early) unless the page that
+  read it last is being read then: it waits for that answer, and is polled alone if the page no
+  longer holds it. So a listing as fast as the last one asks for each run's page before it falls
+  due, and a slower one (a 300-page account) leaves it to a poll of its own. A new run is polled alone at once
   unless a listing starts now. A 404/405/501 on a listing turns list mode into per-run for good.
 - Auto mode: per-run until every watched run has been looked at once (so auto never costs more
   requests before its first look than per-run polls), unless ``AUTO_PROBE_RUNS`` or more runs are
@@ -125,6 +131,7 @@ class _Run:
     suspect: bool = False  # its last poll of its own timed out
     holds_slot: bool = False
     unlisted: bool = False  # the last listing left it unread: its next poll is one of its own
+    page: int = -1  # the offset of the listing page that read it last (-1: none)
 
 
 @attrs.frozen
@@ -171,7 +178,9 @@ class PollSchedule:
         # The earliest ``next_due`` of the runs not in a poll of their own: always a lower bound
         # (-inf: unknown), exact while ``_floor_exact``. ``plan`` and ``next_wake`` skip their scan
         # of every run when it shows nothing is due: a listing of 10,000 watched runs ticks once a
-        # page, and two scans a tick were 2 ms, 11 us per listed run (issue 16).
+        # page, and two scans a tick were 2 ms, 11 us per listed run (issue 16). While a listing is
+        # in flight (each page it reads raises the due time of its runs, so the floor is seldom
+        # exact) ``next_wake`` answers the bound: an early wake, once, whose ``plan`` scans.
         self._floor = -math.inf
         self._floor_exact = False
 
@@ -230,10 +239,11 @@ class PollSchedule:
         """True when no run outside a poll of its own is due by ``horizon`` (no scan needed)."""
         return self._floor > horizon
 
-    def _exact_wake(self, now: float) -> float | None:
-        """The earliest due time when known exactly and later than ``now`` (nothing due, so neither
-        held nor waiting runs change it); None: scan."""
-        if self._floor_exact and self._floor > now and not self._waiting:
+    def _floor_wake(self, now: float) -> float | None:
+        """The earliest due time when later than ``now`` (nothing due, so neither held nor waiting
+        runs change it) and known exactly, or, while a listing is in flight, its lower bound (see
+        ``__init__``); None: scan."""
+        if self._floor > now and not self._waiting and (self._floor_exact or self._listing is not None):
             return self._floor
         return None
 
@@ -296,10 +306,17 @@ class PollSchedule:
             self._waiting = False
             return Plan(pages=tuple(pages), unread=tuple(unread))
         floor = math.inf  # the earliest due time of the runs left out of a poll of their own
+        reading = {} if self._listing is None else self._listing.began  # pages in flight
         for run_id, run in self._runs.items():
             if run.in_flight:
                 continue
-            if run.next_due > horizon:
+            if run.in_listing:
+                if run.page in reading:
+                    continue  # its page is being read: that answer wakes us
+                if run.next_due > now:  # no slack: the listing may yet read it in time
+                    floor = min(floor, run.next_due)
+                    continue
+            elif run.next_due > horizon:
                 floor = min(floor, run.next_due)
                 continue
             if budget is not None and budget <= 0:
@@ -378,7 +395,11 @@ class PollSchedule:
             if not run.in_flight and not run.unlisted:
                 run.in_listing = True
                 run.urgent = False
-                run.next_due = now + self.settings.interval_s
+                # a run due now (new, asked for, or due with the listing) gives the listing an
+                # interval; one due later stays due then (a listing slower than an interval polls it
+                # alone one interval after its last read)
+                due = now + self.settings.interval_s
+                run.next_due = due if run.next_due <= now + self.settings.slack_s else min(run.next_due, due)
             if not run.in_flight:
                 floor = min(floor, run.next_due)
         self._floor, self._floor_exact = floor, True
@@ -449,15 +470,23 @@ class PollSchedule:
         Return the watched runs it read (the caller judges each), and the runs the listing, if
         it ended now, left unread (polled alone from now)."""
         listing = self._listing
+        began = now if listing is None else listing.began.get(offset, now)
+        # due again one interval after this page was asked for, plus the slack: the next listing
+        # asks for it at about the same moment into it (then the run waits for that answer); one
+        # asking later than that leaves the run to a poll of its own
+        due = began + self.settings.interval_s + self.settings.slack_s
         read = []
         for run_id in run_ids:
             run = self._runs.get(run_id)
             if run is not None and run.in_listing:
                 run.in_listing = False
+                run.page = offset
                 self._saw(run)
                 if run.urgent:
                     run.urgent = False
                     self._set_due(run, now)
+                else:
+                    self._set_due(run, due)
                 read.append(run_id)
         if listing is None:
             return read, []
@@ -532,12 +561,13 @@ class PollSchedule:
                     wake = now
         elif self.mode == "list" and any(not r.in_flight and not r.unlisted for r in self._runs.values()):
             wake = self._next_listing  # only when a listing would read something: no spinning
-        earliest = self._exact_wake(now)
+        earliest = self._floor_wake(now)
         if earliest is not None:
             return min(wake, earliest)
         held = self._held_until if self._listing is not None else None
+        reading = {} if self._listing is None else self._listing.began
         for run in self._runs.values():
-            if run.in_flight or (run.suspect and self._waiting):
+            if run.in_flight or (run.suspect and self._waiting) or (run.in_listing and run.page in reading):
                 continue
             due = run.next_due
             if held is not None and due <= now:
