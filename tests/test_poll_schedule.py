@@ -16,7 +16,8 @@ from tinker_recovery.poll_schedule import (
     Plan,
     PollSchedule,
     pages_for,
-    pool_size,
+    poll_jobs,
+    split,
 )
 from tinker_recovery.poll_settings import PollSettings, default_timeout_s
 
@@ -69,11 +70,33 @@ def test_settings_derived_values() -> None:
 def test_pages_and_pool_size() -> None:
     assert pages_for(0, 100, 1000) == 1 and pages_for(100, 100, 1000) == 1 and pages_for(101, 100, 1000) == 2
     assert pages_for(30_000, 100, 1000) == 300 and pages_for(10**9, 100, 1000) == 1000
-    assert pool_size(1000, 1.0, 0.044, 64, suspect_slots=4) == 64
-    assert pool_size(1000, 1.0, 0.044, 128, suspect_slots=4) == 92
-    assert pool_size(10, 1.0, 0.01, 16, suspect_slots=4) == 8
-    assert pool_size(100, 1.0, 0.05, 16, suspect_slots=4) == 14
-    assert pool_size(0, 1.0, 0.05, 16, suspect_slots=0) == 1
+
+
+def test_poll_jobs_take_a_quarter_of_the_interval_each() -> None:
+    assert poll_jobs(100, 1.0, 0.001) == 1  # 0.1 s of reads: one job
+    assert poll_jobs(100, 1.0, 0.0026) == 2  # 0.26 s: two
+    assert poll_jobs(1000, 1.0, 0.044) == 176  # 44 s of reads: 176 jobs of 0.25 s
+    assert poll_jobs(1000, 2.0, 0.044) == 88
+    assert poll_jobs(10, 1.0, 0.5) == 10  # a slow server: one run a job, never fewer runs a job
+    assert poll_jobs(3, 1.0, 0.0) == 1  # no round trip measured as 0: one job
+    assert poll_jobs(0, 1.0, 0.1) == 0 and poll_jobs(-1, 1.0, 0.1) == 0
+    assert poll_jobs(1, 1.0, 10.0) == 1
+
+
+def test_split_keeps_the_order_and_evens_the_sizes() -> None:
+    assert split(["a", "b", "c", "d", "e"], 2) == [("a", "b", "c"), ("d", "e")]
+    assert split(["a", "b", "c", "d", "e", "f", "g"], 3) == [("a", "b", "c"), ("d", "e"), ("f", "g")]
+    assert split(["a", "b"], 5) == [("a",), ("b",)]
+    assert split(["a", "b"], 0) == [("a", "b")]
+    assert split([], 3) == []
+
+
+@given(st.lists(st.integers(), max_size=300, unique=True), st.integers(min_value=-2, max_value=400))
+def test_split_loses_and_repeats_nothing(items: list[int], jobs: int) -> None:
+    parts = split([str(n) for n in items], jobs)
+    assert [run for part in parts for run in part] == [str(n) for n in items]
+    assert all(parts) and len(parts) == (max(1, min(jobs, len(items))) if items else 0)
+    assert not parts or max(map(len, parts)) - min(map(len, parts)) <= 1
 
 
 # --- per run --------------------------------------------------------------------------------------

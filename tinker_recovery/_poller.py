@@ -23,7 +23,7 @@ from ._text import escape_text
 from ._threads import Workers, remaining
 from .errors import ApiError, RequestTimeout
 from .models import RunBrief, TrainingRun
-from .poll_schedule import PollSchedule, pool_size
+from .poll_schedule import PollSchedule, poll_jobs, split
 from .run_state import LIST_UNAVAILABLE_STATUSES, RunState, Verdict
 
 if TYPE_CHECKING:
@@ -102,7 +102,8 @@ class Poller:
         self._schedule = PollSchedule(settings)
         self._states: dict[str, RunState] = {}
         self._onces: list[_Once] = []
-        self._round_trip_s = 0.05
+        self._round_trip_s = 0.01  # a guess until the first answers: 100 runs go in 4 jobs at first
+        self._jobs = 0  # poll jobs submitted and not ended: the pool grows to this (within the cap)
         self._list_warned = False
         self._listing_error: BaseException | None = None
 
@@ -206,33 +207,47 @@ class Poller:
                     self._wake.wait(1.0)
 
     def _dispatch(self, now: float) -> None:
+        """Start what the schedule says: each page a job; the runs polled alone in
+        ``poll_jobs`` jobs (a run whose last poll timed out in a job of its own, so a run that hangs
+        delays no other). The pool grows to the jobs in flight, within ``concurrency``: threads
+        that would only wait are never started."""
         plan = self._schedule.plan(now)
-        if plan.alone or plan.pages:
-            self._workers.grow(
-                pool_size(
-                    len(self._schedule),
-                    self.settings.interval_s,
-                    self._round_trip_s,
-                    self.settings.concurrency,
-                    suspect_slots=self.settings.suspect_slots,
-                )
-            )
+        if not plan.alone and not plan.pages:
+            return
+        suspects = [run_id for run_id in plan.alone if self._schedule.suspect(run_id)]
+        others = [r for r in plan.alone if not self._schedule.suspect(r)] if suspects else plan.alone
+        batches = split(others, poll_jobs(len(others), self.settings.interval_s, self._round_trip_s))
+        self._jobs += len(plan.pages) + len(suspects) + len(batches)
+        self._workers.grow(min(self.settings.concurrency, self._jobs))
         for offset in plan.pages:
             self._workers.submit(self._read_page, offset)
-        for run_id in plan.alone:
-            self._workers.submit(self._read_run, run_id)
+        for run_id in suspects:
+            self._workers.submit(self._read_runs, (run_id,))
+        for batch in batches:
+            self._workers.submit(self._read_runs, batch)
 
     # --- poll workers: I/O only -----------------------------------------------------------------
 
-    def _read_run(self, run_id: str) -> None:
-        began, rest = time.monotonic(), self.rest
+    def _read_runs(self, run_ids: tuple[str, ...]) -> None:
+        """Read each run in turn. A healthy answer is queued without waking the loop's thread; a
+        corrupted one, a failure and the job's end wake it: one wake-up for a job of healthy runs."""
+        rest = self.rest
         try:
-            assert rest is not None  # the Monitor sets it before the first run is added
-            run = rest.get_training_run(run_id, timeout_s=self.settings.timeout_s, max_retries=0)
-        except BaseException as error:
-            self._post("error", run_id, self._redact(error), time.monotonic() - began)
-        else:
-            self._post("read", run_id, run, time.monotonic() - began)
+            for run_id in run_ids:
+                if self._stopped:
+                    break
+                began = time.monotonic()
+                try:
+                    assert rest is not None  # the Monitor sets it before the first run is added
+                    run = rest.get_training_run(run_id, timeout_s=self.settings.timeout_s, max_retries=0)
+                except BaseException as error:
+                    self._post("error", run_id, self._redact(error), time.monotonic() - began)
+                else:
+                    self._inbox.append(("read", run_id, run, time.monotonic() - began))
+                    if run.corrupted:
+                        self._wake.set()
+        finally:
+            self._post("job_done")
 
     def _read_page(self, offset: int) -> None:
         rest = self.rest
@@ -261,6 +276,9 @@ class Poller:
             self._post("page", offset, runs, cursor.total_count)
 
     # --- outcomes and commands (the loop's thread) ------------------------------------------------
+
+    def _on_job_done(self) -> None:
+        self._jobs -= 1
 
     def _on_add(self, run_id: str) -> None:
         if self._listener.is_watched(run_id) and run_id not in self._schedule:
@@ -349,6 +367,7 @@ class Poller:
             log.debug("run %s: %s (%s), reported before", run_id, outcome.reason, escape_text(error, 300))
 
     def _on_page(self, offset: int, runs: list[Observed], total: int) -> None:
+        self._jobs -= 1
         by_id = {run.training_run_id: run for run in runs}
         read, unread = self._schedule.page_read(offset, total, by_id, self._clock.monotonic())
         for run_id in read:
@@ -356,6 +375,7 @@ class Poller:
         self._listing_ended(unread)
 
     def _on_page_error(self, offset: int, error: BaseException) -> None:
+        self._jobs -= 1
         status = error.status_code if isinstance(error, ApiError) else None
         unavailable = status in LIST_UNAVAILABLE_STATUSES
         if unavailable and not self._list_warned:

@@ -1,0 +1,90 @@
+"""Poll jobs (issue 16): runs due together are read a few to a job, one worker each, and a run whose
+last poll timed out is read in a job of its own, so a run that hangs never holds up another.
+
+Real Monitor threads over a REST stand-in; no sleeps: waits are on Events with time-outs.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from conftest import checkpoint, training_run
+
+import tinker_recovery as tr
+
+WAIT_S = 10.0
+
+
+def policy(interval_ms: int) -> tr.Policy:
+    return tr.Policy(enabled=True, jitter="none", poll_interval_ms=interval_ms)
+
+
+class Rest:
+    """Healthy runs answered at once; ``hang`` names a run whose first poll times out and whose
+    later polls block until ``release`` is set. ``reads[run_id]`` counts answered polls."""
+
+    def __init__(self, run_ids: list[str], hang: str | None = None) -> None:
+        self.reads = dict.fromkeys(run_ids, 0)
+        self.hang = hang
+        self.hanging = threading.Event()  # a later poll of ``hang`` is blocked now
+        self.release = threading.Event()
+        self.changed = threading.Condition()
+        self.threads: set[str] = set()
+
+    def get_training_run(self, run_id: str, **_: Any) -> tr.TrainingRun:
+        with self.changed:
+            self.threads.add(threading.current_thread().name)
+        if run_id == self.hang:
+            with self.changed:
+                first = self.reads[run_id] == 0
+                self.reads[run_id] += 1
+            if first:
+                raise tr.RequestTimeout(f"GET {run_id}: no answer within 0.1 s")
+            self.hanging.set()
+            self.release.wait(WAIT_S)
+            raise tr.RequestTimeout(f"GET {run_id}: no answer within 0.1 s")
+        with self.changed:
+            self.reads[run_id] += 1
+            self.changed.notify_all()
+        return training_run(run_id, checkpoint(run_id, "step-000010"), corrupted=False)
+
+    def wait_reads(self, run_id: str, count: int) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: self.reads[run_id] >= count, WAIT_S)
+
+
+def test_a_run_whose_poll_timed_out_is_read_alone_and_holds_up_no_other() -> None:
+    rest = Rest(["a", "b", "c"], hang="a")  # "a" first: in a shared job it would block b and c
+    monitor = tr.Monitor(None, policy(100), rest=rest, detect_only=True, poll_mode="per_run")  # type: ignore[arg-type]
+    try:
+        for run_id in ("a", "b", "c"):
+            monitor.monitor_run(run_id, None)
+        assert rest.hanging.wait(WAIT_S)  # a's second poll hangs in its own job
+        with rest.changed:
+            b_then, c_then = rest.reads["b"], rest.reads["c"]
+        # while a hangs, b and c are read again and again (every 100 ms)
+        assert rest.wait_reads("b", b_then + 3) and rest.wait_reads("c", c_then + 3)
+        assert not rest.release.is_set()
+    finally:
+        rest.release.set()
+        monitor.stop(timeout=5)
+
+
+def test_runs_answered_at_once_are_read_by_one_worker() -> None:
+    run_ids = [f"run-{n}" for n in range(100)]
+    rest = Rest(run_ids)
+    monitor = tr.Monitor(None, policy(1000), rest=rest, detect_only=True, poll_mode="per_run")  # type: ignore[arg-type]
+    try:
+        for run_id in run_ids:
+            monitor.monitor_run(run_id, None)
+        assert monitor.poll_once(timeout=WAIT_S) == 100
+        assert monitor.poll_once(timeout=WAIT_S) == 100
+        # the first round guessed a 10 ms round trip (at most 4 jobs of 25 runs); from then on
+        # the measured one (microseconds) puts every run in one job
+        assert len(rest.threads) <= 4
+        assert all(count >= 2 for count in rest.reads.values())
+        pool = [t for t in threading.enumerate() if t.name.startswith(monitor._poller._name + ".poll")]
+        assert 1 <= len(pool) <= 4
+    finally:
+        monitor.stop(timeout=5)
