@@ -201,6 +201,31 @@ def test_run_brief_refuses_a_non_object_last_checkpoint():
         RunBrief.from_json({"training_run_id": "a", "last_checkpoint": "x"})
 
 
+_JSON_LEAF = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
+_JSON = st.recursive(
+    _JSON_LEAF,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+_FIELD = st.sampled_from(["training_run_id", "corrupted", "last_checkpoint", "other"])
+
+
+@given(st.dictionaries(_FIELD, _JSON | st.text(max_size=8), max_size=4))
+def test_run_brief_fast_path_agrees_with_the_checked_one(item):
+    # a dict takes the inline checks; any other mapping the field-by-field reader with its messages
+    from types import MappingProxyType
+
+    def read(data):
+        try:
+            brief = RunBrief.from_json(data)
+        except tr.ResponseError as error:
+            return ("error", str(error))
+        return (brief.training_run_id, brief.corrupted, brief._raw_last_checkpoint)
+
+    fast, checked = read(item), read(MappingProxyType(item))
+    assert fast == checked or (fast[0] == "error" and checked[0] == "error")
+
+
 def test_training_run_exposes_user_metadata():
     run = tr.TrainingRun.from_json({**RUN, "user_metadata": {"renderer_name": "qwen3"}})
     assert run.user_metadata == {"renderer_name": "qwen3"}

@@ -315,6 +315,8 @@ class Poller:
             self._finish_once(once)
 
     def _answered(self, run_id: str, *, fresh: bool = True) -> None:
+        if not self._onces:
+            return
         for once in list(self._onces):
             left = once.pending.get(run_id)
             if left is None:
