@@ -405,6 +405,22 @@ def test_check_answers_within_one_round_trip(executor, recorder):
     monitor.stop()
 
 
+def test_each_handle_calls_the_monitor_about_its_own_run(executor):
+    # The handles share the monitor's callables (made once, issue 16): each must still act on its run.
+    rest = ScriptedRest({"run-1": [False], "run-2": [False]})
+    monitor = make_monitor(executor, rest, poll_mode="per_run")
+    first, second = watch(monitor, rest, "run-1"), watch(monitor, rest, "run-2")
+    assert first.check() is False and rest.calls[-1] == ("get", "run-1")
+    assert second.check() is False and rest.calls[-1] == ("get", "run-2")
+    assert second.poll_now()
+    rest.wait_calls(len(rest.calls) + 1)
+    assert rest.calls[-1] == ("get", "run-2")
+    first.stop()
+    assert not first.watching and not first.poll_now() and second.watching
+    assert monitor.watched == ["run-2"]
+    monitor.stop()
+
+
 def test_two_monitors_sharing_an_executor_follow_the_same_recovery(executor, recorder):
     if not hasattr(executor, "future_of"):
         pytest.skip("Executor.future_of lands with the executor's branch")
