@@ -244,9 +244,11 @@ class Monitor:
             check_service(service)
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata: expected a mapping or None, got {type(metadata).__name__}")
-        data = dict(metadata or {})
-        if training_client is not None:
-            data["training_client"] = training_client
+        data: dict[str, Any] | None = None  # None: no dict of its own for a run without metadata
+        if metadata or training_client is not None:
+            data = dict(metadata or {})
+            if training_client is not None:
+                data["training_client"] = training_client
         with self._lock:
             if self._poller.rest is None:
                 self._poller.rest, self._owns_rest = (
@@ -269,7 +271,9 @@ class Monitor:
             lineage_of = getattr(self.executor, "lineage_of", None)
             lineage_id = lineage_of(run_id) if callable(lineage_of) else run_id
         stop, poll, check = self._handle_calls
-        handle = RunHandle(run_id, data.get("training_client"), stop=stop, poll=poll, check=check)
+        handle = RunHandle(
+            run_id, data.get("training_client") if data else None, stop=stop, poll=poll, check=check
+        )
         watch = self._watches.add(
             Watch(run_id, service, data, handle, str(lineage_id), pending_recovery_id, given)
         )
