@@ -21,7 +21,7 @@ from .handle import RunHandle
 __all__ = ["Watch", "Watches", "payload"]
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, weakref_slot=False)
 class Watch:
     """A watched run as the registry knows it (its fields written only under the registry's lock).
 

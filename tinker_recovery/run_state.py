@@ -45,7 +45,7 @@ class Outcome:
     defer_s: float | None = None
 
 
-@attrs.define
+@attrs.define(weakref_slot=False)
 class RunState:
     """Counters of one run's recent polls.
 
