@@ -144,7 +144,7 @@ def solo_budget(
     return max(0, min(slots, concurrency - started_this_interval))
 
 
-@attrs.define
+@attrs.define(weakref_slot=False)
 class _Run:
     next_due: float
     in_flight: bool = False  # a poll of its own

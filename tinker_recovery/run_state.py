@@ -48,7 +48,7 @@ class Outcome:
 _HEALTHY = Outcome(Verdict.HEALTHY)  # frozen: one for every healthy read
 
 
-@attrs.define
+@attrs.define(weakref_slot=False)
 class RunState:
     """Counters of one run's recent polls.
 
