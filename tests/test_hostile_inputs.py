@@ -598,3 +598,19 @@ def test_server_texts_cannot_forge_a_line_in_a_plain_text_log():
     for expected in ("cannot be loaded", "expired at", "recovered from", "going up the lineage",
                      "is gone", "adopted instead"):
         assert expected in shown and "recovered\\x1b]0;owned" in shown, expected  # logged, escaped
+
+
+@pytest.mark.parametrize(
+    ("base_path", "sent"), [("/api v1", "/api%20v1"), ("/é", "/%C3%A9"), ("/a%20b", "/a%20b")]
+)
+def test_a_base_path_needing_percent_encoding_is_encoded_on_the_poll_path_too(base_path, sent):
+    # Found in review: the poll path's urllib3 request step sends the target as given
+    with scripted_server() as server:
+        server.answer(http_answer(200, json.dumps(RUN).encode()))
+        rest = tr.RestClient(tr.Config(api_key="tml-" + "k" * 40, base_url=server.base_url + base_path))
+        assert rest._direct is not None  # the poll path, not requests
+        assert rest.get_training_run_brief("run-1", max_retries=0).training_run_id == RUN["training_run_id"]
+        assert rest.get_training_run("run-1", max_retries=0).training_run_id == RUN["training_run_id"]
+        paths = [request.split(b" ", 2)[1].decode("ascii") for request in server.requests]
+        assert paths == [f"{sent}/api/v1/training_runs/run-1"] * 2
+        rest.close()

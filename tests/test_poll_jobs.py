@@ -93,3 +93,71 @@ def test_runs_answered_at_once_are_read_by_one_worker() -> None:
         assert len(pool) == 4
     finally:
         monitor.stop(timeout=5)
+
+
+class OddRest(Rest):
+    """``bad`` answers None (not a run): that poll fails; the runs after it in its job are read."""
+
+    def get_training_run(self, run_id: str, **kwargs: Any) -> tr.TrainingRun:
+        if run_id == "bad":
+            with self.changed:
+                self.reads[run_id] += 1
+                self.changed.notify_all()
+            return None  # type: ignore[return-value]
+        return super().get_training_run(run_id, **kwargs)
+
+
+def test_an_odd_answer_fails_its_poll_and_the_rest_of_its_job_is_read() -> None:
+    rest = OddRest(["bad", "good1", "good2"])
+    errors: list[str] = []
+
+    def on_poll_error(_sender: object, run_id: str, **_: object) -> None:
+        errors.append(run_id)
+
+    tr.signals.poll_error.connect(on_poll_error)
+    monitor = tr.Monitor(
+        None, policy(1000), rest=rest, detect_only=True, poll_mode="per_run", clock=tr.ManualClock()  # type: ignore[arg-type]
+    )
+    try:
+        for run_id in ("bad", "good1", "good2"):  # one job: "bad" first
+            monitor.monitor_run(run_id, None)
+        assert monitor.poll_once(timeout=WAIT_S) == 3
+        assert monitor.poll_once(timeout=WAIT_S) == 3
+        assert rest.reads == {"bad": 2, "good1": 2, "good2": 2}
+        monitor.stop(timeout=5)
+        assert errors and set(errors) == {"bad"}
+    finally:
+        tr.signals.poll_error.disconnect(on_poll_error)
+        monitor.stop(timeout=5)
+
+
+class CountingClient(tr.RestClient):
+    """A RestClient subclass that changes what a run reads (as examples/live_injected.py does)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.full_reads = 0
+
+    def get_training_run(self, run_id: str, **kwargs: Any) -> tr.TrainingRun:
+        self.full_reads += 1
+        return super().get_training_run(run_id, **kwargs)
+
+
+def test_polls_use_the_brief_reader_unless_the_full_one_is_overridden() -> None:
+    from tinker_recovery._poller import cheap_reader
+
+    config = tr.Config(api_key="tml-" + "k" * 40, base_url="http://127.0.0.1:9")
+    plain, counting = tr.RestClient(config), CountingClient(config)
+    assert cheap_reader(plain, "get_training_run_brief", "get_training_run") == "get_training_run_brief"
+    assert cheap_reader(counting, "get_training_run_brief", "get_training_run") == "get_training_run"
+    assert cheap_reader(plain, "list_training_runs_brief", "list_training_runs") == "list_training_runs_brief"
+    plain.get_training_run = lambda *a, **k: None  # type: ignore[method-assign]  # patched on the instance
+    assert cheap_reader(plain, "get_training_run_brief", "get_training_run") == "get_training_run"
+
+    class Briefer(CountingClient):  # overrides both: its own brief reader is used
+        def get_training_run_brief(self, run_id: str, **kwargs: Any) -> Any:
+            return super().get_training_run_brief(run_id, **kwargs)
+
+    briefer = Briefer(config)
+    assert cheap_reader(briefer, "get_training_run_brief", "get_training_run") == "get_training_run_brief"
+    assert cheap_reader(Rest([]), "get_training_run_brief", "get_training_run") == "get_training_run"

@@ -567,3 +567,76 @@ def test_a_run_on_a_page_not_asked_for_yet_is_polled_alone_at_its_due_time_not_b
     assert s.plan(1.0) == Plan(pages=(0,))
     assert s.plan(1.52) == Plan()  # in the listing: not taken early by the slack
     assert s.plan(1.55) == Plan(alone=("b",))
+
+
+def test_runs_whose_page_is_being_read_stay_in_the_floor_so_they_are_never_lost() -> None:
+    # Found in review: a tick during the second listing (a new run due) skipped a and b, whose page
+    # was in flight, and left them out of the earliest due time; the page's answer then raised their
+    # due time, and with auto turning per-run they were never polled again.
+    s = schedule(mode="auto")
+    s.add("a", 0.0)
+    s.add("b", 0.0)
+    assert s.plan(0.0) == Plan(alone=("a", "b"))
+    s.finished("a", 0.01)
+    s.finished("b", 0.01)
+    assert s.plan(0.01) == Plan(pages=(0,))
+    s.page_read(0, 50, ["a", "b"], 0.02)
+    assert s.plan(1.01) == Plan(pages=(0,))
+    s.add("c", 1.012)
+    assert s.plan(1.012) == Plan(alone=("c",))  # a and b wait for their page
+    assert s.page_read(0, 250, ["a", "b"], 1.02) == (["a", "b"], [])  # 3 pages > 3 runs: per-run now
+    s.remove("c")
+    assert s.next_wake(1.02) == pytest.approx(2.06)
+    assert s.plan(2.06) == Plan(alone=("a", "b"))
+
+
+def test_a_deferred_listing_does_not_hide_a_run_due_before_it() -> None:
+    s = schedule(mode="list", page_size=1)
+    s.add("a", 0.0)
+    s.add("b", 0.0)
+    s.plan(0.0)
+    s.page_read(0, 3, ["x"], 0.01)
+    assert s.plan(0.01) == Plan(pages=(1, 2))
+    s.page_read(1, 3, ["a"], 0.02)
+    s.page_read(2, 3, ["b"], 0.02)
+    s.plan(1.0)
+    s.page_read(0, 3, ["x"], 1.01)
+    assert s.plan(1.01) == Plan(pages=(1, 2))
+    s.add("c", 1.02)
+    assert s.plan(1.02) == Plan(alone=("c",))
+    s.page_read(1, 3, ["a"], 1.03)  # a due at 2.06
+    s.page_failed(1.04, defer_s=10.0, offset=2)  # a 429 on b's page: b and the next listing at 11.04
+    s.finished("c", 1.05, defer_s=30.0)
+    assert s.next_wake(1.05) == pytest.approx(2.06)
+    assert s.plan(2.06) == Plan(alone=("a",))
+
+
+def test_a_failed_page_stops_its_runs_waiting_for_it() -> None:
+    s = schedule(mode="list", page_size=1, timeout_s=5.0)
+    s.add("a", 0.0)
+    s.add("b", 0.0)
+    s.plan(0.0)
+    s.page_read(0, 2, ["a"], 0.1)
+    s.plan(0.1)
+    s.page_read(1, 2, ["b"], 0.2)  # b due at 1.15
+    assert s.plan(1.0) == Plan(pages=(0,))
+    s.page_read(0, 2, ["a"], 1.1)
+    assert s.plan(1.1) == Plan(pages=(1,))
+    assert s.plan(1.2) == Plan()  # b waits for its page
+    s.page_failed(1.25, offset=1)  # b's page failed: the listing ends, b is polled alone
+    assert s.plan(1.25) == Plan(alone=("b",))
+
+
+def test_runs_held_back_by_the_solo_budget_go_longest_due_first() -> None:
+    # 4 workers: one for the listing's page, so 3 polls of a run's own at once during a listing
+    s = schedule(mode="list", page_size=1, concurrency=4, timeout_s=5.0, page_concurrency=1)
+    for run_id in "abcde":
+        s.add(run_id, 0.0)
+    assert s.plan(0.0) == Plan(pages=(0,))
+    assert s.page_read(0, 10, [], 0.5) == ([], [])
+    s.plan(0.5)
+    for run_id, due in zip("edcba", (1.0, 1.0, 1.0, 1.0, 1.0), strict=True):
+        assert s._runs[run_id].next_due == due
+    s._runs["e"].next_due = 0.9  # e, then d, have waited longest
+    s._runs["d"].next_due = 0.95
+    assert s.plan(1.0).alone == ("e", "d", "a")

@@ -403,6 +403,9 @@ class DirectGet:
     def __init__(self, adapter: HTTPAdapter, base_url: str, verify: Any) -> None:
         self._adapter = adapter
         self._base_url = base_url
+        # percent-encoded once, as requests would on every call (a space or a non-ASCII letter in
+        # the base path); the rest of a target needs none (checked run ids, ``urlencode``d queries)
+        self._base_path = requests.utils.requote_uri(urlsplit(base_url).path)
         self._verify = verify
         self._lock = threading.Lock()
         self._pool: Any = None
@@ -442,7 +445,7 @@ class DirectGet:
         params: Mapping[str, Any] | None = None,
     ) -> Reply:
         """GET ``base_url + path`` (``params`` as the query); see ``exchange`` for the rules."""
-        target = urlsplit(self._base_url).path + path
+        target = self._base_path + path
         if params:
             target += "?" + urlencode(params)
         entry = _Entry(time.monotonic() + timeout_s)

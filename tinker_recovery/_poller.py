@@ -26,7 +26,7 @@ from .poll_schedule import PollSchedule, poll_jobs, split
 from .run_state import LIST_UNAVAILABLE_STATUSES, RunState, Verdict
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from .clock import Clock
     from .policy import Policy
@@ -39,6 +39,26 @@ Observed = TrainingRun | RunBrief
 """What a poll reads of a run: a full TrainingRun (its own GET) or a listing's RunBrief."""
 
 log = logging.getLogger("tinker_recovery.monitor")
+
+
+def cheap_reader(rest: Any, cheap: str, full: str) -> str:
+    """The name of the reader to poll ``rest`` with: ``cheap`` (a RestClient's brief readers read
+    only a run's id, ``corrupted`` and last checkpoint), unless ``rest`` lacks it or changes
+    ``full`` where ``cheap`` would not see it: set on the instance, or overridden in a class below
+    the one defining ``cheap`` (a RestClient subclass that changes what ``get_training_run``
+    answers, e.g. to inject a corruption, keeps seeing every poll); then ``full``."""
+    own = getattr(rest, "__dict__", {})
+    if full in own or cheap in own:
+        return full if full in own else cheap
+    owners: dict[str, type] = {}
+    for klass in type(rest).__mro__:
+        for name in (cheap, full):
+            if name in vars(klass):
+                owners.setdefault(name, klass)
+    cheap_owner, full_owner = owners.get(cheap), owners.get(full)
+    if cheap_owner is not None and (full_owner is None or issubclass(cheap_owner, full_owner)):
+        return cheap
+    return full
 
 
 class PollListener(Protocol):
@@ -216,14 +236,13 @@ class Poller:
         suspects = [run_id for run_id in plan.alone if self._schedule.suspect(run_id)]
         others = [r for r in plan.alone if not self._schedule.suspect(r)] if suspects else plan.alone
         batches = split(others, poll_jobs(len(others), self.settings.interval_s, self._round_trip_s))
-        self._jobs += len(plan.pages) + len(suspects) + len(batches)
-        self._workers.grow(min(self.settings.concurrency, self._jobs))
-        for offset in plan.pages:
-            self._workers.submit(self._read_page, offset)
-        for run_id in suspects:
-            self._workers.submit(self._read_runs, (run_id,))
-        for batch in batches:
-            self._workers.submit(self._read_runs, batch)
+        jobs: list[tuple[Callable[..., None], Any]] = [(self._read_page, offset) for offset in plan.pages]
+        jobs += [(self._read_runs, (run_id,)) for run_id in suspects]
+        jobs += [(self._read_runs, batch) for batch in batches]
+        self._workers.grow(min(self.settings.concurrency, self._jobs + len(jobs)))
+        for job, argument in jobs:
+            self._workers.submit(job, argument)
+            self._jobs += 1
 
     # --- poll workers: I/O only -----------------------------------------------------------------
 
@@ -232,8 +251,7 @@ class Poller:
         corrupted one, a failure and the job's end wake it: one wake-up for a job of healthy runs."""
         rest, clock = self.rest, self._clock
         assert rest is not None  # the Monitor sets it before the first run is added
-        # reads only id, corrupted and (lazily) the last checkpoint; a stand-in without it: the full run
-        read: Callable[..., Observed] = getattr(rest, "get_training_run_brief", None) or rest.get_training_run
+        read = getattr(rest, cheap_reader(rest, "get_training_run_brief", "get_training_run"))
         try:
             for run_id in run_ids:
                 if self._stopped:
@@ -241,11 +259,12 @@ class Poller:
                 began = clock.monotonic()  # the round trips size the jobs: on the injected clock
                 try:
                     run = read(run_id, timeout_s=self.settings.timeout_s, max_retries=0)
+                    corrupted = bool(run.corrupted)  # a stand-in's odd answer fails here, as a poll
                 except BaseException as error:
                     self._post("error", run_id, self._redact(error), clock.monotonic() - began)
                 else:
                     self._inbox.append(("read", run_id, run, clock.monotonic() - began))
-                    if run.corrupted:
+                    if corrupted:
                         self._wake.set()
         finally:
             self._post("job_done")
@@ -254,10 +273,10 @@ class Poller:
         rest = self.rest
         try:
             assert rest is not None
-            brief = getattr(rest, "list_training_runs_brief", None)
-            runs: list[Observed]
-            if callable(brief):  # reads only id and corrupted; an item that does not parse is skipped
-                runs, cursor, _skipped = brief(
+            runs: Sequence[Observed]
+            if cheap_reader(rest, "list_training_runs_brief", "list_training_runs") != "list_training_runs":
+                # id and corrupted only; an item that does not parse is skipped
+                runs, cursor, _skipped = rest.list_training_runs_brief(
                     limit=self.settings.page_size,
                     offset=offset,
                     timeout_s=self.settings.timeout_s,
@@ -369,7 +388,7 @@ class Poller:
         else:
             log.debug("run %s: %s (%s), reported before", run_id, outcome.reason, escape_text(error, 300))
 
-    def _on_page(self, offset: int, runs: list[Observed], total: int) -> None:
+    def _on_page(self, offset: int, runs: Sequence[Observed], total: int) -> None:
         self._jobs -= 1
         by_id = {run.training_run_id: run for run in runs}
         read, unread = self._schedule.page_read(offset, total, by_id, self._clock.monotonic())
@@ -400,6 +419,7 @@ class Poller:
                 self._clock.monotonic(),
                 unavailable=unavailable,
                 defer_s=getattr(error, "retry_after_s", None),
+                offset=offset,
             )
         )
 

@@ -330,22 +330,27 @@ class PollSchedule:
             return Plan(pages=tuple(pages), unread=tuple(unread))
         floor = math.inf  # the earliest due time of the runs left out of a poll of their own
         reading = {} if self._listing is None else self._listing.began  # pages in flight
+        due: list[tuple[str, _Run]] = []
         for run_id, run in self._runs.items():
             if run.in_flight:
                 continue
             if run.in_listing:
-                if run.page in reading:
-                    continue  # its page is being read: that answer wakes us
-                if run.next_due > now:  # no slack: the listing may yet read it in time
+                # no slack: the listing may yet read it in time; a run whose page is being read
+                # waits for that answer (kept in the floor, which stays a lower bound)
+                if run.next_due > now or run.page in reading:
                     floor = min(floor, run.next_due)
                     continue
             elif run.next_due > horizon:
                 floor = min(floor, run.next_due)
                 continue
+            due.append((run_id, run))
+        if budget is not None and len(due) > budget:
+            due.sort(key=lambda item: item[1].next_due)  # the longest due go first: none starves
+        for run_id, run in due:
             if budget is not None and budget <= 0:
                 self._held_until = self._hold_until(now)
-                floor = -math.inf  # the runs after this one were not looked at
-                break
+                floor = min(floor, run.next_due)
+                continue
             if run.suspect:
                 if free <= 0:
                     waiting.append(run_id)
@@ -524,16 +529,24 @@ class PollSchedule:
         return read, self._end_listing_if_done(now)
 
     def page_failed(
-        self, now: float, *, unavailable: bool = False, defer_s: float | None = None
+        self,
+        now: float,
+        *,
+        unavailable: bool = False,
+        defer_s: float | None = None,
+        offset: int | None = None,
     ) -> list[str]:
         """A listing page failed at ``now``: no more pages; the runs it left unread are polled
         alone (at once, or after ``defer_s``, a Retry-After, which defers the next listing too).
         ``unavailable``: the backend has no list endpoint (404/405/501): per-run from now on.
+        ``offset``: the failed page (its runs stop waiting for it; None: not known).
         Return the runs left unread if the listing ended now."""
         listing = self._listing
         if listing is None:
             return []
         listing.in_flight -= 1
+        if offset is not None:
+            listing.began.pop(offset, None)  # its runs wait for no answer from it
         listing.stopped = True
         if unavailable:
             self._list_available = False
