@@ -516,26 +516,29 @@ def test_the_shortcut_forgets_the_earliest_run_once_removed() -> None:
 
 
 # --- list mode: no run waits more than about an interval for a listing (issue 16) ------------------
+#
+# A run a listing read is due again interval + slack + the lag allowance after its page was asked
+# for; the allowance is max(2 x the previous page's round trip, the page's time into its listing).
 
 
-def test_a_listing_slower_than_an_interval_polls_a_run_alone_one_interval_after_its_last_read() -> None:
+def test_a_listing_slower_than_the_last_polls_a_run_alone_at_its_due_time() -> None:
     s = schedule(mode="list", page_size=1, page_concurrency=1, timeout_s=5.0)
     for run_id in "abc":
         s.add(run_id, 0.0)
     assert s.plan(0.0) == Plan(pages=(0,))
-    assert s.page_read(0, 3, ["a"], 0.4) == (["a"], [])  # page asked at 0.0: a due at 1.05
-    assert s.plan(0.4) == Plan(pages=(1,))
-    assert s.page_read(1, 3, ["b"], 0.8) == (["b"], [])  # page asked at 0.4: b due at 1.45
-    assert s.plan(0.8) == Plan(pages=(2,))
-    assert s.plan(0.99) == Plan()  # c's page is being read: it waits for that answer
-    assert s.page_read(2, 3, [], 1.2) == ([], ["c"])  # c moved off its page: alone now
-    assert s.plan(1.2) == Plan(pages=(0,), alone=("c",))  # and the second listing (due at 1.0)
-    assert s.next_wake(1.2) == 1.45  # b: one interval (and the slack) after its page was asked
-    assert s.plan(1.44) == Plan()
-    assert s.plan(1.45) == Plan(alone=("b",))  # the second listing has not asked for b's page
-    s.page_read(0, 3, ["a"], 1.5)
-    assert s.plan(1.5) == Plan(pages=(1,))
-    assert s.page_read(1, 3, ["b"], 1.6) == ([], [])  # b is polled alone: not judged twice
+    assert s.page_read(0, 3, ["a"], 0.01) == (["a"], [])  # asked at 0.0: due at 1.05
+    assert s.plan(0.01) == Plan(pages=(1,))
+    assert s.page_read(1, 3, ["b"], 0.02) == (["b"], [])  # asked at 0.01, allowance 0.02: 1.08
+    assert s.plan(0.02) == Plan(pages=(2,))
+    assert s.page_read(2, 3, ["c"], 0.03) == (["c"], [])  # 1.09
+    assert s.plan(1.0) == Plan(pages=(0,))  # a, due within the slack, is the listing's until 2.0
+    assert s.next_wake(1.0) == pytest.approx(1.08)  # b's page is not asked for yet
+    assert s.plan(1.075) == Plan()  # not taken early by the slack
+    assert s.plan(1.081) == Plan(alone=("b",))  # the listing is slow: b alone, an interval on
+    assert s.plan(1.091) == Plan(alone=("c",))
+    assert s.page_read(0, 3, ["a"], 1.3) == (["a"], [])
+    assert s.plan(1.3) == Plan(pages=(1,))
+    assert s.page_read(1, 3, ["b"], 1.4) == ([], [])  # b is polled alone: not judged twice
 
 
 def test_a_run_due_when_a_listing_starts_gives_the_listing_an_interval() -> None:
@@ -543,17 +546,17 @@ def test_a_run_due_when_a_listing_starts_gives_the_listing_an_interval() -> None
     s.add("a", 0.0)
     s.add("b", 0.0)
     s.plan(0.0)
-    s.page_read(0, 2, ["a"], 0.1)  # a due at 1.05
-    s.plan(0.1)
-    s.page_read(1, 2, ["b"], 0.2)  # b due at 1.15
-    assert not s.listing and s.next_wake(0.2) == 1.0
-    assert s.plan(1.0) == Plan(pages=(0,))  # a (due within the slack) is the listing's until 2.0
-    assert s.next_wake(1.0) == pytest.approx(1.15)
-    s.page_read(0, 2, ["a"], 1.1)
-    assert s.plan(1.1) == Plan(pages=(1,))  # b's page asked before b falls due: no poll of its own
-    assert s.plan(1.3) == Plan()  # past b's due time while its page is read
-    assert s.page_read(1, 2, ["b"], 1.35) == (["b"], [])
-    assert s.next_wake(1.35) == 2.0  # the next listing
+    s.page_read(0, 2, ["a"], 0.01)  # a due at 1.05
+    s.plan(0.01)
+    s.page_read(1, 2, ["b"], 0.02)  # b due at 1.08
+    assert not s.listing and s.next_wake(0.02) == 1.0
+    assert s.plan(1.0) == Plan(pages=(0,))
+    assert s.next_wake(1.0) == pytest.approx(1.08)
+    s.page_read(0, 2, ["a"], 1.01)
+    assert s.plan(1.01) == Plan(pages=(1,))  # b's page asked before b falls due: no poll of its own
+    assert s.plan(1.2) == Plan()  # past b's due time while its page is read: b waits for it
+    assert s.page_read(1, 2, ["b"], 1.25) == (["b"], [])
+    assert s.next_wake(1.25) == 2.0  # the next listing
 
 
 def test_a_run_on_a_page_not_asked_for_yet_is_polled_alone_at_its_due_time_not_before() -> None:
@@ -561,12 +564,12 @@ def test_a_run_on_a_page_not_asked_for_yet_is_polled_alone_at_its_due_time_not_b
     s.add("a", 0.0)
     s.add("b", 0.0)
     s.plan(0.0)
-    s.page_read(0, 2, ["a"], 0.5)
-    s.plan(0.5)
-    s.page_read(1, 2, ["b"], 0.6)  # b: page asked at 0.5, due at 1.55
-    assert s.plan(1.0) == Plan(pages=(0,))
-    assert s.plan(1.52) == Plan()  # in the listing: not taken early by the slack
-    assert s.plan(1.55) == Plan(alone=("b",))
+    s.page_read(0, 2, ["a"], 0.01)
+    assert s.plan(0.5) == Plan(pages=(1,))
+    s.page_read(1, 2, ["b"], 0.51)  # asked 0.5 s into the listing: allowance 0.5, due at 2.05
+    assert s.plan(1.0) == Plan(pages=(0,))  # at most an interval after this listing began: 2.0
+    assert s.plan(1.99) == Plan()  # in the listing: not taken early by the slack
+    assert s.plan(2.0) == Plan(alone=("b",))
 
 
 def test_runs_whose_page_is_being_read_stay_in_the_floor_so_they_are_never_lost() -> None:
@@ -586,8 +589,8 @@ def test_runs_whose_page_is_being_read_stay_in_the_floor_so_they_are_never_lost(
     assert s.plan(1.012) == Plan(alone=("c",))  # a and b wait for their page
     assert s.page_read(0, 250, ["a", "b"], 1.02) == (["a", "b"], [])  # 3 pages > 3 runs: per-run now
     s.remove("c")
-    assert s.next_wake(1.02) == pytest.approx(2.06)
-    assert s.plan(2.06) == Plan(alone=("a", "b"))
+    assert s.next_wake(1.02) == pytest.approx(2.08)
+    assert s.plan(2.081) == Plan(alone=("a", "b"))
 
 
 def test_a_deferred_listing_does_not_hide_a_run_due_before_it() -> None:
@@ -604,11 +607,11 @@ def test_a_deferred_listing_does_not_hide_a_run_due_before_it() -> None:
     assert s.plan(1.01) == Plan(pages=(1, 2))
     s.add("c", 1.02)
     assert s.plan(1.02) == Plan(alone=("c",))
-    s.page_read(1, 3, ["a"], 1.03)  # a due at 2.06
+    s.page_read(1, 3, ["a"], 1.03)  # a due at 2.08
     s.page_failed(1.04, defer_s=10.0, offset=2)  # a 429 on b's page: b and the next listing at 11.04
     s.finished("c", 1.05, defer_s=30.0)
-    assert s.next_wake(1.05) == pytest.approx(2.06)
-    assert s.plan(2.06) == Plan(alone=("a",))
+    assert s.next_wake(1.05) == pytest.approx(2.08)
+    assert s.plan(2.081) == Plan(alone=("a",))
 
 
 def test_a_failed_page_stops_its_runs_waiting_for_it() -> None:
@@ -640,3 +643,31 @@ def test_runs_held_back_by_the_solo_budget_go_longest_due_first() -> None:
     s._runs["e"].next_due = 0.9  # e, then d, have waited longest
     s._runs["d"].next_due = 0.95
     assert s.plan(1.0).alone == ("e", "d", "a")
+
+
+def test_a_run_that_moved_off_its_page_is_polled_alone_at_its_own_due_time() -> None:
+    s = schedule(mode="list", page_size=1, page_concurrency=1, timeout_s=5.0)
+    s.add("a", 0.0)
+    s.add("b", 0.0)
+    s.plan(0.0)
+    s.page_read(0, 3, ["x"], 0.01)
+    s.plan(0.01)
+    s.page_read(1, 3, ["a"], 0.02)  # a on page 1, due at 1.08
+    s.plan(0.02)
+    s.page_read(2, 3, ["b"], 0.03)  # b on page 2, due at 1.09
+    assert s.plan(1.0) == Plan(pages=(0,))
+    s.page_read(0, 3, ["x"], 1.005)
+    assert s.plan(1.005) == Plan(pages=(1,))
+    assert s.page_read(1, 3, ["y"], 1.01) == ([], [])  # a is no longer on page 1
+    assert s.plan(1.01) == Plan(pages=(2,))
+    assert s.plan(1.081) == Plan(alone=("a",))  # its own due time, not its old page's neighbours'
+
+
+def test_a_run_polled_alone_during_a_listing_gives_the_next_listing_the_same_allowance() -> None:
+    s = schedule(mode="list", page_size=1, page_concurrency=1, timeout_s=5.0)
+    s.add("a", 0.0)
+    s.plan(0.0)
+    s.add("b", 0.25)  # watched during the listing: read alone at once, 0.25 s into it
+    assert s.plan(0.25) == Plan(alone=("b",))
+    s.finished("b", 0.3)
+    assert s._runs["b"].next_due == pytest.approx(1.5)  # 0.25 + 1.0 + 0.25: the listing's lag

@@ -43,7 +43,7 @@ __all__ = ["NO_PROXY", "DeadlineAdapter", "Reply", "exchange", "is_loopback_host
 
 log = logging.getLogger("tinker_recovery.http")
 
-READ_SIZE = 16 * 1024
+READ_SIZE = 64 * 1024
 """Largest single read of a body; the deadline is checked between reads."""
 NO_PROXY: dict[str, str | None] = {"http": None, "https": None, "all": None}
 """``proxies=`` for requests that must not use a proxy (None removes what the environment sets)."""

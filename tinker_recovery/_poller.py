@@ -392,8 +392,13 @@ class Poller:
         self._jobs -= 1
         by_id = {run.training_run_id: run for run in runs}
         read, unread = self._schedule.page_read(offset, total, by_id, self._clock.monotonic())
+        states, quiet = self._states, not self._onces
         for run_id in read:
-            self._judge(run_id, by_id[run_id])
+            run = by_id[run_id]
+            if quiet and not run.corrupted:  # healthy, and no poll_once waits: the state only
+                states[run_id].read(False)
+            else:
+                self._judge(run_id, run)
         self._listing_ended(unread)
 
     def _on_page_error(self, offset: int, error: BaseException) -> None:

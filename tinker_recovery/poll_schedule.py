@@ -198,12 +198,22 @@ class PollSchedule:
         self._page_rtt = 0.0  # the last listing page's round trip (started -> read), seconds
         self._unseen = 0  # watched runs not looked at yet
         self._first_look = False  # auto: every run (two or more) was looked at once; never reset
+        # Listing pages by offset: how many watched runs the last read of each returned, and when
+        # they are due again (its ask time + interval + slack). Such a run ("on a page") keeps its
+        # page's due time until something else sets it; while a listing is in flight, the runs on
+        # pages not asked for yet are left out of the floor, and their pages' earliest due time
+        # stands for them: a tick scans no run while the listing keeps pace (issue 16).
+        self._page_runs: dict[int, int] = {}
+        self._page_due: dict[int, float] = {}
         # The earliest ``next_due`` of the runs not in a poll of their own: always a lower bound
         # (-inf: unknown), exact while ``_floor_exact``. ``plan`` and ``next_wake`` skip their scan
         # of every run when it shows nothing is due: a listing of 10,000 watched runs ticks once a
-        # page, and two scans a tick were 2 ms, 11 us per listed run (issue 16). While a listing is
+        # page, and two scans a tick were 2 ms, 11 us per listed run (issue 16). A run in a listing
+        # counts with its due time plus the slack (it is taken at its due time, not ``slack_s``
+        # before), so ``floor > now + slack_s`` still means nothing can be taken. While a listing is
         # in flight (each page it reads raises the due time of its runs, so the floor is seldom
-        # exact) ``next_wake`` answers the bound: an early wake, once, whose ``plan`` scans.
+        # exact) ``next_wake`` answers the bound less the slack: an early wake, once, whose ``plan``
+        # scans.
         self._floor = -math.inf
         self._floor_exact = False
 
@@ -222,6 +232,8 @@ class PollSchedule:
     def remove(self, run_id: str) -> None:
         """Forget ``run_id`` (frees its suspect slot); unknown ids are ignored."""
         run = self._runs.pop(run_id, None)
+        if run is not None:
+            self._leave_page(run)
         if run is not None and not run.in_flight and run.next_due <= self._floor:
             self._floor_exact = False  # it may have been the earliest
         if run is not None and not run.seen:
@@ -250,13 +262,50 @@ class PollSchedule:
             self._floor = due
 
     def _set_due(self, run: _Run, due: float) -> None:
-        """Set ``run.next_due``, keeping the floor a lower bound (and exact where it can)."""
+        """Set ``run.next_due``, keeping the floor a lower bound (and exact where it can); the run
+        leaves its page (its due time is its own now)."""
+        self._leave_page(run)
         if not run.in_flight:
             if due < run.next_due:
-                self._lower(due)
+                self._lower(due + (self.settings.slack_s if run.in_listing else 0.0))
             elif due > run.next_due and run.next_due <= self._floor:
                 self._floor_exact = False  # it may have been the earliest
         run.next_due = due
+
+    def _lag_allowance(self, began: float) -> float:
+        """How much later than this one the next listing may read a run read at ``began`` (a
+        page's ask, or a poll of its own during this listing) before the run is polled alone: as
+        long again as it took this listing to get there (a listing up to twice as slow), at least
+        two page round trips (a wave of pages behind). A listing that keeps pace, or nearly, never
+        polls a run twice; one slower than the interval (a 30,000-run account) leaves a run read
+        ``p`` seconds into a listing unread for at most ``interval + slack + p`` (issue 16)."""
+        listing = self._listing
+        into = 0.0 if listing is None else max(0.0, began - listing.started)
+        return max(2 * self._page_rtt, into)
+
+    def _join_page(self, run: _Run, offset: int, due: float) -> None:
+        run.page = offset
+        self._page_runs[offset] = self._page_runs.get(offset, 0) + 1
+        self._page_due[offset] = due
+
+    def _leave_page(self, run: _Run) -> None:
+        if run.page >= 0:
+            left = self._page_runs.get(run.page, 1) - 1
+            if left > 0:
+                self._page_runs[run.page] = left
+            else:
+                self._page_runs.pop(run.page, None)
+                self._page_due.pop(run.page, None)
+            run.page = -1
+
+    def _pages_due(self) -> float:
+        """The earliest due time of the runs on pages the listing in flight has not asked for
+        (math.inf: none, or no listing)."""
+        listing = self._listing
+        if listing is None:
+            return math.inf
+        unasked = listing.next_offset
+        return min((due for offset, due in self._page_due.items() if offset >= unasked), default=math.inf)
 
     def _none_due(self, horizon: float) -> bool:
         """True when no run outside a poll of its own is due by ``horizon`` (no scan needed)."""
@@ -264,9 +313,12 @@ class PollSchedule:
 
     def _floor_wake(self, now: float) -> float | None:
         """The earliest due time when later than ``now`` (nothing due, so neither held nor waiting
-        runs change it) and known exactly, or, while a listing is in flight, its lower bound (see
-        ``__init__``); None: scan."""
-        if self._floor > now and not self._waiting and (self._floor_exact or self._listing is not None):
+        runs change it) and known exactly, or, while a listing is in flight, the earliest moment a
+        run may be taken (the floor less the slack, see ``__init__``); None: scan."""
+        if self._listing is not None:
+            wake = self._floor - self.settings.slack_s
+            return wake if wake > now and not self._waiting else None
+        if self._floor > now and not self._waiting and self._floor_exact:
             return self._floor
         return None
 
@@ -324,21 +376,24 @@ class PollSchedule:
         waiting: list[str] = []
         free = self.settings.suspect_slots - self._suspects_in_flight
         budget = self._solo_budget(now)
-        self._held_until = None
-        if self._none_due(horizon):
-            self._waiting = False
+        if self._none_due(horizon) and self._pages_due() > now:
+            self._waiting = False  # (runs held back stay held: the floor holds their time)
             return Plan(pages=tuple(pages), unread=tuple(unread))
+        self._held_until = None
         floor = math.inf  # the earliest due time of the runs left out of a poll of their own
         reading = {} if self._listing is None else self._listing.began  # pages in flight
+        unasked = math.inf if self._listing is None else self._listing.next_offset
         due: list[tuple[str, _Run]] = []
         for run_id, run in self._runs.items():
             if run.in_flight:
                 continue
             if run.in_listing:
                 # no slack: the listing may yet read it in time; a run whose page is being read
-                # waits for that answer (kept in the floor, which stays a lower bound)
+                # waits for that answer (kept in the floor, which stays a lower bound); one on a
+                # page not asked for yet counts in its page's due time, not in the floor
                 if run.next_due > now or run.page in reading:
-                    floor = min(floor, run.next_due)
+                    if run.page < unasked:
+                        floor = min(floor, run.next_due + self.settings.slack_s)
                     continue
             elif run.next_due > horizon:
                 floor = min(floor, run.next_due)
@@ -348,8 +403,10 @@ class PollSchedule:
             due.sort(key=lambda item: item[1].next_due)  # the longest due go first: none starves
         for run_id, run in due:
             if budget is not None and budget <= 0:
+                # held: taken when a poll of a run's own ends (``finished`` asks for a scan) or
+                # the next budget window opens (in the floor), not rescanned on every tick
                 self._held_until = self._hold_until(now)
-                floor = min(floor, run.next_due)
+                floor = min(floor, self._held_until + self.settings.slack_s)  # taken then, not before
                 continue
             if run.suspect:
                 if free <= 0:
@@ -359,11 +416,14 @@ class PollSchedule:
                 free -= 1
                 run.holds_slot = True
                 self._suspects_in_flight += 1
+            self._leave_page(run)
             run.in_flight = True
             run.in_listing = False
             run.unlisted = False
             run.urgent = False
             run.next_due = now + self.settings.interval_s
+            if self._listing is not None:  # the next listing may reach it as late as this one did
+                run.next_due += self._lag_allowance(now)
             self._solo_in_flight += 1
             if budget is not None:
                 budget -= 1
@@ -418,18 +478,28 @@ class PollSchedule:
     def _start_listing(self, now: float) -> None:
         self._listing = _Listing(started=now)
         self._next_listing = now + self.settings.interval_s
+        # a run due now (new, asked for, or due with the listing) gives the listing an interval;
+        # one due later stays due then (a listing slower than an interval polls it alone one
+        # interval after its last read); a page's due time changes as its runs' do
+        last = now + self.settings.interval_s
+        slack = self.settings.slack_s
+        soon = now + slack
+        self._page_due = {
+            offset: last if due <= soon else min(due, last) for offset, due in self._page_due.items()
+        }
         floor = math.inf
         for run in self._runs.values():
-            if not run.in_flight and not run.unlisted:
+            if run.in_flight:
+                continue
+            if not run.unlisted:
                 run.in_listing = True
                 run.urgent = False
-                # a run due now (new, asked for, or due with the listing) gives the listing an
-                # interval; one due later stays due then (a listing slower than an interval polls it
-                # alone one interval after its last read)
-                due = now + self.settings.interval_s
-                run.next_due = due if run.next_due <= now + self.settings.slack_s else min(run.next_due, due)
-            if not run.in_flight:
-                floor = min(floor, run.next_due)
+                due = run.next_due
+                due = run.next_due = last if due <= soon else (due if due < last else last)
+                if run.page < 0 and due + slack < floor:
+                    floor = due + slack
+            elif run.next_due < floor:
+                floor = run.next_due
         self._floor, self._floor_exact = floor, True
 
     def _next_pages(self, now: float) -> list[int]:
@@ -466,6 +536,8 @@ class PollSchedule:
         if run is None:
             return
         was_in_flight = run.in_flight
+        if was_in_flight and self._held_until is not None:
+            self._floor = -math.inf  # a run held back by the solo budget may go now: scan
         if run.in_flight:
             self._solo_in_flight -= 1
         run.in_flight = False
@@ -502,20 +574,42 @@ class PollSchedule:
         # due again one interval after this page was asked for, plus the slack: the next listing
         # asks for it at about the same moment into it (then the run waits for that answer); one
         # asking later than that leaves the run to a poll of its own
-        due = began + self.settings.interval_s + self.settings.slack_s
+        due = began + self.settings.interval_s + self.settings.slack_s + self._lag_allowance(began)
         read = []
-        for run_id in run_ids:
-            run = self._runs.get(run_id)
-            if run is not None and run.in_listing:
-                run.in_listing = False
-                run.page = offset
+        expected = self._page_runs.get(offset, 0)  # runs this page held last time
+        same = joined = 0
+        runs = self._runs
+        for run_id in run_ids:  # the hot loop of list mode: 10,000 runs a second (issue 16)
+            run = runs.get(run_id)
+            if run is None or not run.in_listing:
+                continue
+            run.in_listing = False
+            if not run.seen:
                 self._saw(run)
-                if run.urgent:
-                    run.urgent = False
-                    self._set_due(run, now)
-                else:
-                    self._set_due(run, due)
-                read.append(run_id)
+            if run.page == offset:
+                same += 1
+            elif run.page >= 0:
+                self._leave_page(run)  # moved here from another page
+            if run.urgent:
+                run.urgent, run.page, run.next_due = False, -1, now
+                self._lower(now)
+            else:
+                run.page, run.next_due = offset, due
+                joined += 1
+            read.append(run_id)
+        if read:
+            self._floor_exact = False  # the floor may hold the due times these runs leave behind
+        if same < expected:  # runs this page held and no longer returns: each on its own now
+            for run in runs.values():
+                if run.page == offset and run.in_listing:
+                    run.page = -1
+            self._floor = -math.inf  # scan for them
+        if joined:
+            self._page_runs[offset], self._page_due[offset] = joined, due
+            self._lower(due)  # back among the runs the floor covers
+        else:
+            self._page_runs.pop(offset, None)
+            self._page_due.pop(offset, None)
         if listing is None:
             return read, []
         listing.in_flight -= 1
@@ -547,6 +641,8 @@ class PollSchedule:
         listing.in_flight -= 1
         if offset is not None:
             listing.began.pop(offset, None)  # its runs wait for no answer from it
+        if offset is None or offset in self._page_runs:
+            self._floor = -math.inf  # nor does their page's due time stand for them: scan for them
         listing.stopped = True
         if unavailable:
             self._list_available = False
@@ -571,6 +667,8 @@ class PollSchedule:
         ):
             return []  # more pages to start
         self._listing = None
+        if self._held_until is not None:  # runs held back by the solo budget: no budget any more
+            self._held_until, self._floor = None, -math.inf
         unread = []
         for run_id, run in self._runs.items():
             if run.in_listing:  # not in the pages read: poll it alone (after a Retry-After: list again)
@@ -598,7 +696,7 @@ class PollSchedule:
             wake = self._next_listing  # only when a listing would read something: no spinning
         earliest = self._floor_wake(now)
         if earliest is not None:
-            return min(wake, earliest)
+            return min(wake, earliest, self._pages_due())
         held = self._held_until if self._listing is not None else None
         reading = {} if self._listing is None else self._listing.began
         for run in self._runs.values():
