@@ -28,12 +28,16 @@ Rules (exact-number tests in tests/test_poll_schedule.py):
   ``timeout_s`` after the listing began. A run the listing did not return (another owner's run,
   a deleted one, a listing cut short or failed) is polled alone at once. No run waits much more
   than an interval for a listing (issue 16): a run a listing read is due ``interval_s`` plus
-  ``slack_s`` after its page was asked for; a run due when a listing starts (new, asked for by
-  ``poll_now``, or due with the listing) is due ``interval_s`` after the listing began. A run in a
-  listing is polled alone at its due time (the slack does not take it early) unless the page that
-  read it last is being read then: it waits for that answer, and is polled alone if the page no
-  longer holds it. So a listing as fast as the last one asks for each run's page before it falls
-  due, and a slower one (a 300-page account) leaves it to a poll of its own. A new run is polled alone at once
+  ``slack_s`` plus a lag allowance after its page was asked for (the allowance: how far into the
+  listing that was, at most ``LAG_SHARE`` of the interval, at least two page round trips; a run
+  polled alone during a listing gets the same); a run due when a listing starts (new, asked for
+  by ``poll_now``, or due with the listing) is due ``interval_s`` after the listing began, and no
+  run in a listing later than that. A run in a listing is polled alone at its due time (the slack
+  does not take it early) unless the page that read it last is being read then: it waits for that
+  answer, and is polled alone if the page no longer holds it. So a listing about as fast as the
+  last one asks for each run's page before it falls due, and a slower one (a 300-page account)
+  leaves it to a poll of its own. While a listing is in flight, runs on pages it has not asked for
+  are represented by their pages' due times: a tick does not look at every run. A new run is polled alone at once
   unless a listing starts now. A 404/405/501 on a listing turns list mode into per-run for good.
 - Auto mode: per-run until every watched run has been looked at once (so auto never costs more
   requests before its first look than per-run polls), unless ``AUTO_PROBE_RUNS`` or more runs are
@@ -54,6 +58,10 @@ import attrs
 from .poll_settings import PollSettings
 
 __all__ = ["Plan", "PollSchedule", "page_slots", "pages_for", "poll_jobs", "solo_budget", "split"]
+
+LAG_SHARE = 0.1
+"""The most a listing may lag the last one reaching a run, as a share of the interval, before
+the run is polled alone."""
 
 MIN_PAGE_SLOTS = 4
 """A listing reads at least this many pages at once (when its caps allow)."""
@@ -275,13 +283,14 @@ class PollSchedule:
     def _lag_allowance(self, began: float) -> float:
         """How much later than this one the next listing may read a run read at ``began`` (a
         page's ask, or a poll of its own during this listing) before the run is polled alone: as
-        long again as it took this listing to get there (a listing up to twice as slow), at least
-        two page round trips (a wave of pages behind). A listing that keeps pace, or nearly, never
-        polls a run twice; one slower than the interval (a 30,000-run account) leaves a run read
-        ``p`` seconds into a listing unread for at most ``interval + slack + p`` (issue 16)."""
+        long again as it took this listing to get there (a listing up to twice as slow), at most
+        ``LAG_SHARE`` of the interval, at least two page round trips (a wave of pages behind). A
+        listing that keeps pace, or nearly, never polls a run twice; one slower than the interval
+        (a 30,000-run account) leaves a run unread for at most ``(1 + LAG_SHARE) * interval +
+        slack`` (issue 16)."""
         listing = self._listing
         into = 0.0 if listing is None else max(0.0, began - listing.started)
-        return max(2 * self._page_rtt, into)
+        return max(2 * self._page_rtt, min(into, LAG_SHARE * self.settings.interval_s))
 
     def _join_page(self, run: _Run, offset: int, due: float) -> None:
         run.page = offset
