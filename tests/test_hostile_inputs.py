@@ -226,6 +226,14 @@ def test_run_brief_fast_path_agrees_with_the_checked_one(item):
     assert fast == checked or (fast[0] == "error" and checked[0] == "error")
 
 
+def test_a_run_brief_parses_in_full_from_the_answer_as_read():
+    item = {**RUN, "user_metadata": {"renderer_name": "qwen3"}}
+    assert RunBrief.from_json(item).full() == tr.TrainingRun.from_json(item)
+    assert RunBrief("run-1", True).full() is None  # built without the answer: the caller reads it
+    with pytest.raises(tr.ResponseError, match=r"^TrainingRun\.last_request_time"):
+        RunBrief.from_json({**RUN, "last_request_time": 7}).full()
+
+
 def test_training_run_exposes_user_metadata():
     run = tr.TrainingRun.from_json({**RUN, "user_metadata": {"renderer_name": "qwen3"}})
     assert run.user_metadata == {"renderer_name": "qwen3"}

@@ -37,8 +37,9 @@ Rules (exact-number tests in tests/test_poll_schedule.py):
   answer, and is polled alone if the page no longer holds it. So a listing about as fast as the
   last one asks for each run's page before it falls due, and a slower one (a 300-page account)
   leaves it to a poll of its own. While a listing is in flight, runs on pages it has not asked for
-  are represented by their pages' due times: a tick does not look at every run. A new run is polled alone at once
-  unless a listing starts now. A 404/405/501 on a listing turns list mode into per-run for good.
+  are represented by their pages' due times: a tick does not look at every run. A new run is
+  polled alone at once unless a listing starts now. A 404/405/501 on a listing turns list mode
+  into per-run for good.
 - Auto mode: per-run until every watched run has been looked at once (so auto never costs more
   requests before its first look than per-run polls), unless ``AUTO_PROBE_RUNS`` or more runs are
   not looked at yet: then a listing makes the first look (one page more than per-run polls at
