@@ -201,6 +201,39 @@ def test_run_brief_refuses_a_non_object_last_checkpoint():
         RunBrief.from_json({"training_run_id": "a", "last_checkpoint": "x"})
 
 
+_JSON_LEAF = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
+_JSON = st.recursive(
+    _JSON_LEAF,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+_FIELD = st.sampled_from(["training_run_id", "corrupted", "last_checkpoint", "other"])
+
+
+@given(st.dictionaries(_FIELD, _JSON | st.text(max_size=8), max_size=4))
+def test_run_brief_fast_path_agrees_with_the_checked_one(item):
+    # a dict takes the inline checks; any other mapping the field-by-field reader with its messages
+    from types import MappingProxyType
+
+    def read(data):
+        try:
+            brief = RunBrief.from_json(data)
+        except tr.ResponseError as error:
+            return ("error", str(error))
+        return (brief.training_run_id, brief.corrupted, brief._raw_last_checkpoint)
+
+    fast, checked = read(item), read(MappingProxyType(item))
+    assert fast == checked or (fast[0] == "error" and checked[0] == "error")
+
+
+def test_a_run_brief_parses_in_full_from_the_answer_as_read():
+    item = {**RUN, "user_metadata": {"renderer_name": "qwen3"}}
+    assert RunBrief.from_json(item).full() == tr.TrainingRun.from_json(item)
+    assert RunBrief("run-1", True).full() is None  # built without the answer: the caller reads it
+    with pytest.raises(tr.ResponseError, match=r"^TrainingRun\.last_request_time"):
+        RunBrief.from_json({**RUN, "last_request_time": 7}).full()
+
+
 def test_training_run_exposes_user_metadata():
     run = tr.TrainingRun.from_json({**RUN, "user_metadata": {"renderer_name": "qwen3"}})
     assert run.user_metadata == {"renderer_name": "qwen3"}
@@ -573,3 +606,19 @@ def test_server_texts_cannot_forge_a_line_in_a_plain_text_log():
     for expected in ("cannot be loaded", "expired at", "recovered from", "going up the lineage",
                      "is gone", "adopted instead"):
         assert expected in shown and "recovered\\x1b]0;owned" in shown, expected  # logged, escaped
+
+
+@pytest.mark.parametrize(
+    ("base_path", "sent"), [("/api v1", "/api%20v1"), ("/é", "/%C3%A9"), ("/a%20b", "/a%20b")]
+)
+def test_a_base_path_needing_percent_encoding_is_encoded_on_the_poll_path_too(base_path, sent):
+    # Found in review: the poll path's urllib3 request step sends the target as given
+    with scripted_server() as server:
+        server.answer(http_answer(200, json.dumps(RUN).encode()))
+        rest = tr.RestClient(tr.Config(api_key="tml-" + "k" * 40, base_url=server.base_url + base_path))
+        assert rest._direct is not None  # the poll path, not requests
+        assert rest.get_training_run_brief("run-1", max_retries=0).training_run_id == RUN["training_run_id"]
+        assert rest.get_training_run("run-1", max_retries=0).training_run_id == RUN["training_run_id"]
+        paths = [request.split(b" ", 2)[1].decode("ascii") for request in server.requests]
+        assert paths == [f"{sent}/api/v1/training_runs/run-1"] * 2
+        rest.close()

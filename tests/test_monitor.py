@@ -405,6 +405,43 @@ def test_check_answers_within_one_round_trip(executor, recorder):
     monitor.stop()
 
 
+def test_each_handle_calls_the_monitor_about_its_own_run(executor):
+    # The handles share the monitor's callables (made once, issue 16): each must still act on its run.
+    rest = ScriptedRest({"run-1": [False], "run-2": [False]})
+    monitor = make_monitor(executor, rest, poll_mode="per_run")
+    first, second = watch(monitor, rest, "run-1"), watch(monitor, rest, "run-2")
+    assert first.check() is False and rest.calls[-1] == ("get", "run-1")
+    assert second.check() is False and rest.calls[-1] == ("get", "run-2")
+    assert second.poll_now()
+    rest.wait_calls(len(rest.calls) + 1)
+    assert rest.calls[-1] == ("get", "run-2")
+    first.stop()
+    assert not first.watching and not first.poll_now() and second.watching
+    assert monitor.watched == ["run-2"]
+    monitor.stop()
+
+
+def test_runs_without_metadata_never_share_a_metadata_dict(executor):
+    # A run given no metadata keeps no dict (issue 16); a receiver changing one run's payload
+    # metadata must still not change another's.
+    rest = ScriptedRest({"run-1": [False], "run-2": [False]})
+    monitor = make_monitor(executor, rest)
+    sent: list[dict] = []
+
+    def on_watched(_sender, **payload):
+        payload["metadata"]["seen"] = payload["run_id"]
+        sent.append(payload["metadata"])
+
+    with tr.signals.watched.connected_to(on_watched):
+        watch(monitor, rest, "run-1")
+        client = object()
+        handle = watch(monitor, rest, "run-2", training_client=client)
+    assert sent == [{"seen": "run-1"}, {"training_client": client, "seen": "run-2"}]
+    assert handle.client is client and monitor.handle("run-1").client is None
+    assert monitor._watches.find("run-1").metadata == {}
+    monitor.stop()
+
+
 def test_two_monitors_sharing_an_executor_follow_the_same_recovery(executor, recorder):
     if not hasattr(executor, "future_of"):
         pytest.skip("Executor.future_of lands with the executor's branch")

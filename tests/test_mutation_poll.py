@@ -10,7 +10,7 @@ import math
 import pytest
 
 from tinker_recovery.errors import ApiError, AuthenticationError
-from tinker_recovery.poll_schedule import Plan, PollSchedule, pool_size
+from tinker_recovery.poll_schedule import Plan, PollSchedule, poll_jobs
 from tinker_recovery.poll_settings import PollSettings
 from tinker_recovery.run_state import RunState, Verdict
 
@@ -33,13 +33,14 @@ def listed_all(s: PollSchedule, runs: list[str], now: float) -> None:
     assert not s.listing
 
 
-# --- pool_size ------------------------------------------------------------------------------------
+# --- poll_jobs ------------------------------------------------------------------------------------
 
 
-def test_pool_size_edges():
-    assert pool_size(10, 1.0, 0.01, 16) == 1  # no suspect slot unless asked for
-    assert pool_size(100, 2.0, 0.05, 64) == 5  # 2 * 100 * 0.05 / 2
-    assert pool_size(0, 1.0, 5.0, 16) == 1  # no run: no worker busy, whatever the round trip
+def test_poll_jobs_edges():
+    assert poll_jobs(100, 1.0, 0.0025) == 1  # exactly a quarter of the interval: one job
+    assert poll_jobs(100, 1.0, 0.00251) == 2
+    assert poll_jobs(100, 2.0, 0.05) == 10  # 100 * 0.05 / (0.25 * 2)
+    assert poll_jobs(1, 1.0, 0.0) == 1
 
 
 # --- per run: slots, queries ----------------------------------------------------------------------

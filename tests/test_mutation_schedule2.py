@@ -323,7 +323,7 @@ def test_a_retry_after_that_keeps_the_due_time_keeps_the_wake_exact():
     assert s.plan(0.0) == Plan(pages=(0,))
     s.page_read(0, 3, ["a"], 0.0)
     assert s.plan(0.0) == Plan(pages=(1, 2))
-    assert s.page_failed(0.25, defer_s=0.75) == []  # b and c stay due at 1.0; page 2 in flight
+    assert s.page_failed(0.25, defer_s=0.75, offset=1) == []  # b and c stay due at 1.0; page 2 in flight
     s._runs = _NoScan(s._runs)
     assert s.next_wake(0.25) == 1.0
 

@@ -137,6 +137,30 @@ def test_get_training_run(rsps, h):
     assert h.sleeps == []
 
 
+def test_get_training_run_brief_reads_only_what_a_poll_needs(rsps, h):
+    body = run_json(corrupted=True, last_checkpoint=checkpoint_json("step-3"))
+    body["last_request_time"] = "not a date"  # a full TrainingRun would refuse this; a poll does not
+    rsps.get(RUN_URL, json=body)
+    brief = h.client.get_training_run_brief(RUN, timeout_s=2.0, max_retries=0)
+    assert (brief.training_run_id, brief.corrupted, brief.last_checkpoint.step) == (RUN, True, 3)
+    assert rsps.calls[0].request.url == RUN_URL
+    with pytest.raises(ResponseError, match=r"TrainingRun\.last_request_time"):
+        h.client.get_training_run(RUN)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"corrupted": "yes"}, r"TrainingRun\.corrupted"),
+        ({"training_run_id": 7}, r"TrainingRun\.training_run_id"),
+    ],
+)
+def test_get_training_run_brief_refuses_the_fields_it_reads_when_malformed(rsps, h, change, field):
+    rsps.get(RUN_URL, json={**run_json(), **change})
+    with pytest.raises(ResponseError, match=field):
+        h.client.get_training_run_brief(RUN)
+
+
 def test_headers_sent(rsps, h):
     rsps.get(RUN_URL, json=run_json())
     h.client.get_training_run(RUN)

@@ -25,7 +25,7 @@ from ._threads import Notifier
 from ._watches import Watch, Watches, payload
 from .errors import AlreadyPending, NotFound, ResponseError, Shutdown
 from .events import reason_class
-from .models import Checkpoint, TrainingRun
+from .models import Checkpoint, RunBrief, TrainingRun
 from .signals import send_guarded
 
 if TYPE_CHECKING:
@@ -193,11 +193,20 @@ class Detections:
         future.add_done_callback(lambda done: self._recovery_done(watch, done))
 
     def _full_run(self, run_id: str, observed: Observed) -> Observed:
-        """A listing's brief read of a corrupted run, completed by one GET: the executor copies the
-        run's ``user_metadata`` onto the restored run. On failure the brief stays and the executor
-        reads the run itself."""
+        """A brief read of a corrupted run (a poll's or a listing's), made whole: from the answer
+        as read, else by one GET (the executor copies the run's ``user_metadata`` onto the restored
+        run). On failure the brief stays and the executor reads the run itself."""
+        if isinstance(observed, TrainingRun):
+            return observed
+        try:
+            whole = observed.full() if isinstance(observed, RunBrief) else None
+        except ResponseError as error:
+            log.debug("run %s: its answer does not parse in full (%s)", run_id, escape_text(error, 200))
+            whole = None
+        if whole is not None:
+            return whole
         rest = self._rest()
-        if isinstance(observed, TrainingRun) or rest is None:
+        if rest is None:
             return observed
         try:
             return rest.get_training_run(run_id, timeout_s=self._timeout_s, max_retries=0)

@@ -13,7 +13,6 @@ import collections
 import logging
 import math
 import threading
-import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -23,11 +22,11 @@ from ._text import escape_text
 from ._threads import Workers, remaining
 from .errors import ApiError, RequestTimeout
 from .models import RunBrief, TrainingRun
-from .poll_schedule import PollSchedule, pool_size
+from .poll_schedule import PollSchedule, poll_jobs, split
 from .run_state import LIST_UNAVAILABLE_STATUSES, RunState, Verdict
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from .clock import Clock
     from .policy import Policy
@@ -40,6 +39,26 @@ Observed = TrainingRun | RunBrief
 """What a poll reads of a run: a full TrainingRun (its own GET) or a listing's RunBrief."""
 
 log = logging.getLogger("tinker_recovery.monitor")
+
+
+def cheap_reader(rest: Any, cheap: str, full: str) -> str:
+    """The name of the reader to poll ``rest`` with: ``cheap`` (a RestClient's brief readers read
+    only a run's id, ``corrupted`` and last checkpoint), unless ``rest`` lacks it or changes
+    ``full`` where ``cheap`` would not see it: set on the instance, or overridden in a class below
+    the one defining ``cheap`` (a RestClient subclass that changes what ``get_training_run``
+    answers, e.g. to inject a corruption, keeps seeing every poll); then ``full``."""
+    own = getattr(rest, "__dict__", {})
+    if full in own or cheap in own:
+        return full if full in own else cheap
+    owners: dict[str, type] = {}
+    for klass in type(rest).__mro__:
+        for name in (cheap, full):
+            if name in vars(klass):
+                owners.setdefault(name, klass)
+    cheap_owner, full_owner = owners.get(cheap), owners.get(full)
+    if cheap_owner is not None and (full_owner is None or issubclass(cheap_owner, full_owner)):
+        return cheap
+    return full
 
 
 class PollListener(Protocol):
@@ -102,7 +121,8 @@ class Poller:
         self._schedule = PollSchedule(settings)
         self._states: dict[str, RunState] = {}
         self._onces: list[_Once] = []
-        self._round_trip_s = 0.05
+        self._round_trip_s = 0.01  # a guess until the first answers: 100 runs go in 4 jobs at first
+        self._jobs = 0  # poll jobs submitted and not ended: the pool grows to this (within the cap)
         self._list_warned = False
         self._listing_error: BaseException | None = None
 
@@ -206,42 +226,57 @@ class Poller:
                     self._wake.wait(1.0)
 
     def _dispatch(self, now: float) -> None:
+        """Start what the schedule says: each page a job; the runs polled alone in
+        ``poll_jobs`` jobs (a run whose last poll timed out in a job of its own, so a run that hangs
+        delays no other). The pool grows to the jobs in flight, within ``concurrency``: threads
+        that would only wait are never started."""
         plan = self._schedule.plan(now)
-        if plan.alone or plan.pages:
-            self._workers.grow(
-                pool_size(
-                    len(self._schedule),
-                    self.settings.interval_s,
-                    self._round_trip_s,
-                    self.settings.concurrency,
-                    suspect_slots=self.settings.suspect_slots,
-                )
-            )
-        for offset in plan.pages:
-            self._workers.submit(self._read_page, offset)
-        for run_id in plan.alone:
-            self._workers.submit(self._read_run, run_id)
+        if not plan.alone and not plan.pages:
+            return
+        suspects = [run_id for run_id in plan.alone if self._schedule.suspect(run_id)]
+        others = [r for r in plan.alone if not self._schedule.suspect(r)] if suspects else plan.alone
+        batches = split(others, poll_jobs(len(others), self.settings.interval_s, self._round_trip_s))
+        jobs: list[tuple[Callable[..., None], Any]] = [(self._read_page, offset) for offset in plan.pages]
+        jobs += [(self._read_runs, (run_id,)) for run_id in suspects]
+        jobs += [(self._read_runs, batch) for batch in batches]
+        self._workers.grow(min(self.settings.concurrency, self._jobs + len(jobs)))
+        for job, argument in jobs:
+            self._workers.submit(job, argument)
+            self._jobs += 1
 
     # --- poll workers: I/O only -----------------------------------------------------------------
 
-    def _read_run(self, run_id: str) -> None:
-        began, rest = time.monotonic(), self.rest
+    def _read_runs(self, run_ids: tuple[str, ...]) -> None:
+        """Read each run in turn. A healthy answer is queued without waking the loop's thread; a
+        corrupted one, a failure and the job's end wake it: one wake-up for a job of healthy runs."""
+        rest, clock = self.rest, self._clock
+        assert rest is not None  # the Monitor sets it before the first run is added
+        read = getattr(rest, cheap_reader(rest, "get_training_run_brief", "get_training_run"))
         try:
-            assert rest is not None  # the Monitor sets it before the first run is added
-            run = rest.get_training_run(run_id, timeout_s=self.settings.timeout_s, max_retries=0)
-        except BaseException as error:
-            self._post("error", run_id, self._redact(error), time.monotonic() - began)
-        else:
-            self._post("read", run_id, run, time.monotonic() - began)
+            for run_id in run_ids:
+                if self._stopped:
+                    break
+                began = clock.monotonic()  # the round trips size the jobs: on the injected clock
+                try:
+                    run = read(run_id, timeout_s=self.settings.timeout_s, max_retries=0)
+                    corrupted = bool(run.corrupted)  # a stand-in's odd answer fails here, as a poll
+                except BaseException as error:
+                    self._post("error", run_id, self._redact(error), clock.monotonic() - began)
+                else:
+                    self._inbox.append(("read", run_id, run, clock.monotonic() - began))
+                    if corrupted:
+                        self._wake.set()
+        finally:
+            self._post("job_done")
 
     def _read_page(self, offset: int) -> None:
         rest = self.rest
         try:
             assert rest is not None
-            brief = getattr(rest, "list_training_runs_brief", None)
-            runs: list[Observed]
-            if callable(brief):  # reads only id and corrupted; an item that does not parse is skipped
-                runs, cursor, _skipped = brief(
+            runs: Sequence[Observed]
+            if cheap_reader(rest, "list_training_runs_brief", "list_training_runs") != "list_training_runs":
+                # id and corrupted only; an item that does not parse is skipped
+                runs, cursor, _skipped = rest.list_training_runs_brief(
                     limit=self.settings.page_size,
                     offset=offset,
                     timeout_s=self.settings.timeout_s,
@@ -261,6 +296,9 @@ class Poller:
             self._post("page", offset, runs, cursor.total_count)
 
     # --- outcomes and commands (the loop's thread) ------------------------------------------------
+
+    def _on_job_done(self) -> None:
+        self._jobs -= 1
 
     def _on_add(self, run_id: str) -> None:
         if self._listener.is_watched(run_id) and run_id not in self._schedule:
@@ -296,6 +334,8 @@ class Poller:
             self._finish_once(once)
 
     def _answered(self, run_id: str, *, fresh: bool = True) -> None:
+        if not self._onces:
+            return
         for once in list(self._onces):
             left = once.pending.get(run_id)
             if left is None:
@@ -312,7 +352,7 @@ class Poller:
         if once in self._onces:
             self._onces.remove(once)
 
-    def _on_read(self, run_id: str, run: TrainingRun, round_trip_s: float) -> None:
+    def _on_read(self, run_id: str, run: Observed, round_trip_s: float) -> None:
         self._round_trip_s = 0.8 * self._round_trip_s + 0.2 * round_trip_s
         if run_id in self._schedule:
             self._schedule.finished(run_id, self._clock.monotonic())
@@ -348,14 +388,21 @@ class Poller:
         else:
             log.debug("run %s: %s (%s), reported before", run_id, outcome.reason, escape_text(error, 300))
 
-    def _on_page(self, offset: int, runs: list[Observed], total: int) -> None:
+    def _on_page(self, offset: int, runs: Sequence[Observed], total: int) -> None:
+        self._jobs -= 1
         by_id = {run.training_run_id: run for run in runs}
         read, unread = self._schedule.page_read(offset, total, by_id, self._clock.monotonic())
+        states, quiet = self._states, not self._onces
         for run_id in read:
-            self._judge(run_id, by_id[run_id])
+            run = by_id[run_id]
+            if quiet and not run.corrupted:  # healthy, and no poll_once waits: the state only
+                states[run_id].read(False)
+            else:
+                self._judge(run_id, run)
         self._listing_ended(unread)
 
     def _on_page_error(self, offset: int, error: BaseException) -> None:
+        self._jobs -= 1
         status = error.status_code if isinstance(error, ApiError) else None
         unavailable = status in LIST_UNAVAILABLE_STATUSES
         if unavailable and not self._list_warned:
@@ -377,6 +424,7 @@ class Poller:
                 self._clock.monotonic(),
                 unavailable=unavailable,
                 defer_s=getattr(error, "retry_after_s", None),
+                offset=offset,
             )
         )
 

@@ -21,18 +21,28 @@ from .handle import RunHandle
 __all__ = ["Watch", "Watches", "payload"]
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, weakref_slot=False)
 class Watch:
-    """A watched run as the registry knows it (its fields written only under the registry's lock)."""
+    """A watched run as the registry knows it (its fields written only under the registry's lock).
+
+    ``metadata`` is given as None when the run has none, so such a run keeps no dict of its own
+    (issue 16); reading ``metadata`` then gives a new empty dict each time.
+    """
 
     run_id: str
     service: Any
-    metadata: dict[str, Any]
+    _metadata: dict[str, Any] | None
     handle: RunHandle
     lineage_id: str
     pending_recovery_id: str | None = None  # a recovery begun before a crash, to adopt
     lineage_given: bool = False  # monitor_run(lineage_id=...): pass it on (else the executor knows it)
     stopped: bool = False
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What ``monitor_run`` was given (with ``training_client``): what signals and the
+        executor get."""
+        return {} if self._metadata is None else self._metadata
 
 
 class Watches:

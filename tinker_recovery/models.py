@@ -252,6 +252,8 @@ class RunBrief:
 
     ``last_checkpoint`` is parsed on first access from the item's raw ``last_checkpoint`` object
     (None when absent); a malformed one raises ResponseError then, not when the page is read.
+    ``full()`` parses the whole item (kept as read, ``raw``) into a TrainingRun when a corrupted
+    run's other fields are needed, with no second request.
     """
 
     training_run_id: str
@@ -259,10 +261,17 @@ class RunBrief:
     _raw_last_checkpoint: Mapping[str, Any] | None = attrs.field(
         default=None, repr=False, eq=False, alias="raw_last_checkpoint"
     )
+    _raw: Mapping[str, Any] | None = attrs.field(default=None, repr=False, eq=False, alias="raw")
 
     @classmethod
     def from_json(cls, data: Any) -> RunBrief:
         """Read ``training_run_id`` (a string) and ``corrupted`` (a boolean, absent: False) only."""
+        if type(data) is dict:  # what json.loads gives: the well-formed item checked inline (a listing
+            run_id = data.get("training_run_id")  # reads 10,000 of them a second, issue 16)
+            corrupted = data.get("corrupted", False)
+            raw = data.get("last_checkpoint")
+            if type(run_id) is str and type(corrupted) is bool and (raw is None or type(raw) is dict):
+                return cls(run_id, corrupted, raw_last_checkpoint=raw, raw=data)
         obj = JsonObject(data, "TrainingRun")
         raw = data.get("last_checkpoint")
         if raw is not None and not isinstance(raw, Mapping):
@@ -272,9 +281,15 @@ class RunBrief:
             obj.string("training_run_id"),
             obj.boolean("corrupted", default=False),
             raw_last_checkpoint=raw,
+            raw=data,
         )
 
     @property
     def last_checkpoint(self) -> Checkpoint | None:
         """The run's last training checkpoint, parsed now (ResponseError if malformed)."""
         return None if self._raw_last_checkpoint is None else Checkpoint.from_json(self._raw_last_checkpoint)
+
+    def full(self) -> TrainingRun | None:
+        """The whole run, parsed now from the item as read: None when built without it (``raw``);
+        ResponseError when a field a TrainingRun needs is malformed."""
+        return None if self._raw is None else TrainingRun.from_json(self._raw)

@@ -140,6 +140,9 @@ class Monitor:
             rest if rest is not None else (RestClient(config, pool_size=poll_concurrency) if config else None)
         )
         self._owns_rest = rest is None and config is not None
+        # What each RunHandle calls back, bound once here and shared by every handle: bound in
+        # monitor_run they were three objects, 192 bytes, per watched run (issue 16).
+        self._handle_calls = (self.stop_monitoring, self.poll_now, self.check)
 
     def __repr__(self) -> str:
         return (
@@ -241,9 +244,11 @@ class Monitor:
             check_service(service)
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata: expected a mapping or None, got {type(metadata).__name__}")
-        data = dict(metadata or {})
-        if training_client is not None:
-            data["training_client"] = training_client
+        data: dict[str, Any] | None = None  # None: no dict of its own for a run without metadata
+        if metadata or training_client is not None:
+            data = dict(metadata or {})
+            if training_client is not None:
+                data["training_client"] = training_client
         with self._lock:
             if self._poller.rest is None:
                 self._poller.rest, self._owns_rest = (
@@ -265,12 +270,9 @@ class Monitor:
         if lineage_id is None:
             lineage_of = getattr(self.executor, "lineage_of", None)
             lineage_id = lineage_of(run_id) if callable(lineage_of) else run_id
+        stop, poll, check = self._handle_calls
         handle = RunHandle(
-            run_id,
-            data.get("training_client"),
-            stop=self.stop_monitoring,
-            poll=self.poll_now,
-            check=self.check,
+            run_id, data.get("training_client") if data else None, stop=stop, poll=poll, check=check
         )
         watch = self._watches.add(
             Watch(run_id, service, data, handle, str(lineage_id), pending_recovery_id, given)

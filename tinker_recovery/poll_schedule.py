@@ -26,9 +26,20 @@ Rules (exact-number tests in tests/test_poll_schedule.py):
   own. Its first page gives ``total_count``; the rest (at most ``max_pages`` pages in all,
   whatever the count says later) are read ``page_concurrency`` at a time, and no page is started
   ``timeout_s`` after the listing began. A run the listing did not return (another owner's run,
-  a deleted one, a listing cut short or failed) is polled alone at once; a run still unread
-  ``interval_s`` after the listing began is polled alone too. A new run is polled alone at once
-  unless a listing starts now. A 404/405/501 on a listing turns list mode into per-run for good.
+  a deleted one, a listing cut short or failed) is polled alone at once. No run waits much more
+  than an interval for a listing (issue 16): a run a listing read is due ``interval_s`` plus
+  ``slack_s`` plus a lag allowance after its page was asked for (the allowance: how far into the
+  listing that was, at most ``LAG_SHARE`` of the interval, at least two page round trips; a run
+  polled alone during a listing gets the same); a run due when a listing starts (new, asked for
+  by ``poll_now``, or due with the listing) is due ``interval_s`` after the listing began, and no
+  run in a listing later than that. A run in a listing is polled alone at its due time (the slack
+  does not take it early) unless the page that read it last is being read then: it waits for that
+  answer, and is polled alone if the page no longer holds it. So a listing about as fast as the
+  last one asks for each run's page before it falls due, and a slower one (a 300-page account)
+  leaves it to a poll of its own. While a listing is in flight, runs on pages it has not asked for
+  are represented by their pages' due times: a tick does not look at every run. A new run is
+  polled alone at once unless a listing starts now. A 404/405/501 on a listing turns list mode
+  into per-run for good.
 - Auto mode: per-run until every watched run has been looked at once (so auto never costs more
   requests before its first look than per-run polls), unless ``AUTO_PROBE_RUNS`` or more runs are
   not looked at yet: then a listing makes the first look (one page more than per-run polls at
@@ -41,13 +52,17 @@ Rules (exact-number tests in tests/test_poll_schedule.py):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import attrs
 
 from .poll_settings import PollSettings
 
-__all__ = ["Plan", "PollSchedule", "page_slots", "pages_for", "pool_size", "solo_budget"]
+__all__ = ["Plan", "PollSchedule", "page_slots", "pages_for", "poll_jobs", "solo_budget", "split"]
+
+LAG_SHARE = 0.1
+"""The most a listing may lag the last one reaching a run, as a share of the interval, before
+the run is polled alone."""
 
 MIN_PAGE_SLOTS = 4
 """A listing reads at least this many pages at once (when its caps allow)."""
@@ -67,21 +82,44 @@ def pages_for(total: int, page_size: int, max_pages: int) -> int:
     return max(1, min(max_pages, math.ceil(max(0, total) / page_size)))
 
 
-def pool_size(runs: int, interval_s: float, round_trip_s: float, cap: int, *, suspect_slots: int = 0) -> int:
-    """Poll workers for ``runs`` runs polled every ``interval_s`` with a measured ``round_trip_s``:
-    twice the polls in flight on average (``runs * round_trip_s / interval_s``), rounded up, plus
-    the suspect slots; never fewer than twice the suspect slots (so runs that hang never hold more
-    than half the workers), at least 1 and at most ``cap``.
+JOB_SHARE = 0.25
+"""One poll job (the runs one worker reads one after the other) takes at most about this share of
+the interval at the measured round trip."""
 
-    >>> pool_size(1000, 1.0, 0.044, 64, suspect_slots=4)
-    64
-    >>> pool_size(10, 1.0, 0.01, 16, suspect_slots=4)
-    8
-    >>> pool_size(100, 1.0, 0.05, 16, suspect_slots=4)
-    14
+
+def poll_jobs(runs: int, interval_s: float, round_trip_s: float) -> int:
+    """How many poll jobs ``runs`` runs due together are split into: enough for each to read its
+    runs in ``JOB_SHARE`` of ``interval_s`` at ``round_trip_s`` a run
+    (``ceil(runs * rtt / (JOB_SHARE * interval))``), at least 1, at most ``runs``; 0 for no run.
+
+    One job per worker means one wake-up of a worker for many polls: 100 runs answered in 1 ms go
+    as one job, not 100 (issue 16); runs 44 ms away go five or six to a job at a 1 s interval.
+
+    >>> poll_jobs(100, 1.0, 0.001), poll_jobs(1000, 1.0, 0.044), poll_jobs(10, 1.0, 0.5)
+    (1, 176, 10)
+    >>> poll_jobs(0, 1.0, 0.1)
+    0
     """
-    busy = math.ceil(2 * max(0, runs) * max(0.0, round_trip_s) / interval_s)
-    return max(1, min(cap, max(busy + suspect_slots, 2 * suspect_slots)))
+    if runs <= 0:
+        return 0
+    return max(1, min(runs, math.ceil(runs * max(0.0, round_trip_s) / (JOB_SHARE * interval_s))))
+
+
+def split(run_ids: Sequence[str], jobs: int) -> list[tuple[str, ...]]:
+    """``run_ids`` in ``jobs`` consecutive parts whose sizes differ by at most one (none empty;
+    fewer parts when there are fewer runs; ``jobs`` < 1 counts as 1).
+
+    >>> split(["a", "b", "c", "d", "e"], 2)
+    [('a', 'b', 'c'), ('d', 'e')]
+    """
+    count = max(1, min(jobs, len(run_ids)))
+    size, extra = divmod(len(run_ids), count)
+    parts, start = [], 0
+    for index in range(count if run_ids else 0):
+        end = start + size + (1 if index < extra else 0)
+        parts.append(tuple(run_ids[start:end]))
+        start = end
+    return parts
 
 
 def page_slots(pages: int, interval_s: float, round_trip_s: float, floor: int, cap: int) -> int:
@@ -115,7 +153,7 @@ def solo_budget(
     return max(0, min(slots, concurrency - started_this_interval))
 
 
-@attrs.define
+@attrs.define(weakref_slot=False)
 class _Run:
     next_due: float
     in_flight: bool = False  # a poll of its own
@@ -125,6 +163,7 @@ class _Run:
     suspect: bool = False  # its last poll of its own timed out
     holds_slot: bool = False
     unlisted: bool = False  # the last listing left it unread: its next poll is one of its own
+    page: int = -1  # the offset of the listing page that read it last (-1: none)
 
 
 @attrs.frozen
@@ -168,10 +207,22 @@ class PollSchedule:
         self._page_rtt = 0.0  # the last listing page's round trip (started -> read), seconds
         self._unseen = 0  # watched runs not looked at yet
         self._first_look = False  # auto: every run (two or more) was looked at once; never reset
+        # Listing pages by offset: how many watched runs the last read of each returned, and when
+        # they are due again (its ask time + interval + slack). Such a run ("on a page") keeps its
+        # page's due time until something else sets it; while a listing is in flight, the runs on
+        # pages not asked for yet are left out of the floor, and their pages' earliest due time
+        # stands for them: a tick scans no run while the listing keeps pace (issue 16).
+        self._page_runs: dict[int, int] = {}
+        self._page_due: dict[int, float] = {}
         # The earliest ``next_due`` of the runs not in a poll of their own: always a lower bound
         # (-inf: unknown), exact while ``_floor_exact``. ``plan`` and ``next_wake`` skip their scan
         # of every run when it shows nothing is due: a listing of 10,000 watched runs ticks once a
-        # page, and two scans a tick were 2 ms, 11 us per listed run (issue 16).
+        # page, and two scans a tick were 2 ms, 11 us per listed run (issue 16). A run in a listing
+        # counts with its due time plus the slack (it is taken at its due time, not ``slack_s``
+        # before), so ``floor > now + slack_s`` still means nothing can be taken. While a listing is
+        # in flight (each page it reads raises the due time of its runs, so the floor is seldom
+        # exact) ``next_wake`` answers the bound less the slack: an early wake, once, whose ``plan``
+        # scans.
         self._floor = -math.inf
         self._floor_exact = False
 
@@ -190,6 +241,8 @@ class PollSchedule:
     def remove(self, run_id: str) -> None:
         """Forget ``run_id`` (frees its suspect slot); unknown ids are ignored."""
         run = self._runs.pop(run_id, None)
+        if run is not None:
+            self._leave_page(run)
         if run is not None and not run.in_flight and run.next_due <= self._floor:
             self._floor_exact = False  # it may have been the earliest
         if run is not None and not run.seen:
@@ -218,22 +271,64 @@ class PollSchedule:
             self._floor = due
 
     def _set_due(self, run: _Run, due: float) -> None:
-        """Set ``run.next_due``, keeping the floor a lower bound (and exact where it can)."""
+        """Set ``run.next_due``, keeping the floor a lower bound (and exact where it can); the run
+        leaves its page (its due time is its own now)."""
+        self._leave_page(run)
         if not run.in_flight:
             if due < run.next_due:
-                self._lower(due)
+                self._lower(due + (self.settings.slack_s if run.in_listing else 0.0))
             elif due > run.next_due and run.next_due <= self._floor:
                 self._floor_exact = False  # it may have been the earliest
         run.next_due = due
+
+    def _lag_allowance(self, began: float) -> float:
+        """How much later than this one the next listing may read a run read at ``began`` (a
+        page's ask, or a poll of its own during this listing) before the run is polled alone: as
+        long again as it took this listing to get there (a listing up to twice as slow), at most
+        ``LAG_SHARE`` of the interval, at least two page round trips (a wave of pages behind). A
+        listing that keeps pace, or nearly, never polls a run twice; one slower than the interval
+        (a 30,000-run account) leaves a run unread for at most ``(1 + LAG_SHARE) * interval +
+        slack`` (issue 16)."""
+        listing = self._listing
+        into = 0.0 if listing is None else max(0.0, began - listing.started)
+        return max(2 * self._page_rtt, min(into, LAG_SHARE * self.settings.interval_s))
+
+    def _join_page(self, run: _Run, offset: int, due: float) -> None:
+        run.page = offset
+        self._page_runs[offset] = self._page_runs.get(offset, 0) + 1
+        self._page_due[offset] = due
+
+    def _leave_page(self, run: _Run) -> None:
+        if run.page >= 0:
+            left = self._page_runs.get(run.page, 1) - 1
+            if left > 0:
+                self._page_runs[run.page] = left
+            else:
+                self._page_runs.pop(run.page, None)
+                self._page_due.pop(run.page, None)
+            run.page = -1
+
+    def _pages_due(self) -> float:
+        """The earliest due time of the runs on pages the listing in flight has not asked for
+        (math.inf: none, or no listing)."""
+        listing = self._listing
+        if listing is None:
+            return math.inf
+        unasked = listing.next_offset
+        return min((due for offset, due in self._page_due.items() if offset >= unasked), default=math.inf)
 
     def _none_due(self, horizon: float) -> bool:
         """True when no run outside a poll of its own is due by ``horizon`` (no scan needed)."""
         return self._floor > horizon
 
-    def _exact_wake(self, now: float) -> float | None:
-        """The earliest due time when known exactly and later than ``now`` (nothing due, so neither
-        held nor waiting runs change it); None: scan."""
-        if self._floor_exact and self._floor > now and not self._waiting:
+    def _floor_wake(self, now: float) -> float | None:
+        """The earliest due time when later than ``now`` (nothing due, so neither held nor waiting
+        runs change it) and known exactly, or, while a listing is in flight, the earliest moment a
+        run may be taken (the floor less the slack, see ``__init__``); None: scan."""
+        if self._listing is not None:
+            wake = self._floor - self.settings.slack_s
+            return wake if wake > now and not self._waiting else None
+        if self._floor > now and not self._waiting and self._floor_exact:
             return self._floor
         return None
 
@@ -291,21 +386,38 @@ class PollSchedule:
         waiting: list[str] = []
         free = self.settings.suspect_slots - self._suspects_in_flight
         budget = self._solo_budget(now)
-        self._held_until = None
-        if self._none_due(horizon):
-            self._waiting = False
+        if self._none_due(horizon) and self._pages_due() > now:
+            self._waiting = False  # (runs held back stay held: the floor holds their time)
             return Plan(pages=tuple(pages), unread=tuple(unread))
+        self._held_until = None
         floor = math.inf  # the earliest due time of the runs left out of a poll of their own
+        reading = {} if self._listing is None else self._listing.began  # pages in flight
+        unasked = math.inf if self._listing is None else self._listing.next_offset
+        due: list[tuple[str, _Run]] = []
         for run_id, run in self._runs.items():
             if run.in_flight:
                 continue
-            if run.next_due > horizon:
+            if run.in_listing:
+                # no slack: the listing may yet read it in time; a run whose page is being read
+                # waits for that answer (kept in the floor, which stays a lower bound); one on a
+                # page not asked for yet counts in its page's due time, not in the floor
+                if run.next_due > now or run.page in reading:
+                    if run.page < unasked:
+                        floor = min(floor, run.next_due + self.settings.slack_s)
+                    continue
+            elif run.next_due > horizon:
                 floor = min(floor, run.next_due)
                 continue
+            due.append((run_id, run))
+        if budget is not None and len(due) > budget:
+            due.sort(key=lambda item: item[1].next_due)  # the longest due go first: none starves
+        for run_id, run in due:
             if budget is not None and budget <= 0:
+                # held: taken when a poll of a run's own ends (``finished`` asks for a scan) or
+                # the next budget window opens (in the floor), not rescanned on every tick
                 self._held_until = self._hold_until(now)
-                floor = -math.inf  # the runs after this one were not looked at
-                break
+                floor = min(floor, self._held_until + self.settings.slack_s)  # taken then, not before
+                continue
             if run.suspect:
                 if free <= 0:
                     waiting.append(run_id)
@@ -314,11 +426,14 @@ class PollSchedule:
                 free -= 1
                 run.holds_slot = True
                 self._suspects_in_flight += 1
+            self._leave_page(run)
             run.in_flight = True
             run.in_listing = False
             run.unlisted = False
             run.urgent = False
             run.next_due = now + self.settings.interval_s
+            if self._listing is not None:  # the next listing may reach it as late as this one did
+                run.next_due += self._lag_allowance(now)
             self._solo_in_flight += 1
             if budget is not None:
                 budget -= 1
@@ -373,14 +488,28 @@ class PollSchedule:
     def _start_listing(self, now: float) -> None:
         self._listing = _Listing(started=now)
         self._next_listing = now + self.settings.interval_s
+        # a run due now (new, asked for, or due with the listing) gives the listing an interval;
+        # one due later stays due then (a listing slower than an interval polls it alone one
+        # interval after its last read); a page's due time changes as its runs' do
+        last = now + self.settings.interval_s
+        slack = self.settings.slack_s
+        soon = now + slack
+        self._page_due = {
+            offset: last if due <= soon else min(due, last) for offset, due in self._page_due.items()
+        }
         floor = math.inf
         for run in self._runs.values():
-            if not run.in_flight and not run.unlisted:
+            if run.in_flight:
+                continue
+            if not run.unlisted:
                 run.in_listing = True
                 run.urgent = False
-                run.next_due = now + self.settings.interval_s
-            if not run.in_flight:
-                floor = min(floor, run.next_due)
+                due = run.next_due
+                due = run.next_due = last if due <= soon else (due if due < last else last)
+                if run.page < 0 and due + slack < floor:
+                    floor = due + slack
+            elif run.next_due < floor:
+                floor = run.next_due
         self._floor, self._floor_exact = floor, True
 
     def _next_pages(self, now: float) -> list[int]:
@@ -417,6 +546,8 @@ class PollSchedule:
         if run is None:
             return
         was_in_flight = run.in_flight
+        if was_in_flight and self._held_until is not None:
+            self._floor = -math.inf  # a run held back by the solo budget may go now: scan
         if run.in_flight:
             self._solo_in_flight -= 1
         run.in_flight = False
@@ -449,22 +580,51 @@ class PollSchedule:
         Return the watched runs it read (the caller judges each), and the runs the listing, if
         it ended now, left unread (polled alone from now)."""
         listing = self._listing
+        began = now if listing is None else listing.began.get(offset, now)
+        # due again one interval after this page was asked for, plus the slack: the next listing
+        # asks for it at about the same moment into it (then the run waits for that answer); one
+        # asking later than that leaves the run to a poll of its own
+        due = began + self.settings.interval_s + self.settings.slack_s + self._lag_allowance(began)
         read = []
-        for run_id in run_ids:
-            run = self._runs.get(run_id)
-            if run is not None and run.in_listing:
-                run.in_listing = False
+        expected = self._page_runs.get(offset, 0)  # runs this page held last time
+        same = joined = 0
+        runs = self._runs
+        for run_id in run_ids:  # the hot loop of list mode: 10,000 runs a second (issue 16)
+            run = runs.get(run_id)
+            if run is None or not run.in_listing:
+                continue
+            run.in_listing = False
+            if not run.seen:
                 self._saw(run)
-                if run.urgent:
-                    run.urgent = False
-                    self._set_due(run, now)
-                read.append(run_id)
+            if run.page == offset:
+                same += 1
+            elif run.page >= 0:
+                self._leave_page(run)  # moved here from another page
+            if run.urgent:
+                run.urgent, run.page, run.next_due = False, -1, now
+                self._lower(now)
+            else:
+                run.page, run.next_due = offset, due
+                joined += 1
+            read.append(run_id)
+        if read:
+            self._floor_exact = False  # the floor may hold the due times these runs leave behind
+        if same < expected:  # runs this page held and no longer returns: each on its own now
+            for run in runs.values():
+                if run.page == offset and run.in_listing:
+                    run.page = -1
+            self._floor = -math.inf  # scan for them
+        if joined:
+            self._page_runs[offset], self._page_due[offset] = joined, due
+            self._lower(due)  # back among the runs the floor covers
+        else:
+            self._page_runs.pop(offset, None)
+            self._page_due.pop(offset, None)
         if listing is None:
             return read, []
         listing.in_flight -= 1
-        began = listing.began.pop(offset, None)
-        if began is not None:
-            self._page_rtt = max(0.0, now - began)
+        if offset in listing.began:
+            self._page_rtt = max(0.0, now - listing.began.pop(offset))
         if offset == 0:
             self._known_total = max(0, total)
             listing.total_pages = self._pages(total)
@@ -473,16 +633,26 @@ class PollSchedule:
         return read, self._end_listing_if_done(now)
 
     def page_failed(
-        self, now: float, *, unavailable: bool = False, defer_s: float | None = None
+        self,
+        now: float,
+        *,
+        unavailable: bool = False,
+        defer_s: float | None = None,
+        offset: int | None = None,
     ) -> list[str]:
         """A listing page failed at ``now``: no more pages; the runs it left unread are polled
         alone (at once, or after ``defer_s``, a Retry-After, which defers the next listing too).
         ``unavailable``: the backend has no list endpoint (404/405/501): per-run from now on.
+        ``offset``: the failed page (its runs stop waiting for it; None: not known).
         Return the runs left unread if the listing ended now."""
         listing = self._listing
         if listing is None:
             return []
         listing.in_flight -= 1
+        if offset is not None:
+            listing.began.pop(offset, None)  # its runs wait for no answer from it
+        if offset is None or offset in self._page_runs:
+            self._floor = -math.inf  # nor does their page's due time stand for them: scan for them
         listing.stopped = True
         if unavailable:
             self._list_available = False
@@ -507,6 +677,8 @@ class PollSchedule:
         ):
             return []  # more pages to start
         self._listing = None
+        if self._held_until is not None:  # runs held back by the solo budget: no budget any more
+            self._held_until, self._floor = None, -math.inf
         unread = []
         for run_id, run in self._runs.items():
             if run.in_listing:  # not in the pages read: poll it alone (after a Retry-After: list again)
@@ -532,18 +704,24 @@ class PollSchedule:
                     wake = now
         elif self.mode == "list" and any(not r.in_flight and not r.unlisted for r in self._runs.values()):
             wake = self._next_listing  # only when a listing would read something: no spinning
-        earliest = self._exact_wake(now)
+        earliest = self._floor_wake(now)
         if earliest is not None:
-            return min(wake, earliest)
+            return min(wake, earliest, self._pages_due())
         held = self._held_until if self._listing is not None else None
+        reading = {} if self._listing is None else self._listing.began
         for run in self._runs.values():
-            if run.in_flight or (run.suspect and self._waiting):
+            if run.in_flight or (run.suspect and self._waiting) or (run.in_listing and run.page in reading):
                 continue
             due = run.next_due
             if held is not None and due <= now:
                 due = held  # held back by the solo budget: an outcome or the next window wakes
             wake = min(wake, due)
         return wake
+
+    def suspect(self, run_id: str) -> bool:
+        """True when the last poll of ``run_id``'s own timed out (it is polled in a job of its own)."""
+        run = self._runs.get(run_id)
+        return run is not None and run.suspect
 
     def busy(self, run_id: str) -> bool:
         """True while a poll of ``run_id``'s own is in flight."""

@@ -142,6 +142,17 @@ class RestClient:
         data = self._get_json(f"/training_runs/{run_id}", timeout_s=timeout_s, max_retries=max_retries)
         return TrainingRun.from_json(data)
 
+    def get_training_run_brief(
+        self, run_id: str, *, timeout_s: float | None = None, max_retries: int | None = None
+    ) -> RunBrief:
+        """``GET /training_runs/{run_id}`` read cheaply for monitoring: a RunBrief
+        (``training_run_id``, ``corrupted``, ``last_checkpoint`` parsed on first access), not a
+        full TrainingRun. Raises ResponseError when those fields are malformed; other fields are
+        not looked at. ``timeout_s``/``max_retries`` override the config's."""
+        check_run_id(run_id)
+        data = self._get_json(f"/training_runs/{run_id}", timeout_s=timeout_s, max_retries=max_retries)
+        return RunBrief.from_json(data)
+
     def get_training_run_by_tinker_path(self, tinker_path: str) -> TrainingRun:
         """The run a checkpoint path belongs to (ValueError if the path does not parse)."""
         return self.get_training_run(ParsedCheckpointTinkerPath.from_tinker_path(tinker_path).training_run_id)

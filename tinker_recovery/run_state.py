@@ -45,7 +45,10 @@ class Outcome:
     defer_s: float | None = None
 
 
-@attrs.define
+_HEALTHY = Outcome(Verdict.HEALTHY)  # frozen: one for every healthy read
+
+
+@attrs.define(weakref_slot=False)
 class RunState:
     """Counters of one run's recent polls.
 
@@ -72,7 +75,7 @@ class RunState:
         if not corrupted:
             self.corrupted_streak = 0
             self.corruption_reported = False
-            return Outcome(Verdict.HEALTHY)
+            return _HEALTHY
         self.corrupted_streak += 1
         if self.corrupted_streak < self.confirm_polls and not confirmed:
             return Outcome(
