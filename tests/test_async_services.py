@@ -66,9 +66,10 @@ def test_an_async_only_service_is_recovered_through_the_monitor_which_follows_th
                     while True:
                         await asyncio.sleep(0.01)
                         ticks += 1
+                        if ticks == 1:  # corrupted only once the wait below has begun: a fast
+                            fake.corrupt(training.model_id)  # recovery cannot end before a tick
 
                 ticker = asyncio.create_task(tick())
-                fake.corrupt(training.model_id)
                 recovery = await handle.wait_for_recovery_async(timeout=60)
                 ticker.cancel()
                 assert handle.client is recovery.client and handle.run_id == recovery.new_run_id
