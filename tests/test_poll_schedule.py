@@ -303,7 +303,9 @@ def test_auto_polls_each_run_before_its_first_look_then_learns_the_total() -> No
     assert len(s.plan(1.1).alone) == 19
 
 
-def test_auto_lists_when_the_pages_are_fewer_than_the_runs() -> None:
+def auto_listing_50_runs() -> PollSchedule:
+    """An auto schedule of 50 runs: polled each at 0.0 (the first look), then one listing at 1.0
+    whose single page, read at 1.1, returned all of them."""
     s = schedule(mode="auto")
     for n in range(50):
         s.add(f"r{n}", 0.0)
@@ -312,6 +314,11 @@ def test_auto_lists_when_the_pages_are_fewer_than_the_runs() -> None:
         s.finished(f"r{n}", 0.1)
     s.plan(1.0)
     s.page_read(0, 50, [f"r{n}" for n in range(50)], 1.1)
+    return s
+
+
+def test_auto_lists_when_the_pages_are_fewer_than_the_runs() -> None:
+    s = auto_listing_50_runs()
     assert s.known_total == 50 and s.mode == "list" and s.next_wake(1.1) == 2.0
     assert s.plan(2.0) == Plan(pages=(0,))
 
@@ -319,14 +326,7 @@ def test_auto_lists_when_the_pages_are_fewer_than_the_runs() -> None:
 def test_auto_keeps_listing_when_a_run_is_watched_after_the_first_look() -> None:
     """The first look is made once: a recovered run's successor, watched later, does not send a
     listing monitor back to per-run polls of every run (issue 16: 10,000 runs stayed per-run)."""
-    s = schedule(mode="auto")
-    for n in range(50):
-        s.add(f"r{n}", 0.0)
-    s.plan(0.0)
-    for n in range(50):
-        s.finished(f"r{n}", 0.1)
-    s.plan(1.0)
-    s.page_read(0, 50, [f"r{n}" for n in range(50)], 1.1)
+    s = auto_listing_50_runs()
     s.add("successor", 1.2)
     assert s.mode == "list"
     assert s.plan(1.2) == Plan(pages=(0,))  # 1 new run >= 1 page: listed early, not polled alone
