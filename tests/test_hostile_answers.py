@@ -303,6 +303,27 @@ def test_list_training_runs_brief_skips_bad_items(server, rest, raw, item):
 
 
 @SETTINGS
+@given(raw=answers(PAGE), item=mutated(run_object("c")), corrupted=st.booleans())
+def test_list_training_runs_health_answers_as_the_brief_listing_does(server, rest, raw, item, corrupted):
+    page = {
+        "training_runs": [run_object("a"), {**run_object("b"), "corrupted": corrupted}, item],
+        "cursor": {"offset": 0, "limit": 3, "total_count": 3},
+    }
+    for answer in (raw, http_answer(200, encode(page))):
+        server.answer(answer)
+        health = well_behaved(lambda: rest.list_training_runs_health(limit=3))
+        server.answer(answer)
+        brief = well_behaved(lambda: rest.list_training_runs_brief(limit=3))
+        if isinstance(brief, tuple):
+            briefs, cursor, skipped = brief
+            ids, flagged = [b.training_run_id for b in briefs], [b for b in briefs if b.corrupted]
+            assert health == (ids, flagged, cursor, skipped)
+            assert [b.full() for b in health[1]] == [b.full() for b in flagged]  # kept whole
+        else:
+            assert (type(health), str(health)) == (type(brief), str(brief))
+
+
+@SETTINGS
 @given(raw=answers(CHECKPOINTS), item=mutated(run_object()["last_checkpoint"]))
 def test_list_checkpoints(server, rest, raw, item):
     server.answer(raw)

@@ -112,7 +112,7 @@ def test_the_changelog_dates_each_release_and_heads_unreleased_for_the_next():
 # --- the first ten minutes ----------------------------------------------------------------------
 
 RUNTIME = {"tinker_recovery", "requests", "urllib3", "certifi", "idna", "charset_normalizer", "attr", "attrs",
-           "blinker", "backoff"}
+           "blinker", "backoff", "msgspec"}
 
 
 def sh_blocks(section: str) -> list[str]:
@@ -131,7 +131,7 @@ def test_the_readme_first_command_installs_only_the_runtime_and_the_second_runs_
 
 
 def test_the_offline_example_imports_nothing_beyond_the_runtime_dependencies(tmp_path):
-    """The first command's example, with every module outside the standard library and the four runtime
+    """The first command's example, with every module outside the standard library and the five runtime
     dependencies (and theirs) made unimportable: it still succeeds, so a plain install is enough."""
     script = f"""
 import importlib.abc, runpy, sys
@@ -189,7 +189,7 @@ def test_the_wheel_metadata_is_complete(wheel):
     assert set(meta.get_all("Provides-Extra")) >= {"tinker", "test", "dev"}
     requires = meta.get_all("Requires-Dist")
     plain = sorted(r.split(">")[0] for r in requires if "extra ==" not in r)
-    assert plain == ["attrs", "backoff", "blinker", "requests"]  # the first command installs only these
+    assert plain == ["attrs", "backoff", "blinker", "msgspec", "requests"]  # the first command installs these
     assert meta.get_payload().startswith("# tinker-recovery")  # the README is the long description
 
 

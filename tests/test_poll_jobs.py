@@ -161,3 +161,30 @@ def test_polls_use_the_brief_reader_unless_the_full_one_is_overridden() -> None:
     briefer = Briefer(config)
     assert cheap_reader(briefer, "get_training_run_brief", "get_training_run") == "get_training_run_brief"
     assert cheap_reader(Rest([]), "get_training_run_brief", "get_training_run") == "get_training_run"
+
+
+def test_pages_are_read_by_health_unless_a_fuller_reader_is_overridden() -> None:
+    from tinker_recovery._poller import _page_by_briefs, _page_by_health, _page_by_runs, page_reader
+
+    config = tr.Config(api_key="tml-" + "k" * 40, base_url="http://127.0.0.1:9")
+
+    class Lister(tr.RestClient):  # e.g. injects a corruption into the listing
+        def list_training_runs(self, *args: Any, **kwargs: Any) -> Any:
+            return super().list_training_runs(*args, **kwargs)
+
+    class BriefLister(tr.RestClient):
+        def list_training_runs_brief(self, *args: Any, **kwargs: Any) -> Any:
+            return super().list_training_runs_brief(*args, **kwargs)
+
+    class HealthLister(BriefLister):  # overrides the cheapest too: its own is used
+        def list_training_runs_health(self, *args: Any, **kwargs: Any) -> Any:
+            return super().list_training_runs_health(*args, **kwargs)
+
+    assert page_reader(tr.RestClient(config)) is _page_by_health
+    assert page_reader(Lister(config)) is _page_by_runs
+    assert page_reader(BriefLister(config)) is _page_by_briefs
+    assert page_reader(HealthLister(config)) is _page_by_health
+    patched = tr.RestClient(config)
+    patched.list_training_runs_brief = lambda *a, **k: None  # type: ignore[method-assign]
+    assert page_reader(patched) is _page_by_briefs
+    assert page_reader(Rest([])) is _page_by_runs  # a stand-in with the full reader only

@@ -13,6 +13,7 @@ import collections
 import logging
 import math
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -26,8 +27,6 @@ from .poll_schedule import PollSchedule, poll_jobs, split
 from .run_state import LIST_UNAVAILABLE_STATUSES, RunState, Verdict
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-
     from .clock import Clock
     from .policy import Policy
     from .poll_settings import PollSettings
@@ -39,6 +38,9 @@ Observed = TrainingRun | RunBrief
 """What a poll reads of a run: a full TrainingRun (its own GET) or a listing's RunBrief."""
 
 log = logging.getLogger("tinker_recovery.monitor")
+
+_HEALTHY_READ = RunBrief("", False)
+"""What a listing read of a healthy run is judged with (only ``corrupted`` is looked at)."""
 
 
 def cheap_reader(rest: Any, cheap: str, full: str) -> str:
@@ -59,6 +61,43 @@ def cheap_reader(rest: Any, cheap: str, full: str) -> str:
     if cheap_owner is not None and (full_owner is None or issubclass(cheap_owner, full_owner)):
         return cheap
     return full
+
+
+PageReader = Callable[[Any, int, "PollSettings"], tuple[list[str], list[Observed], int]]
+"""Reads the listing page at an offset: ``(run_ids, corrupted runs, total_count)``."""
+
+
+def _page_by_health(rest: Any, offset: int, settings: PollSettings) -> tuple[list[str], list[Observed], int]:
+    run_ids, corrupted, cursor, _skipped = rest.list_training_runs_health(
+        limit=settings.page_size, offset=offset, timeout_s=settings.timeout_s, max_retries=0
+    )
+    return run_ids, corrupted, cursor.total_count
+
+
+def _page_by_briefs(rest: Any, offset: int, settings: PollSettings) -> tuple[list[str], list[Observed], int]:
+    briefs, cursor, _skipped = rest.list_training_runs_brief(
+        limit=settings.page_size, offset=offset, timeout_s=settings.timeout_s, max_retries=0
+    )
+    return [b.training_run_id for b in briefs], [b for b in briefs if b.corrupted], cursor.total_count
+
+
+def _page_by_runs(rest: Any, offset: int, settings: PollSettings) -> tuple[list[str], list[Observed], int]:
+    runs, cursor = rest.list_training_runs(
+        limit=settings.page_size, offset=offset, timeout_s=settings.timeout_s, max_retries=0
+    )
+    runs = list(runs)
+    return [r.training_run_id for r in runs], [r for r in runs if r.corrupted], cursor.total_count
+
+
+def page_reader(rest: Any) -> PageReader:
+    """How to read a listing page of ``rest``: by health (``list_training_runs_health``: ids, and
+    whole items only for corrupted runs), by briefs, or by full runs, the cheapest that sees what
+    ``rest`` answers (``cheap_reader``: a stand-in or a subclass that overrides a fuller reader is
+    read through it)."""
+    brief, health = "list_training_runs_brief", "list_training_runs_health"
+    if cheap_reader(rest, brief, "list_training_runs") != brief:
+        return _page_by_runs
+    return _page_by_health if cheap_reader(rest, health, brief) == health else _page_by_briefs
 
 
 class PollListener(Protocol):
@@ -270,30 +309,16 @@ class Poller:
             self._post("job_done")
 
     def _read_page(self, offset: int) -> None:
+        """Read the listing page at ``offset`` the cheapest way ``rest`` allows (``page_reader``)
+        and post its run ids and its corrupted runs."""
         rest = self.rest
         try:
             assert rest is not None
-            runs: Sequence[Observed]
-            if cheap_reader(rest, "list_training_runs_brief", "list_training_runs") != "list_training_runs":
-                # id and corrupted only; an item that does not parse is skipped
-                runs, cursor, _skipped = rest.list_training_runs_brief(
-                    limit=self.settings.page_size,
-                    offset=offset,
-                    timeout_s=self.settings.timeout_s,
-                    max_retries=0,
-                )
-            else:  # a RestClient stand-in without the cheap reader
-                full, cursor = rest.list_training_runs(
-                    limit=self.settings.page_size,
-                    offset=offset,
-                    timeout_s=self.settings.timeout_s,
-                    max_retries=0,
-                )
-                runs = list(full)
+            run_ids, corrupted, total = page_reader(rest)(rest, offset, self.settings)
         except BaseException as error:
             self._post("page_error", offset, self._redact(error))
         else:
-            self._post("page", offset, runs, cursor.total_count)
+            self._post("page", offset, run_ids, corrupted, total)
 
     # --- outcomes and commands (the loop's thread) ------------------------------------------------
 
@@ -388,17 +413,17 @@ class Poller:
         else:
             log.debug("run %s: %s (%s), reported before", run_id, outcome.reason, escape_text(error, 300))
 
-    def _on_page(self, offset: int, runs: Sequence[Observed], total: int) -> None:
+    def _on_page(self, offset: int, run_ids: list[str], corrupted: list[Observed], total: int) -> None:
         self._jobs -= 1
-        by_id = {run.training_run_id: run for run in runs}
-        read, unread = self._schedule.page_read(offset, total, by_id, self._clock.monotonic())
-        states, quiet = self._states, not self._onces
-        for run_id in read:
-            run = by_id[run_id]
-            if quiet and not run.corrupted:  # healthy, and no poll_once waits: the state only
+        read, unread = self._schedule.page_read(offset, total, run_ids, self._clock.monotonic())
+        if corrupted or self._onces:
+            flagged = {run.training_run_id: run for run in corrupted}
+            for run_id in read:
+                self._judge(run_id, flagged.get(run_id, _HEALTHY_READ))
+        else:  # every run healthy and no poll_once waits (the hot path): the states only
+            states = self._states
+            for run_id in read:
                 states[run_id].read(False)
-            else:
-                self._judge(run_id, run)
         self._listing_ended(unread)
 
     def _on_page_error(self, offset: int, error: BaseException) -> None:

@@ -9,11 +9,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Self
 
+import attrs
 import backoff
 import requests
 
 from . import _http
 from ._checks import check_int
+from ._healthy_page import healthy_page
 from ._ids import check_run_id
 from ._json import JsonObject, loads
 from ._version import __version__
@@ -203,18 +205,39 @@ class RestClient:
             timeout_s=timeout_s,
             max_retries=max_retries,
         )
-        page = JsonObject(data, "TrainingRunsResponse")
-        cursor = page.nested("cursor", Cursor.from_json, required=True)
-        assert cursor is not None
-        briefs: list[RunBrief] = []
-        skipped = 0
-        for index, item in enumerate(page.raw_list("training_runs")):
-            try:
-                briefs.append(RunBrief.from_json(item))
-            except ResponseError as error:
-                skipped += 1
-                log.debug("listing at offset %d: item %d skipped: %s", offset, index, error)
-        return briefs, cursor, skipped
+        return _briefs_of(data, offset)
+
+    def list_training_runs_health(
+        self,
+        limit: int = 20,
+        offset: int = 0,
+        *,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
+    ) -> tuple[list[str], list[RunBrief], Cursor, int]:
+        """One page of runs read for monitoring at the least CPU: ``(run_ids, corrupted, cursor,
+        skipped)``.
+
+        ``run_ids``: the id of every item that parses, in page order; ``corrupted``: a RunBrief of
+        each corrupted one among them (kept whole: ``RunBrief.full()``); ``skipped``: items that do
+        not parse, as in ``list_training_runs_brief``, whose answer this always equals. A page with
+        no corrupted run is decoded for the ids alone (``_healthy_page``: about a tenth of the CPU
+        of decoding every field, issue 16); any other page is read the tolerant way. Raises as
+        ``list_training_runs_brief`` does (ValueError for ``limit`` < 1 or ``offset`` < 0).
+        """
+        self._check_page(limit, offset)
+        data = self._get_json(
+            "/training_runs",
+            params={"limit": limit, "offset": offset},
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            decode=_healthy_or_json,
+        )
+        if type(data) is _Healthy:
+            return data.run_ids, [], data.cursor, 0
+        briefs, cursor, skipped = _briefs_of(data, offset)
+        corrupted = [brief for brief in briefs if brief.corrupted]
+        return [brief.training_run_id for brief in briefs], corrupted, cursor, skipped
 
     def iter_training_runs(
         self, page_size: int = 100, *, max_pages: int = MAX_LIST_PAGES
@@ -253,7 +276,10 @@ class RestClient:
         params: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
         max_retries: int | None = None,
+        decode: Callable[[bytes, str], Any] = loads,
     ) -> Any:
+        """GET ``path`` with retries; the body decoded by ``decode(body, what)`` (JSON by default),
+        whose ResponseError is retried like a garbled body."""
         retries = self.config.max_retries if max_retries is None else max_retries
         timeout = self.config.timeout_s if timeout_s is None else timeout_s
         deadline = self._clock() + self.config.retry_max_time_s
@@ -263,7 +289,7 @@ class RestClient:
             # each request is capped to what is left of the call's budget
             left = deadline - self._clock()
             try:
-                return self._get_once(path, params, min(timeout, max(left, 0.001)))
+                return self._get_once(path, params, min(timeout, max(left, 0.001)), decode)
             except TinkerRecoveryError as error:
                 if not error.retryable or retry == retries:
                     raise
@@ -277,7 +303,13 @@ class RestClient:
                 self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _get_once(self, path: str, params: Mapping[str, Any] | None, timeout: float) -> Any:
+    def _get_once(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None,
+        timeout: float,
+        decode: Callable[[bytes, str], Any] = loads,
+    ) -> Any:
         what = f"GET {_API}{path}"
         key = self.config.api_key
         if self._direct is not None and self._direct.usable():
@@ -309,4 +341,42 @@ class RestClient:
                 f"{what}: HTTP {reply.status}: {error_detail(reply.body, key)}",
                 retry_after_s=retry_after_s(reply.headers, time.time()),
             )
-        return loads(reply.body, what)
+        return decode(reply.body, what)
+
+
+@attrs.frozen
+class _Healthy:
+    """A listing page on which every run is healthy, decoded for its ids alone."""
+
+    run_ids: list[str]
+    cursor: Cursor
+
+
+def _healthy_or_json(body: bytes, what: str) -> Any:
+    """A ``_Healthy`` page when ``healthy_page`` reads one (and its cursor checks), else the body
+    decoded as JSON for the tolerant path."""
+    fast = healthy_page(body)
+    if fast is not None:
+        run_ids, raw_cursor = fast
+        try:
+            return _Healthy(run_ids, Cursor.from_json(raw_cursor))
+        except ResponseError:
+            pass  # the tolerant path raises the same error, from the same object
+    return loads(body, what)
+
+
+def _briefs_of(data: Any, offset: int) -> tuple[list[RunBrief], Cursor, int]:
+    """A decoded ``TrainingRunsResponse`` as ``(briefs, cursor, skipped)``: an item that does not
+    parse is skipped (logged at DEBUG); a malformed envelope raises ResponseError."""
+    page = JsonObject(data, "TrainingRunsResponse")
+    cursor = page.nested("cursor", Cursor.from_json, required=True)
+    assert cursor is not None
+    briefs: list[RunBrief] = []
+    skipped = 0
+    for index, item in enumerate(page.raw_list("training_runs")):
+        try:
+            briefs.append(RunBrief.from_json(item))
+        except ResponseError as error:
+            skipped += 1
+            log.debug("listing at offset %d: item %d skipped: %s", offset, index, error)
+    return briefs, cursor, skipped
