@@ -426,8 +426,15 @@ class _Scanning(PollSchedule):
     def _none_due(self, horizon: float) -> bool:
         return False
 
-    def _exact_wake(self, now: float) -> float | None:
+    def _floor_wake(self, now: float) -> float | None:
         return None
+
+    def _pages_due(self) -> float:
+        listing = self._listing
+        if listing is None:
+            return math.inf
+        unasked = listing.next_offset
+        return min((due for offset, due in self._page_due.items() if offset >= unasked), default=math.inf)
 
 
 _ACTIONS = ["add", "rm", "now", "plan", "ok", "timeout", "defer", "page", "page_short", "page_fail", "wake"]
@@ -486,8 +493,85 @@ def test_the_shortcut_plans_and_wakes_exactly_as_a_full_scan(
             assert answer == _apply(full, action, run_id, now, page, index)
             if action in ("ok", "timeout", "defer", "rm"):
                 in_flight.discard(run_id)
-        assert fast.next_wake(now) == full.next_wake(now)
+        woken, scanned = fast.next_wake(now), full.next_wake(now)
+        # never later than a scan (unless runs are held back by the solo budget: then an outcome
+        # or the next budget window wakes, as the scan's earlier wake would find), never a spin
+        assert woken <= scanned + 1e-9 or fast._held_until is not None
+        assert woken > now or scanned <= now
         assert fast.mode == full.mode and fast.listing == full.listing
+        assert fast._pages_due() == full._pages_due()  # the kept suffix minima, against a scan
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["plan", "plan", "answer", "answer", "answer", "solo_done", "rm", "now", "add"]),
+            st.integers(0, 29),
+            st.sampled_from([0.0, 0.0, 0.0, 0.0, 0.01, 0.05, 0.3]),
+        ),
+        max_size=200,
+    ),
+    st.permutations(range(10)),
+)
+def test_listing_cycles_plan_and_wake_as_a_full_scan_and_keep_the_unasked_pages_due(
+    steps: list[tuple[str, int, float]], order: list[int]
+) -> None:
+    """30 runs on 10 pages, listed again and again with pages answered out of order (some short),
+    runs polled alone, removed, added, asked for: the kept due time of the pages not asked for yet
+    (``_pages_due``) is a scan's, and so are the plans and wake times."""
+    fields: dict[str, object] = {
+        "interval_s": 1.0, "timeout_s": 1.0, "concurrency": 8, "mode": "list", "page_size": 3
+    }
+    fast, full = PollSchedule(PollSettings(**fields)), _Scanning(PollSettings(**fields))  # type: ignore[arg-type]
+    for schedule_ in (fast, full):
+        for n in range(30):
+            schedule_.add(f"r{n}", 0.0)
+        asked: set[int] = set()
+        answers = [3 * page for page in order]
+        for tick in range(60):  # a first listing, its pages answered in ``order``: each gets a due time
+            asked |= set(schedule_.plan(tick / 100).pages)
+            ready = [offset for offset in answers if offset in asked]
+            if ready:  # the first asked page in ``order``
+                offset = ready[0]
+                answers.remove(offset)
+                schedule_.page_read(offset, 30, [f"r{n}" for n in range(offset, offset + 3)], tick / 100)
+        assert not schedule_.listing and len(schedule_._page_due) == 10
+    pages: list[int] = []
+    alone: set[str] = set()
+    now = 0.9
+    for action, index, step in steps:
+        now += step
+        run_id = f"r{index}"
+        if action == "plan":
+            plan = fast.plan(now)
+            assert plan == full.plan(now)
+            pages += plan.pages
+            alone |= set(plan.alone)
+        elif action == "answer" and pages:
+            offset = pages.pop(index % len(pages))
+            listed = [f"r{n}" for n in range(offset, offset + 3) if index % 4 or n % 2]
+            assert fast.page_read(offset, 30, listed, now) == full.page_read(offset, 30, listed, now)
+        elif action == "solo_done" and alone:
+            done = sorted(alone)[index % len(alone)]
+            alone.discard(done)
+            fast.finished(done, now)
+            full.finished(done, now)
+        elif action == "rm":
+            alone.discard(run_id)
+            fast.remove(run_id)
+            full.remove(run_id)
+        elif action == "now":
+            assert fast.poll_now(run_id, now) == full.poll_now(run_id, now)
+        elif action == "add":
+            fast.add(run_id, now)
+            full.add(run_id, now)
+        assert fast._pages_due() == full._pages_due()
+        woken, scanned = fast.next_wake(now), full.next_wake(now)
+        # never later than a scan (unless runs are held back by the solo budget: then an outcome
+        # or the next budget window wakes, as the scan's earlier wake would find), never a spin
+        assert woken <= scanned + 1e-9 or fast._held_until is not None
+        assert woken > now or scanned <= now
 
 
 def test_the_shortcut_does_not_wake_for_a_suspect_waiting_for_a_slot() -> None:

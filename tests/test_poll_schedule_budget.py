@@ -135,3 +135,32 @@ def test_without_a_listing_there_is_no_budget() -> None:
     for run_id in ids("r", 100):
         s.add(run_id, 0.0)
     assert s.plan(0.0) == Plan(alone=tuple(ids("r", 100)))
+
+
+def test_removing_a_run_polled_alone_lets_a_held_run_take_its_slot() -> None:
+    s = schedule()
+    s.add("a", 0.0)
+    s.plan(0.0)  # page 0 in flight: 12 single reads at once, the rest held
+    for run_id in ids("n", 20):
+        s.add(run_id, 0.1)
+    assert s.plan(0.1).alone == tuple(ids("n", 12))
+    s.remove("n0")  # its poll's slot is free now (its answer will be ignored)
+    assert s.plan(0.1) == Plan(alone=("n12",))
+
+
+def test_held_runs_on_pages_not_asked_for_do_not_spin_the_loop() -> None:
+    """The listing's first page is slow, so its runs fall due before their pages can be asked for:
+    the budget lets some go alone and holds the rest; the next wake is not in the past (a loop of
+    plans that hold them again), but when a page or a poll ends."""
+    s = schedule(page_size=3, concurrency=8, timeout_s=1.0)
+    for n in range(30):
+        s.add(f"r{n}", 0.0)
+    asked: list[int] = []
+    for tick in range(30):  # a first listing, read in order: every page gets a due time
+        asked += s.plan(tick / 100).pages
+        if asked:
+            offset = asked.pop(0)
+            s.page_read(offset, 30, [f"r{n}" for n in range(offset, offset + 3)], tick / 100)
+    assert s.plan(1.0) == Plan(pages=(0,))  # the next listing; its first page is not answered
+    assert s.plan(1.3) == Plan(alone=("r3", "r4", "r5", "r6"))  # 8 - 4 page slots; the rest held
+    assert s.next_wake(1.3) == pytest.approx(2.0)  # not 1.07, the due time of the pages not asked for

@@ -13,7 +13,7 @@ from tinker_recovery.errors import (
     RequestTimeout,
     ServerError,
 )
-from tinker_recovery.run_state import AUTH_RETRY_S, Outcome, RunState, Verdict
+from tinker_recovery.run_state import AUTH_RETRY_S, Outcome, RunState, Verdict, read_healthy
 
 
 def test_a_healthy_read_is_healthy() -> None:
@@ -109,3 +109,37 @@ def test_dropped_only_after_max_poll_errors_404s_in_a_row(
             corrupted = corrupted + 1 if outcome else 0
             verdict = state.read(bool(outcome)).verdict
             assert (verdict is Verdict.CORRUPTED) == (bool(outcome) and corrupted >= confirm)
+
+
+_STEPS = st.lists(
+    st.sampled_from(["healthy", "corrupted", "confirmed", "404", "401", "500", "listing"]), max_size=12
+)
+
+
+@given(steps=st.lists(_STEPS, min_size=1, max_size=4), confirm=st.integers(1, 3))
+def test_read_healthy_leaves_every_state_as_a_healthy_read_does(steps, confirm) -> None:
+    errors = {
+        "404": NotFound("gone", status_code=404),
+        "401": AuthenticationError("no", status_code=401),
+        "500": ServerError("x", status_code=500),
+    }
+    by_call = {str(n): RunState(confirm_polls=confirm, max_poll_errors=3) for n in range(len(steps))}
+    by_loop = {str(n): RunState(confirm_polls=confirm, max_poll_errors=3) for n in range(len(steps))}
+    for run, run_steps in enumerate(steps):
+        for step in run_steps:
+            for states in (by_call, by_loop):
+                state = states[str(run)]
+                if step == "healthy":
+                    state.read(False)
+                elif step in ("corrupted", "confirmed"):
+                    state.read(True, confirmed=step == "confirmed")
+                elif step in errors:
+                    state.failed(errors[step], interval_s=1.0)
+            if run_steps and run_steps[-1] == "listing":  # a listing read it healthy
+                by_call[str(run)].read(False)
+                read_healthy(by_loop, [str(run)])
+    read_healthy(by_loop, list(by_loop))  # and one listing reads them all
+    for state in by_call.values():
+        state.read(False)
+    assert by_loop == by_call
+    assert all(state.read(True) == RunState(confirm_polls=confirm).read(True) for state in by_loop.values())

@@ -52,9 +52,7 @@ def healthy_page(body: bytes) -> tuple[list[str], dict[str, Any]] | None:
         page = _DECODER.decode(body)
     except (msgspec.MsgspecError, ValueError, RecursionError):
         return None
-    run_ids = []
-    for item in page.training_runs:
-        if item.corrupted:
-            return None
-        run_ids.append(item.training_run_id)
-    return run_ids, page.cursor
+    runs = page.training_runs
+    if any(item.corrupted for item in runs):
+        return None
+    return [item.training_run_id for item in runs], page.cursor

@@ -24,7 +24,7 @@ from ._threads import Workers, remaining
 from .errors import ApiError, RequestTimeout
 from .models import RunBrief, TrainingRun
 from .poll_schedule import PollSchedule, poll_jobs, split
-from .run_state import LIST_UNAVAILABLE_STATUSES, RunState, Verdict
+from .run_state import LIST_UNAVAILABLE_STATUSES, RunState, Verdict, read_healthy
 
 if TYPE_CHECKING:
     from .clock import Clock
@@ -421,9 +421,7 @@ class Poller:
             for run_id in read:
                 self._judge(run_id, flagged.get(run_id, _HEALTHY_READ))
         else:  # every run healthy and no poll_once waits (the hot path): the states only
-            states = self._states
-            for run_id in read:
-                states[run_id].read(False)
+            read_healthy(self._states, read)
         self._listing_ended(unread)
 
     def _on_page_error(self, offset: int, error: BaseException) -> None:

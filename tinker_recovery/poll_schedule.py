@@ -51,6 +51,7 @@ Rules (exact-number tests in tests/test_poll_schedule.py):
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Sequence
 
@@ -214,6 +215,7 @@ class PollSchedule:
         # stands for them: a tick scans no run while the listing keeps pace (issue 16).
         self._page_runs: dict[int, int] = {}
         self._page_due: dict[int, float] = {}
+        self._unasked_due: tuple[list[int], list[float]] | None = None  # see ``_pages_due``
         # The earliest ``next_due`` of the runs not in a poll of their own: always a lower bound
         # (-inf: unknown), exact while ``_floor_exact``. ``plan`` and ``next_wake`` skip their scan
         # of every run when it shows nothing is due: a listing of 10,000 watched runs ticks once a
@@ -251,6 +253,8 @@ class PollSchedule:
             self._suspects_in_flight -= 1
         if run is not None and run.in_flight:
             self._solo_in_flight -= 1
+            if self._held_until is not None:
+                self._floor = -math.inf  # a run held back by the solo budget may take its slot: scan
 
     def poll_now(self, run_id: str, now: float) -> bool:
         """Make ``run_id`` due at once, or right after its poll in flight; False if unknown."""
@@ -293,11 +297,6 @@ class PollSchedule:
         into = 0.0 if listing is None else max(0.0, began - listing.started)
         return max(2 * self._page_rtt, min(into, LAG_SHARE * self.settings.interval_s))
 
-    def _join_page(self, run: _Run, offset: int, due: float) -> None:
-        run.page = offset
-        self._page_runs[offset] = self._page_runs.get(offset, 0) + 1
-        self._page_due[offset] = due
-
     def _leave_page(self, run: _Run) -> None:
         if run.page >= 0:
             left = self._page_runs.get(run.page, 1) - 1
@@ -306,16 +305,25 @@ class PollSchedule:
             else:
                 self._page_runs.pop(run.page, None)
                 self._page_due.pop(run.page, None)
+                self._unasked_due = None
             run.page = -1
 
     def _pages_due(self) -> float:
         """The earliest due time of the runs on pages the listing in flight has not asked for
-        (math.inf: none, or no listing)."""
+        (math.inf: none, or no listing). Asked twice a tick, so kept as the suffix minima of the
+        pages' due times in offset order (``_unasked_due``), rebuilt after a page's due time at or
+        past the next offset changes: a page's answer changes only its own, already asked."""
         listing = self._listing
         if listing is None:
             return math.inf
-        unasked = listing.next_offset
-        return min((due for offset, due in self._page_due.items() if offset >= unasked), default=math.inf)
+        if self._unasked_due is None:
+            offsets = sorted(self._page_due)
+            minima = [math.inf] * (len(offsets) + 1)
+            for index in range(len(offsets) - 1, -1, -1):
+                minima[index] = min(minima[index + 1], self._page_due[offsets[index]])
+            self._unasked_due = (offsets, minima)
+        offsets, minima = self._unasked_due
+        return minima[bisect.bisect_left(offsets, listing.next_offset)]
 
     def _none_due(self, horizon: float) -> bool:
         """True when no run outside a poll of its own is due by ``horizon`` (no scan needed)."""
@@ -497,6 +505,7 @@ class PollSchedule:
         self._page_due = {
             offset: last if due <= soon else min(due, last) for offset, due in self._page_due.items()
         }
+        self._unasked_due = None
         floor = math.inf
         for run in self._runs.values():
             if run.in_flight:
@@ -620,6 +629,8 @@ class PollSchedule:
         else:
             self._page_runs.pop(offset, None)
             self._page_due.pop(offset, None)
+        if listing is None or offset >= listing.next_offset:
+            self._unasked_due = None
         if listing is None:
             return read, []
         listing.in_flight -= 1
@@ -677,9 +688,9 @@ class PollSchedule:
         ):
             return []  # more pages to start
         self._listing = None
-        if self._held_until is not None:  # runs held back by the solo budget: no budget any more
-            self._held_until, self._floor = None, -math.inf
+        self._held_until = None  # runs held back by the solo budget: no budget any more
         unread = []
+        floor = math.inf  # exact again (the scan is here anyway): the next tick need not scan
         for run_id, run in self._runs.items():
             if run.in_listing:  # not in the pages read: poll it alone (after a Retry-After: list again)
                 run.in_listing = False
@@ -687,6 +698,9 @@ class PollSchedule:
                 run.unlisted = defer_s is None
                 self._set_due(run, now if defer_s is None else now + defer_s)
                 unread.append(run_id)
+            if not run.in_flight and run.next_due < floor:
+                floor = run.next_due
+        self._floor, self._floor_exact = floor, True
         return unread
 
     # --- waking ---------------------------------------------------------------------------------
@@ -706,7 +720,13 @@ class PollSchedule:
             wake = self._next_listing  # only when a listing would read something: no spinning
         earliest = self._floor_wake(now)
         if earliest is not None:
-            return min(wake, earliest, self._pages_due())
+            pages_due = self._pages_due()
+            if pages_due <= now and self._held_until is not None:
+                # the due runs on pages not asked for yet were held back by the solo budget (the
+                # last plan scanned them): they go when it allows, as in the scan below, not in a
+                # spin of plans that hold them again
+                pages_due = self._held_until
+            return min(wake, earliest, pages_due)
         held = self._held_until if self._listing is not None else None
         reading = {} if self._listing is None else self._listing.began
         for run in self._runs.values():

@@ -8,12 +8,13 @@ No thread, no lock, no I/O; the Monitor thread is its only user.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Mapping
 
 import attrs
 
 from .errors import ApiError, NotFound
 
-__all__ = ["AUTH_RETRY_S", "LIST_UNAVAILABLE_STATUSES", "Outcome", "RunState", "Verdict"]
+__all__ = ["AUTH_RETRY_S", "LIST_UNAVAILABLE_STATUSES", "Outcome", "RunState", "Verdict", "read_healthy"]
 
 AUTH_RETRY_S = 60.0
 """After a 401/403 a run is polled again no sooner than this (or its interval, if longer)."""
@@ -111,3 +112,19 @@ class RunState:
             reason = f"poll refused: HTTP {status} ({name}); polled every {every:g} s"
             return Outcome(Verdict.ERROR, report=report, reason=reason, defer_s=every)
         return Outcome(Verdict.ERROR, report=True, reason=f"poll failed: {name}", defer_s=retry_after_s)
+
+
+def read_healthy(states: Mapping[str, RunState], run_ids: Iterable[str]) -> None:
+    """``states[run_id].read(False)`` for each of ``run_ids`` (KeyError for one not in ``states``),
+    in one loop that writes only the states a healthy read changes: a listing reads 10,000 healthy
+    runs a second, and a call per run was a fifth of the monitor thread's CPU (issue 16)."""
+    for run_id in run_ids:
+        state = states[run_id]
+        if (
+            state.corrupted_streak
+            or state.not_found_streak
+            or state.auth_reported
+            or state.corruption_reported
+        ):
+            state.corrupted_streak = state.not_found_streak = 0
+            state.auth_reported = state.corruption_reported = False
