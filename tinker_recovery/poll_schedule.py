@@ -594,15 +594,21 @@ class PollSchedule:
         # asks for it at about the same moment into it (then the run waits for that answer); one
         # asking later than that leaves the run to a poll of its own
         due = began + self.settings.interval_s + self.settings.slack_s + self._lag_allowance(began)
-        read = []
+        read: list[str] = []
         expected = self._page_runs.get(offset, 0)  # runs this page held last time
         same = joined = 0
-        runs = self._runs
+        find, answered = self._runs.get, read.append
         for run_id in run_ids:  # the hot loop of list mode: 10,000 runs a second (issue 16)
-            run = runs.get(run_id)
+            run = find(run_id)
             if run is None or not run.in_listing:
                 continue
             run.in_listing = False
+            if run.page == offset and run.seen and not run.urgent:  # as last time: the common case
+                run.next_due = due
+                same += 1
+                joined += 1
+                answered(run_id)
+                continue
             if not run.seen:
                 self._saw(run)
             if run.page == offset:
@@ -615,11 +621,11 @@ class PollSchedule:
             else:
                 run.page, run.next_due = offset, due
                 joined += 1
-            read.append(run_id)
+            answered(run_id)
         if read:
             self._floor_exact = False  # the floor may hold the due times these runs leave behind
         if same < expected:  # runs this page held and no longer returns: each on its own now
-            for run in runs.values():
+            for run in self._runs.values():
                 if run.page == offset and run.in_listing:
                     run.page = -1
             self._floor = -math.inf  # scan for them
