@@ -161,15 +161,37 @@ def test_page_slots_follow_the_first_pages_round_trip(total, started, expected):
     assert s.plan(started + 0.0625) == Plan(pages=expected)
 
 
-def test_page_slots_follow_the_last_pages_round_trip():
+def test_page_slots_follow_the_least_round_trip_not_the_last():
     # concurrency 16: cap min(32, 12); 40 pages
     s = schedule(mode="list", concurrency=16, page_size=1, interval_s=1.0, timeout_s=1.0)
     s.add("a", 0.0)
     s.plan(0.0)
     s.page_read(0, 40, ["a"], 0.0)  # no round trip: the floor, 4 pages
     assert s.plan(0.0) == Plan(pages=(1, 2, 3, 4))
-    s.page_read(1, 40, [], 0.125)  # ceil(2 * 40 * 0.125) = 10 slots, 3 in flight
-    assert s.plan(0.125) == Plan(pages=(5, 6, 7, 8, 9, 10, 11))
+    s.page_read(1, 40, [], 0.125)  # a server busy with the pages asked answers later: still 4 at once
+    assert s.plan(0.125) == Plan(pages=(5,))
+
+
+def test_page_slots_follow_answers_that_stay_slow_from_the_next_listing_on():
+    s = schedule(mode="list", concurrency=16, page_size=1, interval_s=1.0, timeout_s=1.0)
+    s.add("a", 0.0)
+    assert s.plan(0.0) == Plan(pages=(0,))
+    s.page_read(0, 8, ["a"], 0.05)  # 50 ms a page: ceil(2 * 8 * 0.05) = 1, the floor of 4
+    assert s.plan(0.05) == Plan(pages=(1, 2, 3, 4))
+    for offset in (1, 2, 3, 4):
+        s.page_read(offset, 8, [], 0.1)
+    assert s.plan(0.1) == Plan(pages=(5, 6, 7))
+    for offset in (5, 6, 7):
+        s.page_read(offset, 8, [], 0.15)
+    assert not s.listing and s.next_wake(0.15) == 1.0
+    assert s.plan(1.0) == Plan(pages=(0,))  # the next listing: 500 ms a page from now on
+    s.page_read(0, 8, ["a"], 1.5)
+    assert s.plan(1.5) == Plan(pages=(1, 2, 3, 4))  # the last listing's 50 ms still sizes it
+    for offset in (1, 2, 3, 4):
+        s.page_read(offset, 8, [], 2.0)
+    assert s.plan(2.0) == Plan(pages=(0,))  # cut short at its time budget; the next one starts
+    s.page_read(0, 8, ["a"], 2.5)
+    assert s.plan(2.5) == Plan(pages=(1, 2, 3, 4, 5, 6, 7))  # ceil(2 * 8 * 0.5) = 8: all the rest
 
 
 @pytest.mark.parametrize("concurrency", [1, 2])

@@ -62,8 +62,8 @@ def test_pages_of_a_listing_go_as_many_at_once_as_the_round_trip_needs() -> None
     s.page_read(0, 10_000, [], 0.044)  # 100 pages at 44 ms: 9 at once read them in half an interval
     assert s.plan(0.044).pages == tuple(range(100, 1000, 100))
     assert s.next_wake(0.044) == 1.0  # every slot busy: a's deadline
-    s.page_read(100, 10_000, [], 0.144)  # 100 ms a page now: 20 needed, 12 at most
-    assert s.plan(0.144).pages == tuple(range(1000, 1400, 100))
+    s.page_read(100, 10_000, [], 0.144)  # 100 ms: the least round trip (44 ms) still sizes it, 1 more
+    assert s.plan(0.144).pages == (1000,)
 
 
 def test_the_page_cap_follows_concurrency_and_page_concurrency() -> None:
