@@ -170,6 +170,8 @@ def test_page_slots_follow_the_least_round_trip_not_the_last():
     assert s.plan(0.0) == Plan(pages=(1, 2, 3, 4))
     s.page_read(1, 40, [], 0.125)  # a server busy with the pages asked answers later: still 4 at once
     assert s.plan(0.125) == Plan(pages=(5,))
+    s.page_read(2, 40, [], 0.5)  # half an interval in, 36 pages left: behind, so the last round trip
+    assert s.plan(0.5) == Plan(pages=tuple(range(6, 15)))  # ceil(2 * 40 * 0.5) = 40, capped at 12
 
 
 def test_page_slots_follow_answers_that_stay_slow_from_the_next_listing_on():
@@ -184,14 +186,14 @@ def test_page_slots_follow_answers_that_stay_slow_from_the_next_listing_on():
     for offset in (5, 6, 7):
         s.page_read(offset, 8, [], 0.15)
     assert not s.listing and s.next_wake(0.15) == 1.0
-    assert s.plan(1.0) == Plan(pages=(0,))  # the next listing: 500 ms a page from now on
-    s.page_read(0, 8, ["a"], 1.5)
-    assert s.plan(1.5) == Plan(pages=(1, 2, 3, 4))  # the last listing's 50 ms still sizes it
+    assert s.plan(1.0) == Plan(pages=(0,))  # the next listing: 400 ms a page from now on
+    s.page_read(0, 8, ["a"], 1.4)
+    assert s.plan(1.4) == Plan(pages=(1, 2, 3, 4))  # the last listing's 50 ms still sizes it
     for offset in (1, 2, 3, 4):
         s.page_read(offset, 8, [], 2.0)
     assert s.plan(2.0) == Plan(pages=(0,))  # cut short at its time budget; the next one starts
-    s.page_read(0, 8, ["a"], 2.5)
-    assert s.plan(2.5) == Plan(pages=(1, 2, 3, 4, 5, 6, 7))  # ceil(2 * 8 * 0.5) = 8: all the rest
+    s.page_read(0, 8, ["a"], 2.4)
+    assert s.plan(2.4) == Plan(pages=(1, 2, 3, 4, 5, 6, 7))  # ceil(2 * 8 * 0.4) = 7: all the rest
 
 
 @pytest.mark.parametrize("concurrency", [1, 2])

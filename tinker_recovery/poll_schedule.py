@@ -24,7 +24,10 @@ Rules (exact-number tests in tests/test_poll_schedule.py):
   ``page_concurrency`` and ``concurrency - suspect_slots`` (and at least 1). The least, not the
   last: a server busy with the pages already asked for answers each later, and sizing from that
   asked for more pages at once, up to the cap (32 at once from a local server that answers one
-  in 1.6 ms, issue 16); a server whose answers really slow down shows it in the next listing.
+  in 1.6 ms, issue 16); a server whose answers really slow down shows it in the next listing. A
+  listing still reading half an interval after it began sizes from the last round trip if that
+  is longer: it is behind, and more pages at once is its way to finish before its time budget
+  leaves its unread runs to polls of their own.
 - List mode: one listing at a time, once per interval, covering every run not in a poll of its
   own. Its first page gives ``total_count``; the rest (at most ``max_pages`` pages in all,
   whatever the count says later) are read ``page_concurrency`` at a time, and no page is started
@@ -464,7 +467,7 @@ class PollSchedule:
         if now >= self._solo_window + self.settings.interval_s:
             self._solo_window, self._solo_started = now, 0
         return solo_budget(
-            self.settings.concurrency, self._page_slots(), self._solo_in_flight, self._solo_started
+            self.settings.concurrency, self._page_slots(now), self._solo_in_flight, self._solo_started
         )
 
     def _hold_until(self, now: float) -> float:
@@ -474,7 +477,7 @@ class PollSchedule:
             return self._solo_window + self.settings.interval_s
         return math.inf
 
-    def _page_slots(self) -> int:
+    def _page_slots(self, now: float) -> int:
         listing = self._listing
         pages = 1 if listing is None or listing.total_pages is None else listing.total_pages
         cap = min(
@@ -482,6 +485,8 @@ class PollSchedule:
         )
         least = min(self._least_rtt_before, math.inf if listing is None else listing.least_rtt)
         rtt = self._page_rtt if least == math.inf else least
+        if listing is not None and now - listing.started >= self.settings.interval_s / 2:
+            rtt = max(rtt, self._page_rtt)  # behind its half interval: as the answers come now
         return page_slots(pages, self.settings.interval_s, rtt, MIN_PAGE_SLOTS, cap)
 
     def _listing_due(self, horizon: float) -> bool:
@@ -543,7 +548,7 @@ class PollSchedule:
             return [0]
         offsets = []
         end = listing.total_pages * self.settings.page_size
-        slots = self._page_slots()
+        slots = self._page_slots(now)
         while listing.in_flight < slots and listing.next_offset < end:
             offsets.append(listing.next_offset)
             listing.began[listing.next_offset] = now
@@ -730,7 +735,7 @@ class PollSchedule:
             listing = self._listing
             if not listing.stopped and listing.total_pages is not None:
                 end = listing.total_pages * self.settings.page_size
-                if listing.next_offset < end and listing.in_flight < self._page_slots():
+                if listing.next_offset < end and listing.in_flight < self._page_slots(now):
                     wake = now
         elif self.mode == "list" and any(not r.in_flight and not r.unlisted for r in self._runs.values()):
             wake = self._next_listing  # only when a listing would read something: no spinning
