@@ -18,6 +18,7 @@ way.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import msgspec
@@ -41,6 +42,8 @@ class _Page(msgspec.Struct, gc=False):
 
 
 _DECODER = msgspec.json.Decoder(_Page)
+_CORRUPTED = operator.attrgetter("corrupted")  # C loops over the page's 100 items, not Python ones
+_RUN_ID = operator.attrgetter("training_run_id")
 
 
 def healthy_page(body: bytes) -> tuple[list[str], dict[str, Any]] | None:
@@ -53,6 +56,6 @@ def healthy_page(body: bytes) -> tuple[list[str], dict[str, Any]] | None:
     except (msgspec.MsgspecError, ValueError, RecursionError):
         return None
     runs = page.training_runs
-    if any(item.corrupted for item in runs):
+    if any(map(_CORRUPTED, runs)):
         return None
-    return [item.training_run_id for item in runs], page.cursor
+    return list(map(_RUN_ID, runs)), page.cursor
