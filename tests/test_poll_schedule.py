@@ -437,6 +437,12 @@ class _Scanning(PollSchedule):
         return min((due for offset, due in self._page_due.items() if offset >= unasked), default=math.inf)
 
 
+def fast_and_scanning(mode: str) -> tuple[PollSchedule, _Scanning]:
+    """The same settings (3-run pages, concurrency 8) with the shortcut and without it."""
+    settings_ = PollSettings(interval_s=1.0, timeout_s=1.0, concurrency=8, mode=mode, page_size=3)
+    return PollSchedule(settings_), _Scanning(settings_)
+
+
 _ACTIONS = ["add", "rm", "now", "plan", "ok", "timeout", "defer", "page", "page_short", "page_fail", "wake"]
 
 
@@ -472,10 +478,7 @@ def test_the_shortcut_plans_and_wakes_exactly_as_a_full_scan(
     mode: str, steps: list[tuple[int, str, float]]
 ) -> None:
     """Skipping the scan of every run when nothing can be due changes no plan and no wake time."""
-    fields: dict[str, object] = {
-        "interval_s": 1.0, "timeout_s": 1.0, "concurrency": 8, "mode": mode, "page_size": 3
-    }
-    fast, full = PollSchedule(PollSettings(**fields)), _Scanning(PollSettings(**fields))  # type: ignore[arg-type]
+    fast, full = fast_and_scanning(mode)
     in_flight: set[str] = set()
     pages: list[int] = []
     now = 0.0
@@ -520,10 +523,7 @@ def test_listing_cycles_plan_and_wake_as_a_full_scan_and_keep_the_unasked_pages_
     """30 runs on 10 pages, listed again and again with pages answered out of order (some short),
     runs polled alone, removed, added, asked for: the kept due time of the pages not asked for yet
     (``_pages_due``) is a scan's, and so are the plans and wake times."""
-    fields: dict[str, object] = {
-        "interval_s": 1.0, "timeout_s": 1.0, "concurrency": 8, "mode": "list", "page_size": 3
-    }
-    fast, full = PollSchedule(PollSettings(**fields)), _Scanning(PollSettings(**fields))  # type: ignore[arg-type]
+    fast, full = fast_and_scanning("list")
     for schedule_ in (fast, full):
         for n in range(30):
             schedule_.add(f"r{n}", 0.0)

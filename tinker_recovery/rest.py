@@ -171,13 +171,7 @@ class RestClient:
 
         ``limit`` >= 1, ``offset`` >= 0 (ValueError otherwise). Any malformed item fails the page
         with ResponseError; ``list_training_runs_brief`` skips such items instead."""
-        self._check_page(limit, offset)
-        data = self._get_json(
-            "/training_runs",
-            params={"limit": limit, "offset": offset},
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-        )
+        data = self._get_page(limit, offset, timeout_s, max_retries)
         page = JsonObject(data, "TrainingRunsResponse")
         cursor = page.nested("cursor", Cursor.from_json, required=True)
         assert cursor is not None
@@ -198,13 +192,7 @@ class RestClient:
         DEBUG, rather than failing the page; a page whose envelope (list, cursor) is malformed
         raises ResponseError. ``limit`` >= 1, ``offset`` >= 0 (ValueError otherwise).
         """
-        self._check_page(limit, offset)
-        data = self._get_json(
-            "/training_runs",
-            params={"limit": limit, "offset": offset},
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-        )
+        data = self._get_page(limit, offset, timeout_s, max_retries)
         return _briefs_of(data, offset)
 
     def list_training_runs_health(
@@ -225,14 +213,7 @@ class RestClient:
         of decoding every field, issue 16); any other page is read the tolerant way. Raises as
         ``list_training_runs_brief`` does (ValueError for ``limit`` < 1 or ``offset`` < 0).
         """
-        self._check_page(limit, offset)
-        data = self._get_json(
-            "/training_runs",
-            params={"limit": limit, "offset": offset},
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-            decode=_healthy_or_json,
-        )
+        data = self._get_page(limit, offset, timeout_s, max_retries, decode=_healthy_or_json)
         if type(data) is _Healthy:
             return data.run_ids, [], data.cursor, 0
         briefs, cursor, skipped = _briefs_of(data, offset)
@@ -256,10 +237,25 @@ class RestClient:
                 return
         log.warning("listing stopped after %d pages (%d runs); the server reports more", max_pages, offset)
 
-    @staticmethod
-    def _check_page(limit: Any, offset: Any) -> None:
+    def _get_page(
+        self,
+        limit: Any,
+        offset: Any,
+        timeout_s: float | None,
+        max_retries: int | None,
+        decode: Callable[[bytes, str], Any] = loads,
+    ) -> Any:
+        """``GET /training_runs?limit=&offset=`` decoded by ``decode`` (``limit`` >= 1, ``offset``
+        >= 0, ValueError otherwise)."""
         check_int("limit", limit, minimum=1)
         check_int("offset", offset, minimum=0)
+        return self._get_json(
+            "/training_runs",
+            params={"limit": limit, "offset": offset},
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            decode=decode,
+        )
 
     def list_checkpoints(self, run_id: str) -> list[Checkpoint]:
         """Every checkpoint of ``run_id``, in the order the service lists them."""
