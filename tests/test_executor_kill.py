@@ -199,6 +199,7 @@ def test_a_refused_plain_restore_is_done_the_users_way_with_a_lora_client_and_lo
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.filterwarnings("ignore:DEPRECATED:FutureWarning")  # the SDK's async forms, used on purpose
 def test_the_sdks_async_create_calls_are_awaited(fake):
     run_ids = {True: fake.add_run(checkpoints=1), False: fake.add_run(checkpoints=1)}  # one run per flag
 
