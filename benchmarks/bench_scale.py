@@ -29,8 +29,18 @@ full run about 12 minutes):
    counts as one run); wake-ups of library threads per poll (voluntary context
    switches of the threads named ``tinker_recovery*``, from ``/proc/self/task/*/status``, ``per_run``,
    100 runs, over a separate window so the sampling costs no CPU in the first).
-5. Memory per watched run: RSS growth (a started ``list`` monitor, fast server) and ``tracemalloc``
-   (a monitor not started: bookkeeping only), at 1,000 and 10,000 watched runs, in a fresh process.
+5. Memory per watched run, at 1,000 and 10,000 watched runs, each in a fresh process. RSS growth of a
+   started ``list`` monitor (fast server), read once the monitor has taken up 210 runs (10, then 200)
+   and polled them, so what a monitor pays once is not charged to the runs; with the poll pool held at
+   ``MEMORY_POOL`` workers (a size reached before the base), so the figure is memory per watched run,
+   and again with the default pool, whose growth during the steps (its threads, and what the malloc
+   arenas keep of their reads: some 100 to 200 kB a thread here, a per-monitor cost up to
+   ``poll_concurrency`` threads) lands on the runs added. The cell gives both, each with the poll
+   threads at the base and at the step. (Read from 10 runs with the default pool, the figure swung
+   from 700 B to 3.3 kB a run at 1,000 runs, with the pool's growth.) ``tracemalloc``: a second
+   monitor (default settings), the Python memory ``monitor_run`` leaves allocated, from a base read
+   after the same 210 runs (0.1.0 does not start that monitor; this design's ``monitor_run`` does, so
+   each reading is the least of ten samples, leaving out the pages and polls in flight).
 6. No regression: 1,000 runs, ``auto``, fast server: detection p99.
 
 Latency is the time from the corruption (sent through the fake's admin API at random moments,
@@ -198,15 +208,53 @@ def case_cpu(p: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+MEMORY_POOL = 5
+"""Poll workers case 5's first child holds the pool at: a listing at a fast server reads 4 pages at once
+(this design's least), plus one for polls of a run's own; the monitor reaches it while it takes up its
+first runs, before the base (0.1.0's list mode uses one)."""
+
+
+def _poll_threads() -> int:
+    """The monitor's poll workers alive now (both designs name them ``tinker_recovery.monitor.poll…``)."""
+    return sum(1 for t in threading.enumerate() if t.name.startswith("tinker_recovery.monitor.poll"))
+
+
 def case_memory(p: dict[str, Any]) -> dict[str, Any]:
-    """RSS growth per watched run (started list monitor) and tracemalloc bytes per monitor_run."""
+    """RSS growth per watched run of a started list monitor, and tracemalloc bytes per monitor_run.
+
+    RSS: the monitor takes up runs in the bursts of ``warm`` (10, then 200), each polled ``settle``
+    seconds, and only then is the base read: what a monitor pays once (its first listings, its poll
+    pool growing as runs join while it lists, the allocator arenas of those threads) is not charged to
+    the runs measured. Each step then adds runs (counted from the base) and reads RSS after ``settle``
+    seconds of polling. ``pool`` (an int) caps the poll pool (``poll_concurrency``) at a size the
+    monitor reaches before the base, so the growth is the runs' own; None leaves the design's default
+    pool, which may grow during a step (a burst of ``monitor_run`` calls keeps the CPU busy, the
+    measured round trips lengthen, more pages and jobs go at once) and keeps its threads, and what the
+    allocators hold of their reads, for good: that is charged to the runs added. ``threads`` gives the
+    poll workers at the base and at each step, to tell the two apart.
+    tracemalloc (unless ``tracemalloc`` is False): a second monitor, default settings, the Python
+    memory left by each step of ``monitor_run`` calls, traced from before its first ``warm`` runs.
+    0.1.0's ``monitor_run`` does not start the monitor: its readings are its bookkeeping. This design's
+    starts it, and it polls (in ``auto`` it lists the account: a few decoded pages, some 120 kB each,
+    are always in flight): so the base is read after the ``warm`` runs, and each reading is the least
+    of ten samples 0.1 s apart (polls in flight hold memory for a moment, the runs' bookkeeping for
+    good).
+    """
     import tracemalloc
 
     import tinker_recovery as tr
 
-    steps = p["steps"]
-    result: dict[str, Any] = {"rss": {}, "tracemalloc": {}}
-    warm = 10
+    steps, warm = p["steps"], sum(p["warm"])
+    pool = p.get("pool")
+    result: dict[str, Any] = {"rss": {}, "tracemalloc": {}, "threads": [], "pool": pool}
+    pause = threading.Event()
+
+    def settled_rss() -> int:
+        pause.wait(p["settle"])  # polled a few times
+        gc.collect()
+        result["threads"].append(_poll_threads())
+        return rss_bytes()
+
     with ServerProcess(warm + steps[-1], seed=p["seed"]) as server:
         # the runs are <session>:train:0..N-1; build the ids rather than read them (freed JSON would
         # leave heap space that hides the growth)
@@ -215,37 +263,50 @@ def case_memory(p: dict[str, Any]) -> dict[str, Any]:
         ids = [f"{session}:train:{n}" for n in range(warm + steps[-1])]
         config = tr.Config(api_key=server.api_key, base_url=server.base_url)
         service = InstantService(server)
-        pause = threading.Event()
+        options = {} if pool is None else {"poll_concurrency": pool}
         with (
             tr.Executor(1) as executor,
-            tr.Monitor(executor, _policy(tr), config, poll_mode="list") as monitor,
+            tr.Monitor(executor, _policy(tr), config, poll_mode="list", **options) as monitor,
         ):
-            for run_id in ids[:warm]:
-                monitor.monitor_run(run_id, service)
-            pause.wait(p["settle"])
-            gc.collect()
-            base = rss_bytes()
+            taken = 0
+            for burst in p["warm"]:
+                for run_id in ids[taken : taken + burst]:
+                    monitor.monitor_run(run_id, service)
+                taken += burst
+                base = settled_rss()
+            result["threads"] = result["threads"][-1:]  # the pool at the base
             done = 0
             for step in steps:
                 for run_id in ids[warm + done : warm + step]:
                     monitor.monitor_run(run_id, service)
                 done = step
-                pause.wait(p["settle"])  # polled a few times
-                gc.collect()
-                result["rss"][str(step)] = (rss_bytes() - base) / step
+                result["rss"][str(step)] = (settled_rss() - base) / step
+        if not p.get("tracemalloc", True):
+            return result
         with tr.Executor(1) as executor:
-            monitor = tr.Monitor(executor, _policy(tr), config)  # not started: bookkeeping only
-            try:
+            monitor = tr.Monitor(executor, _policy(tr), config)
+
+            def traced() -> int:  # the least of ten samples: polls in flight hold memory for a moment
                 gc.collect()
+                least = tracemalloc.get_traced_memory()[0]
+                for _ in range(9):
+                    pause.wait(0.1)
+                    least = min(least, tracemalloc.get_traced_memory()[0])
+                return least
+
+            try:
                 tracemalloc.start()
-                before = tracemalloc.get_traced_memory()[0]
+                for run_id in ids[:warm]:  # this design starts the monitor here: not charged to the runs
+                    monitor.monitor_run(run_id, service)
+                pause.wait(p["settle"])
+                before = traced()
                 done = 0
                 for step in steps:
                     for run_id in ids[warm + done : warm + step]:
                         monitor.monitor_run(run_id, service)
                     done = step
-                    gc.collect()
-                    result["tracemalloc"][str(step)] = (tracemalloc.get_traced_memory()[0] - before) / step
+                    pause.wait(p["settle"])
+                    result["tracemalloc"][str(step)] = (traced() - before) / step
                 tracemalloc.stop()
             finally:
                 monitor.stop()
@@ -279,6 +340,7 @@ def plan(quick: bool) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     q = quick
     window = 5.0 if q else 30.0
     grace = 40.0
+    memory = {"steps": [1000, 10_000], "settle": 1.5 if q else 3.0, "warm": [10, 200]}
     return {
         "1": [
             (
@@ -348,7 +410,10 @@ def plan(quick: bool) -> dict[str, list[tuple[str, dict[str, Any]]]]:
                 },
             )
         ],
-        "5": [("memory", {"steps": [1000, 10_000], "settle": 1.5 if q else 3.0})],
+        "5": [
+            ("memory", dict(memory, pool=MEMORY_POOL)),  # RSS per run, and tracemalloc
+            ("memory", dict(memory, tracemalloc=False)),  # RSS with the default pool
+        ],
         "6": [
             (
                 "detect",
@@ -458,15 +523,23 @@ def rows_for(case: str, results: list[dict[str, Any] | None], sizes: dict[str, A
             ],
         ]
     if case == "5":
-        c = r[0]
-        if c is None:
-            return [["memory (case 5)", "failed", ""]]
+        held, default = r
+        steps = sizes["5"][0][1]["steps"]
+        label = "memory per watched run, {}, {:,} runs"
         rows = []
-        for how, key in (("RSS, list monitor polling", "rss"), ("tracemalloc, bookkeeping", "tracemalloc")):
-            for step, per_run in c[key].items():
-                rows.append(
-                    [f"memory per watched run, {how}, {int(step):,} runs", f"{per_run:,.0f} B", "<= 1,024 B"]
-                )
+        for index, step in enumerate(steps, 1):
+            cells = []
+            for name, c in ((f"pool of {MEMORY_POOL}", held), ("default pool", default)):
+                if c is None:
+                    cells.append(f"{name}: failed")
+                    continue
+                threads = f"{c['threads'][0]}→{c['threads'][index]} poll threads"
+                cells.append(f"{c['rss'][str(step)]:,.0f} B ({name}, {threads})")
+            cell = "; ".join(cells)
+            rows.append([label.format("RSS, list monitor polling", step), cell, "<= 1,024 B"])
+        for step in steps:
+            cell = "failed" if held is None else f"{held['tracemalloc'][str(step)]:,.0f} B"
+            rows.append([label.format("tracemalloc, bookkeeping", step), cell, "<= 1,024 B"])
         return rows
     if case == "6":
         return [["1,000 runs, auto, fast server: detection p99 (no regression)", _lat(r[0]), "<= 2.00 s"]]
