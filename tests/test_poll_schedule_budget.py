@@ -164,3 +164,16 @@ def test_held_runs_on_pages_not_asked_for_do_not_spin_the_loop() -> None:
     assert s.plan(1.0) == Plan(pages=(0,))  # the next listing; its first page is not answered
     assert s.plan(1.3) == Plan(alone=("r3", "r4", "r5", "r6"))  # 8 - 4 page slots; the rest held
     assert s.next_wake(1.3) == pytest.approx(2.0)  # not 1.07, the due time of the pages not asked for
+
+
+def test_a_page_reads_its_watched_runs_past_the_ones_not_watched() -> None:
+    s = schedule()
+    for run_id in ("a", "b"):
+        s.add(run_id, 0.0)
+    assert s.plan(0.0) == Plan(pages=(0,))
+    read, _ = s.page_read(0, 4, ["someone-else", "a", "gone", "b"], 0.1)
+    assert read == ["a", "b"]
+    assert s._page_runs == {0: 2}  # the page holds both now: when both leave it, its due time goes
+    s.remove("a")
+    s.remove("b")
+    assert s._page_runs == {} and s._page_due == {}
