@@ -389,3 +389,11 @@ def test_parse_malformed_tinker_path(path):
 
 def test_checkpoint_training_run_id_none_for_unparseable_path():
     assert Checkpoint.from_json(checkpoint_json(tinker_path="s3://bucket/x")).training_run_id is None
+
+
+def test_ids_and_corrupted_keeps_the_page_order_and_only_the_corrupted_runs():
+    from tinker_recovery.models import RunBrief, ids_and_corrupted
+
+    runs = [RunBrief("b", False), RunBrief("a", True), RunBrief("c", True)]
+    assert ids_and_corrupted(runs) == (["b", "a", "c"], [runs[1], runs[2]])
+    assert ids_and_corrupted([]) == ([], [])

@@ -22,7 +22,7 @@ from ._checks import check_seconds
 from ._text import escape_text
 from ._threads import Workers, remaining
 from .errors import ApiError, RequestTimeout
-from .models import RunBrief, TrainingRun
+from .models import RunBrief, TrainingRun, ids_and_corrupted
 from .poll_schedule import PollSchedule, poll_jobs, split
 from .run_state import LIST_UNAVAILABLE_STATUSES, RunState, Verdict, read_healthy
 
@@ -78,15 +78,16 @@ def _page_by_briefs(rest: Any, offset: int, settings: PollSettings) -> tuple[lis
     briefs, cursor, _skipped = rest.list_training_runs_brief(
         limit=settings.page_size, offset=offset, timeout_s=settings.timeout_s, max_retries=0
     )
-    return [b.training_run_id for b in briefs], [b for b in briefs if b.corrupted], cursor.total_count
+    run_ids, corrupted = ids_and_corrupted(briefs)
+    return run_ids, corrupted, cursor.total_count
 
 
 def _page_by_runs(rest: Any, offset: int, settings: PollSettings) -> tuple[list[str], list[Observed], int]:
     runs, cursor = rest.list_training_runs(
         limit=settings.page_size, offset=offset, timeout_s=settings.timeout_s, max_retries=0
     )
-    runs = list(runs)
-    return [r.training_run_id for r in runs], [r for r in runs if r.corrupted], cursor.total_count
+    run_ids, corrupted = ids_and_corrupted(runs)
+    return run_ids, corrupted, cursor.total_count
 
 
 def page_reader(rest: Any) -> PageReader:

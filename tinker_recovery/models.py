@@ -7,9 +7,9 @@ value of the wrong type raises ``ResponseError`` naming ``Type.field``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import attrs
 
@@ -23,6 +23,7 @@ __all__ = [
     "ParsedCheckpointTinkerPath",
     "CHECKPOINT_TYPES",
     "RunBrief",
+    "ids_and_corrupted",
     "step_of",
 ]
 
@@ -293,3 +294,18 @@ class RunBrief:
         """The whole run, parsed now from the item as read: None when built without it (``raw``);
         ResponseError when a field a TrainingRun needs is malformed."""
         return None if self._raw is None else TrainingRun.from_json(self._raw)
+
+
+RunT = TypeVar("RunT", TrainingRun, RunBrief)
+
+
+def ids_and_corrupted(runs: Iterable[RunT]) -> tuple[list[str], list[RunT]]:
+    """A page of runs as a listing poll reads it: every run's id, in order, and the corrupted runs
+    (``corrupted`` read once per run; whatever it raises goes to the caller)."""
+    ids: list[str] = []
+    corrupted: list[RunT] = []
+    for run in runs:
+        ids.append(run.training_run_id)
+        if run.corrupted:
+            corrupted.append(run)
+    return ids, corrupted

@@ -647,7 +647,7 @@ class PollSchedule:
         else:
             self._page_runs.pop(offset, None)
             self._page_due.pop(offset, None)
-        if listing is None or offset >= listing.next_offset:
+        if listing is not None and offset >= listing.next_offset:  # (no listing: the next one rebuilds it)
             self._unasked_due = None
         if listing is None:
             return read, []

@@ -28,6 +28,7 @@ from .models import (
     ParsedCheckpointTinkerPath,
     RunBrief,
     TrainingRun,
+    ids_and_corrupted,
 )
 
 __all__ = [
@@ -217,8 +218,8 @@ class RestClient:
         if type(data) is _Healthy:
             return data.run_ids, [], data.cursor, 0
         briefs, cursor, skipped = _briefs_of(data, offset)
-        corrupted = [brief for brief in briefs if brief.corrupted]
-        return [brief.training_run_id for brief in briefs], corrupted, cursor, skipped
+        run_ids, corrupted = ids_and_corrupted(briefs)
+        return run_ids, corrupted, cursor, skipped
 
     def iter_training_runs(
         self, page_size: int = 100, *, max_pages: int = MAX_LIST_PAGES
