@@ -234,9 +234,9 @@ def test_a_run_due_at_exactly_horizon_counts_as_new_for_listing_early():
     s = schedule(mode="list", page_size=1, interval_s=0.625, timeout_s=0.625)
     s.add("x", 0.0)
     assert s.plan(0.0) == Plan(pages=(0,))
-    s.page_read(0, 3, ["x"], 0.0)
+    s.page_read(0, 3, [], 0.0)
     assert s.plan(0.0) == Plan(pages=(1, 2))
-    s.page_read(1, 3, [], 0.0)
+    s.page_read(1, 3, ["x"], 0.0)
     assert s.page_failed(0.0, defer_s=1.0) == []  # a Retry-After: the next listing at 1.0
     s.remove("x")  # (else x, read at 0.0, is due at 0.625 and counts as new too)
     s.add("z", 0.0625)

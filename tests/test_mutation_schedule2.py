@@ -157,7 +157,7 @@ def test_page_slots_follow_the_first_pages_round_trip(total, started, expected):
     s = schedule(mode="list", concurrency=8, page_size=1, interval_s=1.0, timeout_s=1.0)
     s.add("a", started)
     assert s.plan(started) == Plan(pages=(0,))
-    s.page_read(0, total, ["a"], started + 0.0625)
+    s.page_read(0, total, [], started + 0.0625)  # a not found yet: the listing reads on
     assert s.plan(started + 0.0625) == Plan(pages=expected)
 
 
@@ -166,7 +166,7 @@ def test_page_slots_follow_the_least_round_trip_not_the_last():
     s = schedule(mode="list", concurrency=16, page_size=1, interval_s=1.0, timeout_s=1.0)
     s.add("a", 0.0)
     s.plan(0.0)
-    s.page_read(0, 40, ["a"], 0.0)  # no round trip: the floor, 4 pages
+    s.page_read(0, 40, [], 0.0)  # no round trip: the floor, 4 pages (a not found yet)
     assert s.plan(0.0) == Plan(pages=(1, 2, 3, 4))
     s.page_read(1, 40, [], 0.125)  # a server busy with the pages asked answers later: still 4 at once
     assert s.plan(0.125) == Plan(pages=(5,))
@@ -175,25 +175,32 @@ def test_page_slots_follow_the_least_round_trip_not_the_last():
 
 
 def test_page_slots_follow_answers_that_stay_slow_from_the_next_listing_on():
+    # b is on no page (each listing leaves it unread): every listing looks through all the pages
     s = schedule(mode="list", concurrency=16, page_size=1, interval_s=1.0, timeout_s=1.0)
     s.add("a", 0.0)
+    s.add("b", 0.0)
     assert s.plan(0.0) == Plan(pages=(0,))
     s.page_read(0, 8, ["a"], 0.05)  # 50 ms a page: ceil(2 * 8 * 0.05) = 1, the floor of 4
     assert s.plan(0.05) == Plan(pages=(1, 2, 3, 4))
     for offset in (1, 2, 3, 4):
         s.page_read(offset, 8, [], 0.1)
     assert s.plan(0.1) == Plan(pages=(5, 6, 7))
-    for offset in (5, 6, 7):
+    for offset in (5, 6):
         s.page_read(offset, 8, [], 0.15)
-    assert not s.listing and s.next_wake(0.15) == 1.0
+    assert s.page_read(7, 8, [], 0.15) == ([], ["b"])
+    assert s.plan(0.15) == Plan(alone=("b",))
+    s.finished("b", 0.2)  # due at 1.15
+    assert not s.listing and s.next_wake(0.2) == 1.0
     assert s.plan(1.0) == Plan(pages=(0,))  # the next listing: 400 ms a page from now on
     s.page_read(0, 8, ["a"], 1.4)
-    assert s.plan(1.4) == Plan(pages=(1, 2, 3, 4))  # the last listing's 50 ms still sizes it
+    assert s.plan(1.4) == Plan(pages=(1, 2, 3, 4), alone=("b",))  # the last listing's 50 ms still sizes it
+    s.finished("b", 1.5)
     for offset in (1, 2, 3, 4):
         s.page_read(offset, 8, [], 2.0)
     assert s.plan(2.0) == Plan(pages=(0,))  # cut short at its time budget; the next one starts
     s.page_read(0, 8, ["a"], 2.4)
-    assert s.plan(2.4) == Plan(pages=(1, 2, 3, 4, 5, 6, 7))  # ceil(2 * 8 * 0.4) = 7: all the rest
+    # ceil(2 * 8 * 0.4) = 7: all the rest, from where the last listing stopped
+    assert s.plan(2.4) == Plan(pages=(5, 6, 7, 1, 2, 3, 4))
 
 
 @pytest.mark.parametrize("concurrency", [1, 2])
@@ -201,7 +208,7 @@ def test_one_worker_left_by_the_suspect_slots_reads_one_page_at_a_time(concurren
     s = schedule(mode="list", concurrency=concurrency, page_size=1, interval_s=1.0, timeout_s=1.0)
     s.add("a", 0.0)
     s.plan(0.0)
-    s.page_read(0, 3, ["a"], 0.0)
+    s.page_read(0, 3, [], 0.0)  # a not found yet
     assert s.plan(0.0) == Plan(pages=(1,))
 
 

@@ -626,6 +626,85 @@ def test_a_listing_slower_than_the_last_polls_a_run_alone_at_its_due_time() -> N
     assert s.page_read(1, 3, ["b"], 1.4) == ([], [])  # b is polled alone: not judged twice
 
 
+def test_a_listing_asks_only_the_first_page_and_the_pages_that_held_watched_runs() -> None:
+    # 20 watched runs of a 30,000-run account sit on 20 of its 300 pages: reading the other 280
+    # every interval made the listing as slow as the interval and its watched pages late (issue 16)
+    s = schedule(mode="list", page_size=1, timeout_s=5.0)
+    s.add("a", 0.0)
+    s.add("b", 0.0)
+    assert s.plan(0.0) == Plan(pages=(0,))
+    s.page_read(0, 5, ["x"], 0.01)
+    assert s.plan(0.01) == Plan(pages=(1, 2, 3, 4))  # the first listing looks everywhere
+    for offset, runs in ((1, ["y"]), (2, ["a"]), (3, ["z"]), (4, ["b"])):
+        s.page_read(offset, 5, runs, 0.02)
+    assert not s.listing
+    assert s.plan(1.0) == Plan(pages=(0,))  # the first page still tells the count
+    s.page_read(0, 5, ["x"], 1.01)
+    assert s.plan(1.01) == Plan(pages=(2, 4))
+    assert s.page_read(2, 5, ["a"], 1.02) == (["a"], [])
+    assert s.page_read(4, 5, ["b"], 1.02) == (["b"], [])
+    assert not s.listing and s.next_wake(1.02) == 2.0
+
+
+def test_a_run_on_no_known_page_is_looked_for_after_the_targets_in_half_an_interval() -> None:
+    s = schedule(mode="list", page_size=1, page_concurrency=1, timeout_s=5.0)
+    s.add("a", 0.0)
+    assert s.plan(0.0) == Plan(pages=(0,))
+    s.page_read(0, 4, ["x"], 0.01)
+    assert s.plan(0.01) == Plan(pages=(1,))
+    assert s.page_read(1, 4, ["a"], 0.02) == (["a"], [])
+    assert not s.listing  # every run found: pages 2 and 3 are not read
+    s.add("b", 0.5)
+    assert s.plan(0.5) == Plan(alone=("b",))
+    s.finished("b", 0.55)  # due at 1.5, on no page
+    assert s.plan(1.0) == Plan(pages=(0,))
+    s.page_read(0, 4, ["x"], 1.1)
+    assert s.plan(1.1) == Plan(pages=(1,))  # the target first
+    s.page_read(1, 4, ["a"], 1.2)
+    assert s.plan(1.2) == Plan(pages=(2,))  # then the others, from where the last look stopped
+    assert s.page_read(2, 4, ["y"], 1.55) == ([], ["b"])  # half an interval is up: b alone
+    assert s.plan(1.55) == Plan(alone=("b",))
+    s.finished("b", 1.6)
+    assert s.plan(2.0) == Plan(pages=(0,))
+    s.page_read(0, 4, ["x"], 2.01)
+    assert s.plan(2.01) == Plan(pages=(1,))
+    s.page_read(1, 4, ["a"], 2.02)
+    assert s.plan(2.02) == Plan(pages=(3,))  # on from page 3, not page 2 again
+    assert s.page_read(3, 4, ["z", "b"], 2.03) == (["b"], [])
+    assert not s.listing  # b found: no more pages
+    assert s.plan(3.0) == Plan(pages=(0,))
+    s.page_read(0, 4, ["x"], 3.01)
+    assert s.plan(3.01) == Plan(pages=(1,))
+    s.page_read(1, 4, ["a"], 3.02)
+    assert s.plan(3.02) == Plan(pages=(3,))  # b's page is a target now
+    s.page_read(3, 4, ["z", "b"], 3.03)
+    assert not s.listing
+
+
+@pytest.mark.parametrize("left", ["polled alone", "removed"])
+def test_a_listing_stops_looking_for_a_run_polled_alone_or_removed_meanwhile(left: str) -> None:
+    s = schedule(mode="list", page_size=1, page_concurrency=1, timeout_s=5.0)
+    s.add("a", 0.0)
+    s.plan(0.0)
+    s.page_read(0, 4, ["x"], 0.01)
+    s.plan(0.01)
+    s.page_read(1, 4, ["a"], 0.02)
+    s.add("b", 0.2)
+    assert s.plan(0.2) == Plan(alone=("b",))
+    s.finished("b", 0.25)  # due at 1.2, on no page
+    assert s.plan(1.0) == Plan(pages=(0,))
+    s.page_read(0, 4, ["x"], 1.05)
+    assert s.plan(1.05) == Plan(pages=(1,))
+    s.page_read(1, 4, ["a"], 1.1)
+    assert s.plan(1.1) == Plan(pages=(2,))
+    if left == "removed":
+        s.remove("b")
+    else:
+        assert s.plan(1.2) == Plan(alone=("b",))  # its due time comes first
+    assert s.page_read(2, 4, ["y"], 1.25) == ([], [])
+    assert not s.listing  # page 3 is not read: no run is looked for any more
+
+
 def test_a_run_due_when_a_listing_starts_gives_the_listing_an_interval() -> None:
     s = schedule(mode="list", page_size=1, page_concurrency=1)
     s.add("a", 0.0)
