@@ -653,7 +653,11 @@ def test_a_run_on_no_known_page_is_looked_for_after_the_targets_in_half_an_inter
     s.page_read(0, 4, ["x"], 0.01)
     assert s.plan(0.01) == Plan(pages=(1,))
     assert s.page_read(1, 4, ["a"], 0.02) == (["a"], [])
-    assert not s.listing  # every run found: pages 2 and 3 are not read
+    assert s.plan(0.02) == Plan(pages=(2,))  # with no target, a listing reads every page
+    s.page_read(2, 4, ["y"], 0.03)
+    assert s.plan(0.03) == Plan(pages=(3,))
+    s.page_read(3, 4, ["z"], 0.04)
+    assert not s.listing
     s.add("b", 0.5)
     assert s.plan(0.5) == Plan(alone=("b",))
     s.finished("b", 0.55)  # due at 1.5, on no page
@@ -681,14 +685,44 @@ def test_a_run_on_no_known_page_is_looked_for_after_the_targets_in_half_an_inter
     assert not s.listing
 
 
+@pytest.mark.parametrize(
+    ("new", "pages"),
+    [
+        ("b", (3, 1, 2)),  # 1 run to look for, 2 other pages: the target first, then the others
+        ("bcd", (1, 2, 3)),  # 3 runs, 2 other pages: a full listing, in offset order
+    ],
+)
+def test_a_listing_reads_every_page_in_order_when_more_runs_are_on_no_known_page_than_pages(
+    new: str, pages: tuple[int, ...]
+) -> None:
+    # (10,000 runs taken up while listings run: their pages read last, after the targets, raced
+    # their own due times, and a thousand runs went on being polled alone, listing after listing)
+    s = schedule(mode="list", page_size=1, timeout_s=5.0)
+    s.add("a", 0.0)
+    assert s.plan(0.0) == Plan(pages=(0,))
+    s.page_read(0, 4, ["x"], 0.01)
+    assert s.plan(0.01) == Plan(pages=(1, 2, 3))
+    for offset, runs in ((1, ["y"]), (2, ["z"]), (3, ["a"])):
+        s.page_read(offset, 4, runs, 0.02)
+    for run_id in new:
+        s.add(run_id, 0.5)
+    assert s.plan(0.5) == Plan(alone=tuple(new))
+    for run_id in new:
+        s.finished(run_id, 0.55)
+    assert s.plan(1.0) == Plan(pages=(0,))
+    s.page_read(0, 4, ["x"], 1.01)
+    assert s.plan(1.01) == Plan(pages=pages)
+
+
 @pytest.mark.parametrize("left", ["polled alone", "removed"])
 def test_a_listing_stops_looking_for_a_run_polled_alone_or_removed_meanwhile(left: str) -> None:
     s = schedule(mode="list", page_size=1, page_concurrency=1, timeout_s=5.0)
     s.add("a", 0.0)
     s.plan(0.0)
     s.page_read(0, 4, ["x"], 0.01)
-    s.plan(0.01)
-    s.page_read(1, 4, ["a"], 0.02)
+    for offset, runs, now in ((1, ["a"], 0.01), (2, ["y"], 0.02), (3, ["z"], 0.03)):
+        assert s.plan(now) == Plan(pages=(offset,))
+        s.page_read(offset, 4, runs, now + 0.01)
     s.add("b", 0.2)
     assert s.plan(0.2) == Plan(alone=("b",))
     s.finished("b", 0.25)  # due at 1.2, on no page

@@ -563,11 +563,32 @@ class PollSchedule:
         if listing.discover and len(listing.targets) > 1:  # runs on known pages: read on time next listing
             listing.discover_until = now + self.settings.interval_s / 2
 
+    def _plan_discovery(self, listing: _Listing) -> None:
+        """Page 0 told the count: the listing looks for its runs on no known page. Fewer runs than
+        pages to look through: after the targets, from the cursor, each page once (within half an
+        interval if it has targets). More: every page in offset order, as a full listing (polling
+        that many runs alone would cost more, and a run's page read late races its own due time)."""
+        assert listing.total_pages is not None
+        size = self.settings.page_size
+        end = listing.total_pages * size
+        others = listing.total_pages - sum(1 for page in listing.targets if page < end)
+        if listing.unplaced > others:
+            listing.targets = (0, *range(size, end, size))  # page 0 is asked (and read) already
+            listing.next_offset = size if listing.total_pages > 1 else math.inf
+            listing.discover_until = math.inf
+        else:
+            listing.discover_left = others
+
     def _more_pages(self, listing: _Listing, now: float) -> bool:
         """True while ``listing`` has a page to ask (its time budget aside)."""
         if listing.asked_targets < len(listing.targets):
             return listing.total_pages is not None or listing.asked_targets == 0
-        return listing.discover_left > 0 and listing.unplaced > 0 and now < listing.discover_until
+        if listing.discover_left <= 0 or now >= listing.discover_until:
+            return False
+        # once every run it looks for is found, it stops, unless it has no target (page 0 held no
+        # watched run: a first listing, say, while runs are still being taken up): then it reads
+        # every page, as its pages' answers are what places the runs taken up meanwhile next time
+        return listing.unplaced > 0 or len(listing.targets) == 1
 
     def _next_page(self, listing: _Listing) -> int:
         """The next page to ask (``_more_pages`` said there is one): a target, else the discovery
@@ -711,9 +732,8 @@ class PollSchedule:
             self._known_total = max(0, total)
             first = listing.total_pages is None
             listing.total_pages = self._pages(total)
-            if first and listing.discover:  # every other page once, after the targets
-                end = listing.total_pages * self.settings.page_size
-                listing.discover_left = listing.total_pages - sum(1 for page in listing.targets if page < end)
+            if first and listing.discover:
+                self._plan_discovery(listing)
             if self.settings.mode == "auto" and listing.total_pages >= len(self._runs):
                 listing.stopped = True  # listing costs more than polling each run
         return read, self._end_listing_if_done(now)
