@@ -162,3 +162,48 @@ def test_a_refused_connection_is_connection_failed_on_both_paths():
         assert type(error) is tr.ConnectionFailed, repr(error)
         assert "within" not in str(error) and error.__context__ is None
     assert elapsed < 1.0
+
+
+@pytest.mark.parametrize("path", ["direct", "requests"])
+@pytest.mark.parametrize("sent", [0, 1, 250, 499])
+def test_a_body_cut_short_of_its_declared_length_is_connection_failed(path, sent):
+    """The poll path reads a body of declared length in one read (issue 16): a server that closes
+    before the length is reached is a broken connection, on either path, not an answer."""
+    head = HEAD.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    with scripted_server() as server, tr.RestClient(config(server, timeout_s=2, max_retries=0)) as rest:
+        if path == "requests":
+            rest._direct = None
+        else:
+            assert rest._direct is not None and rest._direct.usable()
+        server.answer(head + b'{"training_run_id": "run-1", "corrupted": false}'.ljust(500))
+        assert rest.get_training_run_brief("run-1").training_run_id == "run-1"  # all 500 bytes: read
+        server.answer(head + BODY[:sent])
+        error, elapsed = timed(lambda: rest.get_training_run("run-1"))
+    assert isinstance(error, tr.ConnectionFailed), error
+    assert error.__context__ is None and error.__cause__ is None
+    assert elapsed < 1.5, elapsed
+
+
+def test_the_poll_path_reads_pages_and_runs_over_one_kept_alive_connection():
+    """A page read in one read of its declared length leaves the connection reusable (issue 16)."""
+    from tinker_recovery.testing import FakeTinker
+
+    fake = FakeTinker().start()
+    try:
+        for _ in range(250):
+            fake.add_run()
+        config = tr.Config(api_key=fake.api_key, base_url=fake.base_url, max_retries=0)
+        with tr.RestClient(config) as rest:
+            assert rest._direct is not None
+            pool = rest._direct._get_pool()
+            seen, ports = [], set()
+            for offset in (0, 100, 200, 0):
+                run_ids, _, _, _ = rest.list_training_runs_health(limit=100, offset=offset)
+                seen.append(len(run_ids))
+                assert rest.get_training_run_brief(run_ids[0]).training_run_id == run_ids[0]
+                connection = pool.pool.queue[-1]
+                ports.add(connection.sock.getsockname()[1])  # this end of the TCP connection
+            assert seen == [100, 100, 50, 100]
+            assert len(ports) == 1
+    finally:
+        fake.stop()

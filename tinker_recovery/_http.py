@@ -310,6 +310,22 @@ def _read_body(
     return _read_raw(response.raw, response.headers, what, entry, timeout_s, max_bytes)
 
 
+def _whole_body_reader(raw: Any, headers: Mapping[str, str], declared: int | None) -> Any:
+    """``http.client``'s response under urllib3's ``raw``, when the body can be read in one call:
+    its length declared, no content coding to undo, and read through this package's deadline
+    reader (``_DeadlineResponse``); None otherwise. One read of it costs a sixth of urllib3's
+    chunked ``read1`` loop on a 56 kB listing page (issue 16); the deadline still holds, as every
+    read of the socket under it waits at most the time left."""
+    if declared is None or headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        return None
+    inner = getattr(raw, "_fp", None)
+    if type(inner) is not _DeadlineResponse or not isinstance(getattr(inner, "fp", None), io.BufferedReader):
+        return None
+    if not isinstance(inner.fp.raw, _DeadlineReader):
+        return None
+    return inner
+
+
 def _read_raw(
     raw: Any, headers: Mapping[str, str], what: str, entry: _Entry, timeout_s: float, max_bytes: int
 ) -> tuple[bytes | None, TinkerRecoveryError | None]:
@@ -321,7 +337,18 @@ def _read_raw(
     chunks: list[bytes] = []
     size = 0
     failure: TinkerRecoveryError | None = None
+    whole = _whole_body_reader(raw, headers, declared)
     try:
+        if whole is not None:
+            left = entry.deadline - time.monotonic()
+            if left <= 0:
+                return None, _timed_out(what, timeout_s, "body after 0 bytes")
+            if sock is not None:
+                sock.settimeout(left)
+            body = whole.read(declared)
+            if len(body) < (declared or 0):
+                raise http.client.IncompleteRead(body, (declared or 0) - len(body))
+            return body, None
         while True:
             left = entry.deadline - time.monotonic()
             if left <= 0:
@@ -339,7 +366,13 @@ def _read_raw(
             chunks.append(chunk)
     except (TimeoutError, urllib3.exceptions.TimeoutError, requests.Timeout):
         failure = _timed_out(what, timeout_s, f"body after {size} bytes")
-    except (OSError, urllib3.exceptions.HTTPError, requests.RequestException, ValueError) as error:
+    except (
+        OSError,
+        urllib3.exceptions.HTTPError,
+        http.client.HTTPException,
+        requests.RequestException,
+        ValueError,
+    ) as error:
         failure = (
             _timed_out(what, timeout_s, f"body cut at the deadline after {size} bytes")
             if entry.deadline <= time.monotonic()
@@ -383,6 +416,15 @@ def _open(pool: Any, target: str, headers: dict[str, str], timeout_s: float) -> 
         conn.close()
         pool._put_conn(None)
         raise
+
+
+def _query(params: Mapping[str, Any]) -> str:
+    """``urlencode(params)``, written out directly when every name is a plain word and every value
+    an int (a listing page's ``limit`` and ``offset``: nothing to percent-encode), as ``urlencode``
+    cost a twentieth of a page's HTTP exchange (issue 16)."""
+    if all(type(value) is int and name.isidentifier() and name.isascii() for name, value in params.items()):
+        return "&".join(f"{name}={value}" for name, value in params.items())
+    return urlencode(params)
 
 
 _SESSION_SEND = requests.Session.send
@@ -447,7 +489,7 @@ class DirectGet:
         """GET ``base_url + path`` (``params`` as the query); see ``exchange`` for the rules."""
         target = self._base_path + path
         if params:
-            target += "?" + urlencode(params)
+            target += "?" + _query(params)
         entry = _Entry(time.monotonic() + timeout_s)
         outer = getattr(_current, "entry", None)
         _current.entry = entry
