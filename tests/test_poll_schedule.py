@@ -689,6 +689,7 @@ def test_a_run_on_no_known_page_is_looked_for_after_the_targets_in_half_an_inter
     ("new", "pages"),
     [
         ("b", (3, 1, 2)),  # 1 run to look for, 2 other pages: the target first, then the others
+        ("bc", (3, 1, 2)),  # 2 runs, 2 other pages: the same
         ("bcd", (1, 2, 3)),  # 3 runs, 2 other pages: a full listing, in offset order
     ],
 )
@@ -712,6 +713,22 @@ def test_a_listing_reads_every_page_in_order_when_more_runs_are_on_no_known_page
     assert s.plan(1.0) == Plan(pages=(0,))
     s.page_read(0, 4, ["x"], 1.01)
     assert s.plan(1.01) == Plan(pages=pages)
+
+
+def test_a_target_past_the_end_of_a_shrunk_account_is_not_counted_among_its_pages() -> None:
+    s = schedule(mode="list", page_size=1, timeout_s=5.0)
+    s.add("a", 0.0)
+    s.plan(0.0)
+    s.page_read(0, 4, ["x"], 0.01)
+    assert s.plan(0.01) == Plan(pages=(1, 2, 3))
+    for offset, runs in ((1, ["y"]), (2, ["z"]), (3, ["a"])):
+        s.page_read(offset, 4, runs, 0.02)
+    s.add("b", 0.5)
+    assert s.plan(0.5) == Plan(alone=("b",))
+    s.finished("b", 0.55)
+    assert s.plan(1.0) == Plan(pages=(0,))
+    s.page_read(0, 3, ["x"], 1.01)  # 3 runs now: a's page 3 is past the end; pages 1 and 2 to look in
+    assert s.plan(1.01) == Plan(pages=(3, 1, 2))
 
 
 @pytest.mark.parametrize("left", ["polled alone", "removed"])

@@ -573,9 +573,8 @@ class PollSchedule:
         end = listing.total_pages * size
         others = listing.total_pages - sum(1 for page in listing.targets if page < end)
         if listing.unplaced > others:
-            listing.targets = (0, *range(size, end, size))  # page 0 is asked (and read) already
-            listing.next_offset = size if listing.total_pages > 1 else math.inf
-            listing.discover_until = math.inf
+            listing.targets = tuple(range(0, end, size))  # page 0 is asked (and read) already
+            listing.next_offset = size
         else:
             listing.discover_left = others
 
