@@ -12,6 +12,8 @@ after listing. These tests hold the steady state of such a start: pages only.
 from __future__ import annotations
 
 import heapq
+import math
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -76,3 +78,140 @@ def test_runs_taken_up_while_listings_run_end_up_read_by_pages_only(
     alone, pages = simulate(2000, 20, add_every_s, page_rtt_s, solo_s, until_s=5.0)
     assert alone == 0
     assert pages == 100  # one listing of 100 pages in the last second
+
+
+# --- an account that changes: runs watched among others, pages answered from a live list ------------
+
+
+Event = tuple[float, Callable[[list[str], PollSchedule, float], None]]
+
+
+def drive(
+    account: list[str],
+    watched: list[str],
+    until_s: float,
+    *,
+    events: Sequence[Event] = (),
+    page_size: int = 10,
+    rtt_s: float = 0.01,
+    count_from_s: float = 0.0,
+) -> tuple[int, int, float]:
+    """A list-mode schedule over ``watched`` runs of ``account`` (a list the ``events`` change at
+    their times; a page answers from it as it is when asked), pages and polls of a run's own each
+    answered ``rtt_s`` later. Return the pages asked and the polls of a run's own from
+    ``count_from_s`` on, and the longest time between two asks that read one watched run."""
+    schedule = PollSchedule(
+        PollSettings(interval_s=1.0, timeout_s=1.0, concurrency=16, mode="list", page_size=page_size)
+    )
+    last_read: dict[str, float] = {}
+    for run_id in watched:
+        schedule.add(run_id, 0.0)
+        last_read[run_id] = 0.0
+    pending = sorted(events, key=lambda event: event[0])
+    answers: list[tuple[float, int, str, object, float, list[str], int]] = []
+    now, sequence, pages, alone, longest = 0.0, 0, 0, 0, 0.0
+    while now <= until_s:
+        while pending and pending[0][0] <= now:
+            pending.pop(0)[1](account, schedule, now)
+        plan = schedule.plan(now)
+        for offset in plan.pages:
+            sequence += 1
+            answer = (
+                now + rtt_s,
+                sequence,
+                "page",
+                offset,
+                now,
+                account[offset : offset + page_size],
+                len(account),
+            )
+            heapq.heappush(answers, answer)
+            pages += now >= count_from_s
+        for run_id in plan.alone:
+            sequence += 1
+            heapq.heappush(answers, (now + rtt_s, sequence, "run", run_id, now, [], 0))
+            alone += now >= count_from_s
+        wake = schedule.next_wake(now)
+        if pending:
+            wake = min(wake, pending[0][0])
+        if answers and answers[0][0] <= wake:
+            when, _, kind, what, asked, run_ids, total = heapq.heappop(answers)
+            now = max(now, when)
+            if kind == "page":
+                assert isinstance(what, int)
+                read = schedule.page_read(what, total, run_ids, now)[0]
+            else:
+                assert isinstance(what, str)
+                schedule.finished(what, now)
+                read = [what]
+            for run_id in read:
+                if run_id in last_read:
+                    if asked >= count_from_s:
+                        longest = max(longest, asked - last_read[run_id])
+                    last_read[run_id] = max(last_read[run_id], asked)
+        elif wake == math.inf:
+            break
+        else:
+            now = max(now, wake)
+    return pages, alone, longest
+
+
+def _delete_near_the_front(account: list[str], schedule: PollSchedule, now: float) -> None:
+    del account[5]  # an unwatched run: every older one slides back a place
+
+
+@pytest.mark.parametrize("rtt_s", [0.01, 0.02])
+def test_a_run_that_slides_to_the_next_page_is_found_there_within_an_interval(rtt_s: float) -> None:
+    # a0980 leaves page 980 for page 970: the listing asks the pages next to it at once; before,
+    # it was polled alone at the listing's end and looked for from the cursor a listing later,
+    # 1.23 s (1.46 s at 20 ms) after its last read
+    account = [f"a{index:04d}" for index in range(1000)]
+    pages, alone, longest = drive(
+        account,
+        ["a0990", "a0980"],
+        6.0,
+        events=[(0.9, _delete_near_the_front)],
+        rtt_s=rtt_s,
+        count_from_s=0.5,
+    )
+    assert longest <= 1.0 + 2 * rtt_s
+    assert alone == 0 and pages <= 25  # 3 pages a listing, and the two pages next to the one that lost it
+
+
+def test_a_run_new_to_the_account_is_found_while_another_moves_between_pages() -> None:
+    # a3 leaves page 2 for page 4 in the listing that looks for a20: before, finding a3 counted
+    # as finding a20 (the count of runs looked for went to 0, then below), and a20 was left unread
+    account = [f"a{index}" for index in range(40)]
+    schedule = PollSchedule(
+        PollSettings(interval_s=1.0, timeout_s=1.0, concurrency=16, mode="list", page_size=2)
+    )
+    schedule.add("a3", 0.0)
+    schedule.add("a4", 0.0)
+
+    def listing(now: float) -> tuple[int, tuple[str, ...]]:
+        asked = 0
+        while True:
+            plan = schedule.plan(now)
+            if not plan.pages and not schedule.listing:
+                return asked, plan.alone
+            now += 0.01
+            for offset in plan.pages:
+                asked += 1
+                schedule.page_read(offset, len(account), account[offset : offset + 2], now)
+
+    listing(0.0)
+    account.insert(0, "new-front-run")
+    schedule.add("a20", 1.0)
+    asked, alone = listing(1.0)
+    assert alone == () and asked < 21
+    assert not schedule.listed("a20") and schedule._runs["a20"].page == 20
+
+
+def test_watched_runs_all_on_page_0_do_not_make_a_new_runs_listing_read_every_page() -> None:
+    def new_watched_run(account: list[str], schedule: PollSchedule, now: float) -> None:
+        account.insert(0, "mine-new")
+        schedule.add("mine-new", now)
+
+    account = [f"a{index:05d}" for index in range(3000)]  # 300 pages of 10, newest first
+    pages, _, _ = drive(account, account[:5], 3.9, events=[(2.3, new_watched_run)], count_from_s=2.5)
+    assert pages == 1  # page 0 holds the new run too (a first version read all 300)

@@ -30,13 +30,16 @@ Rules (exact-number tests in tests/test_poll_schedule.py):
   leaves its unread runs to polls of their own.
 - List mode: one listing at a time, once per interval, covering every run not in a poll of its
   own. Its first page gives ``total_count``; then it asks the pages that held a watched run when
-  last read (its targets), in offset order. Only when a run of the listing is on no known page (new,
+  last read (its targets), in offset order. A page that no longer returns runs it held has the
+  pages before and after it asked next. Only when a run of the listing is on no known page (new,
   or gone from its page) does it ask the other pages too (at most ``max_pages`` pages in all,
   whatever the count says later), after the targets, each once, from where the last such listing
-  stopped; when it has targets, it starts none of these past half an interval, so it ends before
-  the next listing is due (20 watched runs of a 30,000-run account sit on 20 of its 300 pages:
-  reading all 300 every interval took the whole interval and left the watched pages late, issue
-  16). Pages are read ``page_concurrency`` at a time, and no page is started ``timeout_s`` after
+  stopped, until every such run is found; when a page held watched runs, it starts none of these
+  past half an interval, so it ends before the next listing is due (20 watched runs of a 30,000-run
+  account sit on 20 of its 300 pages: reading all 300 every interval took the whole interval and
+  left the watched pages late, issue 16). A listing when no page held a watched run, or one
+  looking for more runs than there are other pages, reads every page in offset order. Pages are
+  read ``page_concurrency`` at a time, none twice, and no page is started ``timeout_s`` after
   the listing began. A run the listing did not return (another owner's run, a deleted one, one on
   a page not reached, a listing cut short or failed) is polled alone at once. No run waits much more
   than an interval for a listing (issue 16): a run a listing read is due ``interval_s`` plus
@@ -203,9 +206,12 @@ class _Listing:
     # (new, or moved): how many are left to ask, and no such page is started at or after
     # ``discover_until``.
     discover: bool = False
+    untargeted: bool = False  # no page held a watched run: it reads every page
     unplaced: int = 0  # runs of the listing on no known page not read yet: no page is looked through once 0
     discover_left: int = 0
     discover_until: float = math.inf
+    hints: list[int] = attrs.field(factory=list)  # the pages next to one that lost runs: asked first
+    asked: set[int] = attrs.field(factory=set)  # every page asked (none is asked twice)
     in_flight: int = 0
     began: dict[int, float] = attrs.field(factory=dict)  # page offset -> when it was started
     stopped: bool = False  # no more pages (failed, cut short, or not worth it)
@@ -560,7 +566,8 @@ class PollSchedule:
                 floor = run.next_due
         self._floor, self._floor_exact = floor, True
         listing.discover = listing.unplaced > 0
-        if listing.discover and len(listing.targets) > 1:  # runs on known pages: read on time next listing
+        listing.untargeted = not self._page_runs
+        if listing.discover and not listing.untargeted:  # runs on known pages: read on time next listing
             listing.discover_until = now + self.settings.interval_s / 2
 
     def _plan_discovery(self, listing: _Listing) -> None:
@@ -582,12 +589,26 @@ class PollSchedule:
         """True while ``listing`` has a page to ask (its time budget aside)."""
         if listing.asked_targets < len(listing.targets):
             return listing.total_pages is not None or listing.asked_targets == 0
+        if listing.unplaced > 0 and self._next_hint(listing) is not None:
+            return True
         if listing.discover_left <= 0 or now >= listing.discover_until:
             return False
-        # once every run it looks for is found, it stops, unless it has no target (page 0 held no
-        # watched run: a first listing, say, while runs are still being taken up): then it reads
-        # every page, as its pages' answers are what places the runs taken up meanwhile next time
-        return listing.unplaced > 0 or len(listing.targets) == 1
+        # once every run it looks for is found, it stops, unless no page held a watched run (a
+        # first listing, say, while runs are still being taken up): then it reads every page, as
+        # its pages' answers are what places the runs taken up meanwhile next time
+        return listing.unplaced > 0 or listing.untargeted
+
+    def _next_hint(self, listing: _Listing) -> int | None:
+        """The first page next to one that lost runs not asked yet (dropping the others), or None."""
+        if listing.total_pages is None:
+            return None
+        end = listing.total_pages * self.settings.page_size
+        while listing.hints:
+            offset = listing.hints[0]
+            if 0 <= offset < end and offset not in listing.asked:
+                return offset
+            listing.hints.pop(0)
+        return None
 
     def _next_page(self, listing: _Listing) -> int:
         """The next page to ask (``_more_pages`` said there is one): a target, else the discovery
@@ -600,11 +621,16 @@ class PollSchedule:
             listing.next_offset = listing.targets[listing.asked_targets] if more else math.inf
             return offset
         assert listing.total_pages is not None
+        hint = self._next_hint(listing) if listing.unplaced > 0 else None
+        if hint is not None:  # a run gone from its page is most likely on the page before or after
+            listing.hints.pop(0)
+            if listing.discover_left > 0 and hint not in listing.targets:
+                listing.discover_left -= 1  # one of the other pages, asked now
+            return hint
         end = listing.total_pages * size
         offset = self._discover_at if 0 <= self._discover_at < end else 0
-        targets = set(listing.targets)
         for _ in range(listing.total_pages):
-            if offset not in targets:
+            if offset not in listing.asked:
                 break
             offset = offset + size if offset + size < end else 0
         self._discover_at = offset + size
@@ -621,6 +647,7 @@ class PollSchedule:
         slots = self._page_slots(now)
         while listing.in_flight < slots and self._more_pages(listing, now):
             offset = self._next_page(listing)
+            listing.asked.add(offset)
             offsets.append(offset)
             listing.began[offset] = now
             listing.in_flight += 1
@@ -709,10 +736,17 @@ class PollSchedule:
         if read:
             self._floor_exact = False  # the floor may hold the due times these runs leave behind
         if same < expected:  # runs this page held and no longer returns: each on its own now
+            lost = 0
             for run in self._runs.values():
                 if run.page == offset and run.in_listing:
                     run.page = -1
+                    lost += 1
             self._floor = -math.inf  # scan for them
+            if lost and listing is not None:  # look for them on the pages next to it first
+                listing.unplaced += lost
+                size = self.settings.page_size
+                near = (offset + size, offset - size)
+                listing.hints += [page for page in near if page not in listing.targets]
         if joined:
             self._page_runs[offset], self._page_due[offset] = joined, due
             self._lower(due)  # back among the runs the floor covers
