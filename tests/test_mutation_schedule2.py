@@ -175,7 +175,7 @@ def test_page_slots_follow_the_least_round_trip_not_the_last():
 
 
 def test_page_slots_follow_answers_that_stay_slow_from_the_next_listing_on():
-    # b is on no page (each listing leaves it unread): every listing looks through all the pages
+    # b is on no page (each listing leaves it unread): the listings look through the pages for it
     s = schedule(mode="list", concurrency=16, page_size=1, interval_s=1.0, timeout_s=1.0)
     s.add("a", 0.0)
     s.add("b", 0.0)
@@ -197,6 +197,7 @@ def test_page_slots_follow_answers_that_stay_slow_from_the_next_listing_on():
     s.finished("b", 1.5)
     for offset in (1, 2, 3, 4):
         s.page_read(offset, 8, [], 2.0)
+    s.add("c", 2.0)  # (b, not found in a whole account's worth of pages, is no longer looked for)
     assert s.plan(2.0) == Plan(pages=(0,))  # cut short at its time budget; the next one starts
     s.page_read(0, 8, ["a"], 2.4)
     # ceil(2 * 8 * 0.4) = 7: all the rest, from where the last listing stopped

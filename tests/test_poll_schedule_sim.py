@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import random
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -215,3 +216,18 @@ def test_watched_runs_all_on_page_0_do_not_make_a_new_runs_listing_read_every_pa
     account = [f"a{index:05d}" for index in range(3000)]  # 300 pages of 10, newest first
     pages, _, _ = drive(account, account[:5], 3.9, events=[(2.3, new_watched_run)], count_from_s=2.5)
     assert pages == 1  # page 0 holds the new run too (a first version read all 300)
+
+
+def test_a_watched_run_no_page_returns_stops_being_looked_for_after_a_whole_account() -> None:
+    # another owner's run: looked for page by page, every listing read some 230 of the 300 pages
+    # an interval for it (0.1.0 read all 300); now it is looked for through one account's worth of
+    # pages, then only polled alone, each interval
+    rng = random.Random(1)
+    account = [f"a{index:05d}" for index in range(3000)]
+    watched = rng.sample(account, 20)
+    quiet = drive(list(account), watched, 20.0, count_from_s=10.0)
+    foreign = drive(list(account), [*watched, "other-owners-run"], 20.0, count_from_s=10.0)
+    assert quiet[0] <= 215 and quiet[1] == 0  # 21 pages an interval at most: page 0 and 20 targets
+    assert foreign[0] <= quiet[0] + 10  # not a page more an interval than without it
+    assert 9 <= foreign[1] <= 11  # the other owner's run: polled alone once an interval
+    assert foreign[2] <= 1.0 + 0.05

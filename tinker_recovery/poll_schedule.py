@@ -34,7 +34,9 @@ Rules (exact-number tests in tests/test_poll_schedule.py):
   pages before and after it asked next. Only when a run of the listing is on no known page (new,
   or gone from its page) does it ask the other pages too (at most ``max_pages`` pages in all,
   whatever the count says later), after the targets, each once, from where the last such listing
-  stopped, until every such run is found; when a page held watched runs, it starts none of these
+  stopped, until every such run is found (a run not found in as many pages as the account has,
+  another owner's say, is no longer looked for: it is polled alone); when a page held watched
+  runs, it starts none of these
   past half an interval, so it ends before the next listing is due (20 watched runs of a 30,000-run
   account sit on 20 of its 300 pages: reading all 300 every interval took the whole interval and
   left the watched pages late, issue 16). A listing when no page held a watched run, or one
@@ -180,6 +182,7 @@ class _Run:
     holds_slot: bool = False
     unlisted: bool = False  # the last listing left it unread: its next poll is one of its own
     page: int = -1  # the offset of the listing page that read it last (-1: none)
+    sought_since: int = -1  # on no page: the count of pages looked through when that began (-1: on one)
 
 
 @attrs.frozen
@@ -211,6 +214,9 @@ class _Listing:
     discover_left: int = 0
     discover_until: float = math.inf
     hints: list[int] = attrs.field(factory=list)  # the pages next to one that lost runs: asked first
+    # runs on no page that a whole account's worth of pages looked through did not find (another
+    # owner's, say): not looked for (each is polled alone), so they do not keep every listing reading
+    given_up: set[str] = attrs.field(factory=set)
     asked: set[int] = attrs.field(factory=set)  # every page asked (none is asked twice)
     in_flight: int = 0
     began: dict[int, float] = attrs.field(factory=dict)  # page offset -> when it was started
@@ -246,6 +252,7 @@ class PollSchedule:
         self._page_runs: dict[int, int] = {}
         self._page_due: dict[int, float] = {}
         self._discover_at = 0  # where the next listing's pages beyond its targets begin (a cursor)
+        self._looked_through = 0  # pages asked to find runs on no known page, ever
         self._unasked_due: tuple[list[int], list[float]] | None = None  # see ``_pages_due``
         # The earliest ``next_due`` of the runs not in a poll of their own: always a lower bound
         # (-inf: unknown), exact while ``_floor_exact``. ``plan`` and ``next_wake`` skip their scan
@@ -274,8 +281,8 @@ class PollSchedule:
     def remove(self, run_id: str) -> None:
         """Forget ``run_id`` (frees its suspect slot); unknown ids are ignored."""
         run = self._runs.pop(run_id, None)
-        if run is not None and run.in_listing and run.page < 0 and self._listing is not None:
-            self._listing.unplaced -= 1  # no longer looked for
+        if run is not None and run.in_listing and run.page < 0:
+            self._not_sought(run_id)  # no longer looked for
         if run is not None:
             self._leave_page(run)
         if run is not None and not run.in_flight and run.next_due <= self._floor:
@@ -467,8 +474,8 @@ class PollSchedule:
                 free -= 1
                 run.holds_slot = True
                 self._suspects_in_flight += 1
-            if run.in_listing and run.page < 0 and self._listing is not None:
-                self._listing.unplaced -= 1  # polled alone: the listing need not look for it
+            if run.in_listing and run.page < 0:
+                self._not_sought(run_id)  # polled alone: the listing need not look for it
             self._leave_page(run)
             run.in_flight = True
             run.in_listing = False
@@ -550,7 +557,8 @@ class PollSchedule:
         }
         self._unasked_due = None
         floor = math.inf
-        for run in self._runs.values():
+        lap = math.inf if self._known_total is None else self._pages(self._known_total)
+        for run_id, run in self._runs.items():
             if run.in_flight:
                 continue
             if not run.unlisted:
@@ -559,7 +567,12 @@ class PollSchedule:
                 due = run.next_due
                 due = run.next_due = last if due <= soon else (due if due < last else last)
                 if run.page < 0:
-                    listing.unplaced += 1
+                    if run.sought_since < 0:
+                        run.sought_since = self._looked_through
+                    if self._looked_through - run.sought_since >= lap:
+                        listing.given_up.add(run_id)
+                    else:
+                        listing.unplaced += 1
                     if due + slack < floor:
                         floor = due + slack
             elif run.next_due < floor:
@@ -598,6 +611,15 @@ class PollSchedule:
         # its pages' answers are what places the runs taken up meanwhile next time
         return listing.unplaced > 0 or listing.untargeted
 
+    def _not_sought(self, run_id: str) -> None:
+        """A run of the listing on no known page is found, polled alone or forgotten."""
+        listing = self._listing
+        if listing is not None:
+            if run_id in listing.given_up:
+                listing.given_up.discard(run_id)
+            else:
+                listing.unplaced -= 1
+
     def _next_hint(self, listing: _Listing) -> int | None:
         """The first page next to one that lost runs not asked yet (dropping the others), or None."""
         if listing.total_pages is None:
@@ -624,6 +646,7 @@ class PollSchedule:
         hint = self._next_hint(listing) if listing.unplaced > 0 else None
         if hint is not None:  # a run gone from its page is most likely on the page before or after
             listing.hints.pop(0)
+            self._looked_through += 1
             if listing.discover_left > 0 and hint not in listing.targets:
                 listing.discover_left -= 1  # one of the other pages, asked now
             return hint
@@ -634,6 +657,7 @@ class PollSchedule:
                 break
             offset = offset + size if offset + size < end else 0
         self._discover_at = offset + size
+        self._looked_through += 1
         listing.discover_left -= 1
         return offset
 
@@ -720,8 +744,9 @@ class PollSchedule:
                 continue
             if not run.seen:
                 self._saw(run)
-            if run.page < 0 and listing is not None:
-                listing.unplaced -= 1  # found
+            if run.page < 0:
+                self._not_sought(run_id)  # found
+                run.sought_since = -1
             if run.page == offset:
                 same += 1
             elif run.page >= 0:
