@@ -664,8 +664,8 @@ def test_a_run_on_no_known_page_is_looked_for_after_the_targets_in_half_an_inter
     assert s.plan(1.0) == Plan(pages=(0,))
     s.page_read(0, 4, ["x"], 1.1)
     assert s.plan(1.1) == Plan(pages=(1,))  # the target first
-    s.page_read(1, 4, ["a"], 1.2)
-    assert s.plan(1.2) == Plan(pages=(2,))  # then the others, from where the last look stopped
+    s.page_read(1, 4, ["a"], 1.45)
+    assert s.plan(1.45) == Plan(pages=(2,))  # then the others, from where the last look stopped, to 1.5
     assert s.page_read(2, 4, ["y"], 1.55) == ([], ["b"])  # half an interval is up: b alone
     assert s.plan(1.55) == Plan(alone=("b",))
     s.finished("b", 1.6)
@@ -729,6 +729,39 @@ def test_a_target_past_the_end_of_a_shrunk_account_is_not_counted_among_its_page
     assert s.plan(1.0) == Plan(pages=(0,))
     s.page_read(0, 3, ["x"], 1.01)  # 3 runs now: a's page 3 is past the end; pages 1 and 2 to look in
     assert s.plan(1.01) == Plan(pages=(3, 1, 2))
+
+
+def test_the_look_through_the_other_pages_wraps_past_the_last_page_to_the_first_not_asked() -> None:
+    s = schedule(mode="list", page_size=1, page_concurrency=1, timeout_s=5.0)
+
+    def read_on(now: float, pages: dict[int, list[str]]) -> list[int]:
+        asked = []
+        while s.listing:
+            plan = s.plan(now)
+            if not plan.pages:
+                break
+            asked += plan.pages
+            now += 0.01
+            for offset in plan.pages:
+                s.page_read(offset, 6, pages.get(offset, []), now)
+        return asked
+
+    s.add("a", 0.0)
+    s.plan(0.0)
+    s.page_read(0, 6, [], 0.01)
+    assert read_on(0.01, {5: ["a"]}) == [1, 2, 3, 4, 5]  # no target: every page; the cursor past 5
+    s.add("b", 1.0)
+    assert s.plan(1.0) == Plan(pages=(0,))
+    s.page_read(0, 6, [], 1.01)
+    assert read_on(1.01, {4: ["b"], 5: ["a"]}) == [5, 1, 2, 3, 4]  # wrapped to 1; b found: the cursor at 5
+    s.add("c", 2.0)
+    assert s.plan(2.0) == Plan(pages=(0,))
+    s.page_read(0, 6, [], 2.01)
+    assert s.plan(2.01) == Plan(pages=(4,))
+    s.page_read(4, 6, ["b"], 2.02)
+    assert s.plan(2.02) == Plan(pages=(5,))
+    s.page_read(5, 6, ["a"], 2.03)
+    assert s.plan(2.03) == Plan(pages=(1,))  # from 5 (asked) round to 1, not on to 6 (past the end)
 
 
 @pytest.mark.parametrize("left", ["polled alone", "removed"])
