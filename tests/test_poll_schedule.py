@@ -764,6 +764,24 @@ def test_the_look_through_the_other_pages_wraps_past_the_last_page_to_the_first_
     assert s.plan(2.03) == Plan(pages=(1,))  # from 5 (asked) round to 1, not on to 6 (past the end)
 
 
+def test_the_pages_next_to_one_that_lost_a_run_stay_within_the_account() -> None:
+    s = schedule(mode="list", page_size=1, timeout_s=5.0)
+    s.add("a", 0.0)
+    assert s.plan(0.0) == Plan(pages=(0,))
+    s.page_read(0, 4, ["x0"], 0.01)
+    assert s.plan(0.01) == Plan(pages=(1, 2, 3))
+    for offset, runs in ((1, ["x1"]), (2, ["x2"]), (3, ["a"])):
+        s.page_read(offset, 4, runs, 0.02)
+    # x2 deleted, a new run appended: a is on page 2 now, and page 3 (the last) holds the new run
+    assert s.plan(1.0) == Plan(pages=(0,))
+    s.page_read(0, 4, ["x0"], 1.01)
+    assert s.plan(1.01) == Plan(pages=(3,))
+    assert s.page_read(3, 4, ["n"], 1.02) == ([], [])
+    assert s.plan(1.02) == Plan(pages=(2,))  # page 4, after the last, is not asked
+    assert s.page_read(2, 4, ["a"], 1.03) == (["a"], [])
+    assert not s.listing
+
+
 @pytest.mark.parametrize("left", ["polled alone", "removed"])
 def test_a_listing_stops_looking_for_a_run_polled_alone_or_removed_meanwhile(left: str) -> None:
     s = schedule(mode="list", page_size=1, page_concurrency=1, timeout_s=5.0)

@@ -111,10 +111,15 @@ def drive(
     pending = sorted(events, key=lambda event: event[0])
     answers: list[tuple[float, int, str, object, float, list[str], int]] = []
     now, sequence, pages, alone, longest = 0.0, 0, 0, 0, 0.0
+    asked_this_listing: set[int] = set()
     while now <= until_s:
         while pending and pending[0][0] <= now:
             pending.pop(0)[1](account, schedule, now)
         plan = schedule.plan(now)
+        if 0 in plan.pages:  # page 0 opens every listing
+            asked_this_listing.clear()
+        assert not asked_this_listing & set(plan.pages), "a page asked twice in one listing"
+        asked_this_listing.update(plan.pages)
         for offset in plan.pages:
             sequence += 1
             answer = (
@@ -231,3 +236,21 @@ def test_a_watched_run_no_page_returns_stops_being_looked_for_after_a_whole_acco
     assert foreign[0] <= quiet[0] + 10  # not a page more an interval than without it
     assert 9 <= foreign[1] <= 11  # the other owner's run: polled alone once an interval
     assert foreign[2] <= 1.0 + 0.05
+
+
+def test_under_churn_no_page_is_asked_twice_and_no_run_waits_much_past_an_interval() -> None:
+    # another user's run is inserted at the front every 0.1 s: every watched run slides a place
+    # each time, and crosses to the next page now and then
+    inserted = iter(range(10**6))
+
+    def insert_at_the_front(account: list[str], schedule: PollSchedule, now: float) -> None:
+        account.insert(0, f"other{next(inserted)}")
+
+    rng = random.Random(1)
+    account = [f"a{index:05d}" for index in range(3000)]
+    watched = rng.sample(account, 20)
+    events = [(0.5 + step * 0.1, insert_at_the_front) for step in range(200)]
+    pages, alone, longest = drive(account, watched, 20.0, events=events, rtt_s=0.02, count_from_s=10.0)
+    assert longest <= 1.0 + 0.1 + 0.05 + 2 * 0.02  # the documented bound: (1 + LAG_SHARE) interval + slack
+    assert pages < 3000 / 10 * 10  # fewer than 0.1.0's whole account every interval
+    assert alone < 20 * 10  # fewer than one poll of its own per watched run an interval

@@ -632,9 +632,10 @@ class PollSchedule:
             listing.hints.pop(0)
         return None
 
-    def _next_page(self, listing: _Listing) -> int:
-        """The next page to ask (``_more_pages`` said there is one): a target, else the discovery
-        cursor's next page that is not a target (wrapping round to page 0)."""
+    def _next_page(self, listing: _Listing) -> int | None:
+        """The next page to ask (``_more_pages`` said there is one): a target, else a page next to
+        one that lost runs, else the discovery cursor's next page not asked yet (wrapping round to
+        page 0); None when every page is asked."""
         size = self.settings.page_size
         if listing.asked_targets < len(listing.targets):
             offset = listing.targets[listing.asked_targets]
@@ -647,8 +648,7 @@ class PollSchedule:
         if hint is not None:  # a run gone from its page is most likely on the page before or after
             listing.hints.pop(0)
             self._looked_through += 1
-            if listing.discover_left > 0 and hint not in listing.targets:
-                listing.discover_left -= 1  # one of the other pages, asked now
+            listing.discover_left = max(0, listing.discover_left - 1)  # one of the others (never a target)
             return hint
         end = listing.total_pages * size
         offset = self._discover_at if 0 <= self._discover_at < end else 0
@@ -656,6 +656,9 @@ class PollSchedule:
             if offset not in listing.asked:
                 break
             offset = offset + size if offset + size < end else 0
+        else:
+            listing.discover_left = 0  # every page is asked
+            return None
         self._discover_at = offset + size
         self._looked_through += 1
         listing.discover_left -= 1
@@ -671,6 +674,8 @@ class PollSchedule:
         slots = self._page_slots(now)
         while listing.in_flight < slots and self._more_pages(listing, now):
             offset = self._next_page(listing)
+            if offset is None:
+                break
             listing.asked.add(offset)
             offsets.append(offset)
             listing.began[offset] = now
