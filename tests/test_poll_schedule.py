@@ -626,6 +626,20 @@ def test_a_listing_slower_than_the_last_polls_a_run_alone_at_its_due_time() -> N
     assert s.page_read(1, 3, ["b"], 1.4) == ([], [])  # b is polled alone: not judged twice
 
 
+def listed_once(*pages: list[str]) -> PollSchedule:
+    """A list-mode schedule (one run a page) watching "a", after its first listing read ``pages``:
+    page 0 alone (answered at 0.01), then every other page at once (answered at 0.02)."""
+    s = schedule(mode="list", page_size=1, timeout_s=5.0)
+    s.add("a", 0.0)
+    assert s.plan(0.0) == Plan(pages=(0,))
+    s.page_read(0, len(pages), pages[0], 0.01)
+    assert s.plan(0.01) == Plan(pages=tuple(range(1, len(pages))))
+    for offset in range(1, len(pages)):
+        s.page_read(offset, len(pages), pages[offset], 0.02)
+    assert not s.listing
+    return s
+
+
 def test_a_listing_asks_only_the_first_page_and_the_pages_that_held_watched_runs() -> None:
     # 20 watched runs of a 30,000-run account sit on 20 of its 300 pages: reading the other 280
     # every interval made the listing as slow as the interval and its watched pages late (issue 16)
@@ -698,13 +712,7 @@ def test_a_listing_reads_every_page_in_order_when_more_runs_are_on_no_known_page
 ) -> None:
     # (10,000 runs taken up while listings run: their pages read last, after the targets, raced
     # their own due times, and a thousand runs went on being polled alone, listing after listing)
-    s = schedule(mode="list", page_size=1, timeout_s=5.0)
-    s.add("a", 0.0)
-    assert s.plan(0.0) == Plan(pages=(0,))
-    s.page_read(0, 4, ["x"], 0.01)
-    assert s.plan(0.01) == Plan(pages=(1, 2, 3))
-    for offset, runs in ((1, ["y"]), (2, ["z"]), (3, ["a"])):
-        s.page_read(offset, 4, runs, 0.02)
+    s = listed_once(["x"], ["y"], ["z"], ["a"])
     for run_id in new:
         s.add(run_id, 0.5)
     assert s.plan(0.5) == Plan(alone=tuple(new))
@@ -716,13 +724,7 @@ def test_a_listing_reads_every_page_in_order_when_more_runs_are_on_no_known_page
 
 
 def test_a_target_past_the_end_of_a_shrunk_account_is_not_counted_among_its_pages() -> None:
-    s = schedule(mode="list", page_size=1, timeout_s=5.0)
-    s.add("a", 0.0)
-    s.plan(0.0)
-    s.page_read(0, 4, ["x"], 0.01)
-    assert s.plan(0.01) == Plan(pages=(1, 2, 3))
-    for offset, runs in ((1, ["y"]), (2, ["z"]), (3, ["a"])):
-        s.page_read(offset, 4, runs, 0.02)
+    s = listed_once(["x"], ["y"], ["z"], ["a"])
     s.add("b", 0.5)
     assert s.plan(0.5) == Plan(alone=("b",))
     s.finished("b", 0.55)
@@ -765,13 +767,7 @@ def test_the_look_through_the_other_pages_wraps_past_the_last_page_to_the_first_
 
 
 def test_the_pages_next_to_one_that_lost_a_run_stay_within_the_account() -> None:
-    s = schedule(mode="list", page_size=1, timeout_s=5.0)
-    s.add("a", 0.0)
-    assert s.plan(0.0) == Plan(pages=(0,))
-    s.page_read(0, 4, ["x0"], 0.01)
-    assert s.plan(0.01) == Plan(pages=(1, 2, 3))
-    for offset, runs in ((1, ["x1"]), (2, ["x2"]), (3, ["a"])):
-        s.page_read(offset, 4, runs, 0.02)
+    s = listed_once(["x0"], ["x1"], ["x2"], ["a"])
     # x2 deleted, a new run appended: a is on page 2 now, and page 3 (the last) holds the new run
     assert s.plan(1.0) == Plan(pages=(0,))
     s.page_read(0, 4, ["x0"], 1.01)

@@ -339,15 +339,15 @@ def _read_raw(
     failure: TinkerRecoveryError | None = None
     whole = _whole_body_reader(raw, headers, declared)
     try:
-        if whole is not None:
+        if whole is not None and declared is not None:
             left = entry.deadline - time.monotonic()
             if left <= 0:
                 return None, _timed_out(what, timeout_s, "body after 0 bytes")
             if sock is not None:
                 sock.settimeout(left)
             body = whole.read(declared)
-            if len(body) < (declared or 0):
-                raise http.client.IncompleteRead(body, (declared or 0) - len(body))
+            if len(body) < declared:
+                raise http.client.IncompleteRead(body, declared - len(body))
             return body, None
         while True:
             left = entry.deadline - time.monotonic()

@@ -36,27 +36,26 @@ Rules (exact-number tests in tests/test_poll_schedule.py):
   whatever the count says later), after the targets, each once, from where the last such listing
   stopped, until every such run is found (a run not found in as many pages as the account has,
   another owner's say, is no longer looked for: it is polled alone); when a page held watched
-  runs, it starts none of these
-  past half an interval, so it ends before the next listing is due (20 watched runs of a 30,000-run
-  account sit on 20 of its 300 pages: reading all 300 every interval took the whole interval and
-  left the watched pages late, issue 16). A listing when no page held a watched run, or one
-  looking for more runs than there are other pages, reads every page in offset order. Pages are
-  read ``page_concurrency`` at a time, none twice, and no page is started ``timeout_s`` after
-  the listing began. A run the listing did not return (another owner's run, a deleted one, one on
-  a page not reached, a listing cut short or failed) is polled alone at once. No run waits much more
-  than an interval for a listing (issue 16): a run a listing read is due ``interval_s`` plus
-  ``slack_s`` plus a lag allowance after its page was asked for (the allowance: how far into the
-  listing that was, at most ``LAG_SHARE`` of the interval, at least two page round trips; a run
-  polled alone during a listing gets the same); a run due when a listing starts (new, asked for
-  by ``poll_now``, or due with the listing) is due ``interval_s`` after the listing began, and no
-  run in a listing later than that. A run in a listing is polled alone at its due time (the slack
-  does not take it early) unless the page that read it last is being read then: it waits for that
-  answer, and is polled alone if the page no longer holds it. So a listing about as fast as the
-  last one asks for each run's page before it falls due, and a slower one (a 300-page account)
-  leaves it to a poll of its own. While a listing is in flight, runs on pages it has not asked for
-  are represented by their pages' due times: a tick does not look at every run. A new run is
-  polled alone at once unless a listing starts now. A 404/405/501 on a listing turns list mode
-  into per-run for good.
+  runs, it starts none of these past half an interval, so it ends before the next listing is due
+  (20 watched runs of a 30,000-run account sit on 20 of its 300 pages: reading all 300 every
+  interval took the whole interval and left the watched pages late, issue 16). A listing when no
+  page held a watched run, or one looking for more runs than there are other pages, reads every
+  page in offset order. Pages are read ``page_concurrency`` at a time, none twice, and no page is
+  started ``timeout_s`` after the listing began. A run the listing did not return (another owner's
+  run, a deleted one, one on a page not reached, a listing cut short or failed) is polled alone at
+  once. No run waits much more than an interval for a listing (issue 16): a run a listing read is
+  due ``interval_s`` plus ``slack_s`` plus a lag allowance after its page was asked for (the
+  allowance: how far into the listing that was, at most ``LAG_SHARE`` of the interval, at least
+  two page round trips; a run polled alone during a listing gets the same); a run due when a
+  listing starts (new, asked for by ``poll_now``, or due with the listing) is due ``interval_s``
+  after the listing began, and no run in a listing later than that. A run in a listing is polled
+  alone at its due time (the slack does not take it early) unless the page that read it last is
+  being read then: it waits for that answer, and is polled alone if the page no longer holds it.
+  So a listing about as fast as the last one asks for each run's page before it falls due, and a
+  slower one (a 300-page account) leaves it to a poll of its own. While a listing is in flight,
+  runs on pages it has not asked for are represented by their pages' due times: a tick does not
+  look at every run. A new run is polled alone at once unless a listing starts now. A 404/405/501
+  on a listing turns list mode into per-run for good.
 - Auto mode: per-run until every watched run has been looked at once (so auto never costs more
   requests before its first look than per-run polls), unless ``AUTO_PROBE_RUNS`` or more runs are
   not looked at yet: then a listing makes the first look (one page more than per-run polls at
