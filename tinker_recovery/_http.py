@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 import attrs
@@ -175,12 +175,19 @@ def new_session(pool_size: int) -> requests.Session:
 # --- one exchange ---------------------------------------------------------------------------------
 
 
+class Headers(Protocol):
+    """An answer's headers, looked up by name whatever its case: ``requests``' and urllib3's
+    case-insensitive dicts, or ``http.client``'s ``HTTPMessage`` (the first of repeated names)."""
+
+    def get(self, name: str, /) -> str | None: ...
+
+
 @attrs.frozen
 class Reply:
-    """An answer: ``status`` code, ``headers`` (case-insensitive mapping) and the whole ``body``."""
+    """An answer: ``status`` code, ``headers`` and the whole ``body``."""
 
     status: int
-    headers: Mapping[str, str]
+    headers: Headers
     body: bytes
 
 
@@ -190,7 +197,7 @@ def _socket_of(response: requests.Response) -> Any:
     return getattr(connection, "sock", None)
 
 
-def declared_length(headers: Mapping[str, str]) -> int | None:
+def declared_length(headers: Headers) -> int | None:
     """The ``Content-Length`` as an int when it is plain ASCII digits; else None (ignored)."""
     value = headers.get("content-length")
     if value is None:
@@ -310,45 +317,38 @@ def _read_body(
     return _read_raw(response.raw, response.headers, what, entry, timeout_s, max_bytes)
 
 
-def _whole_body_reader(raw: Any, headers: Mapping[str, str], declared: int | None) -> Any:
-    """``http.client``'s response under urllib3's ``raw``, when the body can be read in one call:
-    its length declared, no content coding to undo, and read through this package's deadline
-    reader (``_DeadlineResponse``); None otherwise. One read of it costs a sixth of urllib3's
-    chunked ``read1`` loop on a 56 kB listing page (issue 16); the deadline still holds, as every
-    read of the socket under it waits at most the time left."""
-    if declared is None or headers.get("Content-Encoding", "identity").strip().lower() != "identity":
-        return None
-    inner = getattr(raw, "_fp", None)
-    if type(inner) is not _DeadlineResponse or not isinstance(getattr(inner, "fp", None), io.BufferedReader):
-        return None
-    if not isinstance(inner.fp.raw, _DeadlineReader):
-        return None
-    return inner
+def _one_read(head: Any, headers: Headers, declared: int | None) -> bool:
+    """True when ``head`` (``http.client``'s response) can give its body in one read: its length
+    declared, no content coding to undo, and read through this package's deadline reader
+    (``_DeadlineResponse``). One read costs a sixth of urllib3's chunked ``read1`` loop on a 56 kB
+    listing page (issue 16); the deadline still holds, as every read of the socket under it waits
+    at most the time left."""
+    coding = headers.get("Content-Encoding")
+    if declared is None or (coding is not None and coding.strip().lower() != "identity"):
+        return False
+    if type(head) is not _DeadlineResponse or not isinstance(getattr(head, "fp", None), io.BufferedReader):
+        return False
+    return isinstance(head.fp.raw, _DeadlineReader)
 
 
 def _read_raw(
-    raw: Any, headers: Mapping[str, str], what: str, entry: _Entry, timeout_s: float, max_bytes: int
+    raw: Any, headers: Headers, what: str, entry: _Entry, timeout_s: float, max_bytes: int
 ) -> tuple[bytes | None, TinkerRecoveryError | None]:
+    """The whole body of urllib3's response ``raw`` (content codings undone), within the
+    deadline and ``max_bytes``: ``(body, None)`` or ``(None, failure)``."""
     declared = declared_length(headers)
     if declared is not None and declared > max_bytes:
         return None, ResponseError(f"{what}: response of {declared} bytes exceeds {max_bytes}")
     connection = getattr(raw, "_connection", None) or getattr(raw, "connection", None)
     sock = getattr(connection, "sock", None)
+    head = getattr(raw, "_fp", None)  # http.client's response under urllib3's
+    if declared is not None and _one_read(head, headers, declared):
+        assert head is not None
+        return _read_declared(head, declared, sock, what, entry, timeout_s)
     chunks: list[bytes] = []
     size = 0
     failure: TinkerRecoveryError | None = None
-    whole = _whole_body_reader(raw, headers, declared)
     try:
-        if whole is not None and declared is not None:
-            left = entry.deadline - time.monotonic()
-            if left <= 0:
-                return None, _timed_out(what, timeout_s, "body after 0 bytes")
-            if sock is not None:
-                sock.settimeout(left)
-            body = whole.read(declared)
-            if len(body) < declared:
-                raise http.client.IncompleteRead(body, declared - len(body))
-            return body, None
         while True:
             left = entry.deadline - time.monotonic()
             if left <= 0:
@@ -364,58 +364,101 @@ def _read_raw(
                 failure = ResponseError(f"{what}: response exceeds {max_bytes} bytes")
                 break
             chunks.append(chunk)
-    except (TimeoutError, urllib3.exceptions.TimeoutError, requests.Timeout):
-        failure = _timed_out(what, timeout_s, f"body after {size} bytes")
-    except (
-        OSError,
-        urllib3.exceptions.HTTPError,
-        http.client.HTTPException,
-        requests.RequestException,
-        ValueError,
-    ) as error:
-        failure = (
-            _timed_out(what, timeout_s, f"body cut at the deadline after {size} bytes")
-            if entry.deadline <= time.monotonic()
-            else ConnectionFailed(f"{what}: connection broke while reading: {type(error).__name__}")
-        )
     except Exception as error:
-        log.warning("%s: unexpected %s while reading the body", what, type(error).__name__)
-        failure = ResponseError(f"{what}: the body could not be read ({type(error).__name__})")
+        failure = _read_failure(error, what, entry, timeout_s, size)
     if failure is not None:
         return None, failure
     return b"".join(chunks), None
 
 
+def _read_declared(
+    head: http.client.HTTPResponse, declared: int, sock: Any, what: str, entry: _Entry, timeout_s: float
+) -> tuple[bytes | None, TinkerRecoveryError | None]:
+    """The ``declared`` bytes of ``head``'s body in one read (``_one_read`` holds), within the
+    deadline; fewer bytes before the connection ends is a ConnectionFailed."""
+    left = entry.deadline - time.monotonic()
+    if left <= 0:
+        return None, _timed_out(what, timeout_s, "body after 0 bytes")
+    try:
+        if sock is not None:
+            sock.settimeout(left)
+        body = head.read(declared)
+        if len(body) < declared:
+            raise http.client.IncompleteRead(body, declared - len(body))
+    except Exception as error:
+        return None, _read_failure(error, what, entry, timeout_s, 0)
+    return body, None
+
+
+_TIMED_OUT = (TimeoutError, urllib3.exceptions.TimeoutError, requests.Timeout)
+_BROKEN = (
+    OSError, urllib3.exceptions.HTTPError, http.client.HTTPException, requests.RequestException, ValueError
+)
+
+
+def _read_failure(
+    error: Exception, what: str, entry: _Entry, timeout_s: float, size: int
+) -> TinkerRecoveryError:
+    """What a failed read of a body (after ``size`` bytes) is reported as: a time-out, a broken
+    connection (a time-out if the deadline has passed), or, for anything else, a ResponseError
+    with a log line."""
+    if isinstance(error, _TIMED_OUT):
+        return _timed_out(what, timeout_s, f"body after {size} bytes")
+    if isinstance(error, _BROKEN):
+        if entry.deadline <= time.monotonic():
+            return _timed_out(what, timeout_s, f"body cut at the deadline after {size} bytes")
+        return ConnectionFailed(f"{what}: connection broke while reading: {type(error).__name__}")
+    log.warning("%s: unexpected %s while reading the body", what, type(error).__name__)
+    return ResponseError(f"{what}: the body could not be read ({type(error).__name__})")
+
+
 # --- the poll path: the session's urllib3 pool, without requests' per-call work ----------------------
 
 
-def _open(pool: Any, target: str, headers: dict[str, str], timeout_s: float) -> Any:
-    """Send GET ``target`` on a connection of urllib3's ``pool`` and return its response, not read
-    (``release_conn()`` gives the connection back).
+def _open(
+    pool: Any, target: str, headers: Mapping[str, str], timeout_s: float
+) -> tuple[Any, http.client.HTTPResponse]:
+    """Send GET ``target`` on a connection of urllib3's ``pool``; return ``(connection, head)``:
+    ``http.client``'s response with its status line and headers read, its body not.
 
-    urllib3's own request step (``_make_request``: connect, TLS checks, send, read the head) on a
-    connection from the pool (``_get_conn``), skipping what ``urlopen`` adds that a poll does not use
-    (retries, redirects, host checks) and its percent-encoding of the target, a loop over every
-    byte in Python: about a sixth of a poll's CPU (issue 16). Our targets need no encoding: run ids
-    are checked before they reach a path (letters, digits and ``_ . : @ + = -``) and the query is
-    ``urlencode``d. A urllib3 without these methods gets ``urlopen``. On a failure the connection is
-    closed and its slot given back, as ``urlopen`` does."""
-    timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
-    if not (hasattr(pool, "_get_conn") and hasattr(pool, "_make_request") and hasattr(pool, "_put_conn")):
-        return pool.urlopen(
-            "GET", target, headers=headers, timeout=timeout, retries=False, redirect=False,
-            assert_same_host=False, preload_content=False, decode_content=False,
-        )  # fmt: skip
+    The request goes out through urllib3's own ``HTTPConnection.request`` (its header rules, its
+    connect and TLS checks on first use); the head is read by ``http.client``'s ``getresponse``,
+    below urllib3's, which on each answer copies the headers into a second dict, checks their
+    parsing for a log line and wraps the response for content decoding: about two fifths of a
+    listing page's HTTP CPU (issue 16). The caller decodes only bodies that need no decoding
+    itself and hands the others to urllib3's ``HTTPResponse`` (``_wrapped``). Our targets need no
+    percent-encoding: run ids are checked before they reach a path (letters, digits and
+    ``_ . : @ + = -``) and a query is written by ``_query``. On a failure the connection is closed
+    and its slot given back, as ``urlopen`` does."""
     conn = pool._get_conn()
     try:
-        return pool._make_request(
-            conn, "GET", target, headers=headers, timeout=timeout, response_conn=conn,
-            preload_content=False, decode_content=False,
-        )  # fmt: skip
+        conn.timeout = timeout_s  # connect, and each socket operation (the deadline reader cuts it)
+        conn.request("GET", target, headers=headers, preload_content=False, decode_content=False)
+        head = http.client.HTTPConnection.getresponse(conn)
     except BaseException:
         conn.close()
         pool._put_conn(None)
         raise
+    return conn, head
+
+
+def _wrapped(pool: Any, conn: Any, head: http.client.HTTPResponse) -> urllib3.HTTPResponse:
+    """``head`` as urllib3 would have answered it (an ``HTTPResponse`` that undoes content
+    codings and gives ``conn`` back to ``pool`` on ``release_conn``), for a body ``_read_raw``
+    cannot take in one read."""
+    return urllib3.HTTPResponse(
+        body=head,
+        headers=urllib3.HTTPHeaderDict(head.msg.items()),
+        status=head.status,
+        version=head.version,
+        reason=head.reason,
+        preload_content=False,
+        decode_content=False,
+        original_response=head,
+        pool=pool,
+        connection=conn,
+        request_method="GET",
+    )
 
 
 def _query(params: Mapping[str, Any]) -> str:
@@ -512,9 +555,9 @@ class DirectGet:
         headers: Mapping[str, str],
     ) -> tuple[Reply | None, TinkerRecoveryError | None]:
         failure: TinkerRecoveryError | None = None
-        response: Any = None
+        pool = self._get_pool()
         try:
-            response = _open(self._get_pool(), target, dict(headers), timeout_s)
+            conn, head = _open(pool, target, headers, timeout_s)
         except urllib3.exceptions.NewConnectionError as error:  # refused: urllib3 2 makes it a TimeoutError
             failure = ConnectionFailed(f"{what}: {type(error).__name__}")
         except urllib3.exceptions.TimeoutError:
@@ -531,8 +574,18 @@ class DirectGet:
             log.warning("%s: unexpected %s while sending; reported as ConnectionFailed", what,
                     type(error).__name__)
             failure = ConnectionFailed(f"{what}: {type(error).__name__}")
-        if failure is not None or response is None:
-            return None, failure or ConnectionFailed(f"{what}: no response")
+        if failure is not None:
+            return None, failure
+        declared = declared_length(head.msg)
+        if declared is not None and declared <= max_bytes and _one_read(head, head.msg, declared):
+            body, failure = _read_declared(head, declared, conn.sock, what, entry, timeout_s)
+            if body is None:  # a half-read answer: the connection cannot be reused
+                conn.close()
+                pool._put_conn(None)
+                return None, failure
+            pool._put_conn(conn)
+            return Reply(head.status, head.msg, body), None
+        response = _wrapped(pool, conn, head)
         complete = False
         try:
             body, failure = _read_raw(response, response.headers, what, entry, timeout_s, max_bytes)

@@ -8,13 +8,15 @@ from __future__ import annotations
 import email.utils
 import math
 import re
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._json import loads
 from ._text import escape_text
 from .errors import ResponseError
 from .redact import scrub
+
+if TYPE_CHECKING:
+    from ._http import Headers
 
 __all__ = ["DETAIL_LIMIT", "RETRY_AFTER_CAP_S", "error_detail", "retry_after_s"]
 
@@ -33,7 +35,7 @@ def _seconds(text: str, scale: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def retry_after_s(headers: Mapping[str, str], now: float) -> float | None:
+def retry_after_s(headers: Headers, now: float) -> float | None:
     """The server's retry hint in seconds, in ``[0, RETRY_AFTER_CAP_S]``, or None if absent or bad.
 
     Read from ``retry-after-ms`` (milliseconds) or ``Retry-After`` (seconds, or an HTTP date,
