@@ -137,8 +137,8 @@ def test_read_healthy_leaves_every_state_as_a_healthy_read_does(steps, confirm) 
                     state.failed(errors[step], interval_s=1.0)
             if run_steps and run_steps[-1] == "listing":  # a listing read it healthy
                 by_call[str(run)].read(False)
-                read_healthy(by_loop, [str(run)])
-    read_healthy(by_loop, list(by_loop))  # and one listing reads them all
+                read_healthy([by_loop[str(run)]])
+    read_healthy(list(by_loop.values()))  # and one listing reads them all
     for state in by_call.values():
         state.read(False)
     assert by_loop == by_call

@@ -160,6 +160,7 @@ class Poller:
         # owned by the loop's thread:
         self._schedule = PollSchedule(settings)
         self._states: dict[str, RunState] = {}
+        self._states_by_page: dict[int, tuple[list[str], list[RunState]]] = {}  # see _page_states
         self._onces: list[_Once] = []
         self._round_trip_s = 0.01  # a guess until the first answers: 100 runs go in 4 jobs at first
         self._jobs = 0  # poll jobs submitted and not ended: the pool grows to this (within the cap)
@@ -422,8 +423,18 @@ class Poller:
             for run_id in read:
                 self._judge(run_id, flagged.get(run_id, _HEALTHY_READ))
         else:  # every run healthy and no poll_once waits (the hot path): the states only
-            read_healthy(self._states, read)
+            read_healthy(self._page_states(offset, read))
         self._listing_ended(unread)
+
+    def _page_states(self, offset: int, read: list[str]) -> list[RunState]:
+        """The states of the runs ``read`` (the page at ``offset`` read them), kept while the
+        schedule hands back the same list for that page: it does so only while the page reads
+        the same runs, none watched anew meanwhile (``PollSchedule.page_read``), so no look-up
+        per run (issue 16)."""
+        kept = self._states_by_page.get(offset)
+        if kept is None or kept[0] is not read:
+            kept = self._states_by_page[offset] = (read, [self._states[run_id] for run_id in read])
+        return kept[1]
 
     def _on_page_error(self, offset: int, error: BaseException) -> None:
         self._jobs -= 1

@@ -172,6 +172,7 @@ def solo_budget(
 
 @attrs.define(weakref_slot=False)
 class _Run:
+    run_id: str  # its key in PollSchedule._runs (the same string object)
     next_due: float
     in_flight: bool = False  # a poll of its own
     in_listing: bool = False  # covered by the listing in flight, not read by it yet
@@ -182,6 +183,33 @@ class _Run:
     unlisted: bool = False  # the last listing left it unread: its next poll is one of its own
     page: int = -1  # the offset of the listing page that read it last (-1: none)
     sought_since: int = -1  # on no page: the count of pages looked through when that began (-1: on one)
+
+
+@attrs.define(eq=False, weakref_slot=False)
+class _PageRead:
+    """A page's last answer, kept when every watched run on it was read in the common way (on this
+    page the time before, looked at, not asked for meanwhile) and every other id on it was not
+    watched. The same answer again, while each of these runs is still so (in the listing, on this
+    page, looked at, not asked for) and no run has been watched since (``add`` drops every
+    ``_PageRead``), reads the same runs the same way: ``page_read`` then sets their due times from
+    this list instead of looking each id up (a look-up per run cost more than half of the monitor
+    thread's CPU in a 10,000-run listing, its dict and strings out of the CPU's caches, issue
+    16)."""
+
+    ids: list[str]  # the answer's run ids in order (a watched run's as its key)
+    runs: list[_Run]  # the watched runs it read, in order
+    read: list[str]  # their ids (keys); handed to the caller as is: not to be changed
+
+    def answered_again(self, run_ids: Iterable[str], offset: int, expected: int) -> bool:
+        """True when ``run_ids`` is this answer again, the page at ``offset`` holds ``expected``
+        watched runs (these), and each is still in the listing, on it, looked at, not asked for."""
+        return (
+            len(self.runs) == expected
+            and run_ids == self.ids
+            and all(
+                run.in_listing and run.page == offset and run.seen and not run.urgent for run in self.runs
+            )
+        )
 
 
 @attrs.frozen
@@ -250,6 +278,9 @@ class PollSchedule:
         # stands for them: a tick scans no run while the listing keeps pace (issue 16).
         self._page_runs: dict[int, int] = {}
         self._page_due: dict[int, float] = {}
+        # The last answer of each page on which every watched run was read as it was the time
+        # before (see ``_PageRead``): the same answer again is read without a look-up per run.
+        self._page_reads: dict[int, _PageRead] = {}
         self._discover_at = 0  # where the next listing's pages beyond its targets begin (a cursor)
         self._looked_through = 0  # pages asked to find runs on no known page, ever
         self._unasked_due: tuple[list[int], list[float]] | None = None  # see ``_pages_due``
@@ -273,9 +304,10 @@ class PollSchedule:
     def add(self, run_id: str, now: float) -> None:
         """Watch ``run_id``: due at once. Adding a watched run changes nothing."""
         if run_id not in self._runs:
-            self._runs[run_id] = _Run(next_due=now)
+            self._runs[run_id] = _Run(run_id, next_due=now)
             self._unseen += 1
             self._lower(now)
+            self._page_reads.clear()  # a page's next answer may hold it: read each page in full
 
     def remove(self, run_id: str) -> None:
         """Forget ``run_id`` (frees its suspect slot); unknown ids are ignored."""
@@ -338,6 +370,7 @@ class PollSchedule:
 
     def _leave_page(self, run: _Run) -> None:
         if run.page >= 0:
+            self._page_reads.pop(run.page, None)  # its answer no longer reads the same runs
             left = self._page_runs.get(run.page, 1) - 1
             if left > 0:
                 self._page_runs[run.page] = left
@@ -731,37 +764,17 @@ class PollSchedule:
         # asks for it at about the same moment into it (then the run waits for that answer); one
         # asking later than that leaves the run to a poll of its own
         due = began + self.settings.interval_s + self.settings.slack_s + self._lag_allowance(began)
-        read: list[str] = []
         expected = self._page_runs.get(offset, 0)  # runs this page held last time
-        same = joined = 0
-        find, answered = self._runs.get, read.append
-        for run_id in run_ids:  # the hot loop of list mode: 10,000 runs a second (issue 16)
-            run = find(run_id)
-            if run is None or not run.in_listing:
-                continue
-            run.in_listing = False
-            if run.page == offset and run.seen and not run.urgent:  # as last time: the common case
+        last = self._page_reads.pop(offset, None)
+        if listing is not None and last is not None and last.answered_again(run_ids, offset, expected):
+            for run in last.runs:  # as last time: no look-up per run
+                run.in_listing = False
                 run.next_due = due
-                same += 1
-                joined += 1
-                answered(run_id)
-                continue
-            if not run.seen:
-                self._saw(run)
-            if run.page < 0:
-                self._not_sought(run_id)  # found
-                run.sought_since = -1
-            if run.page == offset:
-                same += 1
-            elif run.page >= 0:
-                self._leave_page(run)  # moved here from another page
-            if run.urgent:
-                run.urgent, run.page, run.next_due = False, -1, now
-                self._lower(now)
-            else:
-                run.page, run.next_due = offset, due
-                joined += 1
-            answered(run_id)
+            read = last.read
+            same = joined = expected
+            self._page_reads[offset] = last
+        else:
+            read, same, joined = self._read_runs(offset, run_ids, due, now, listing is not None)
         if read:
             self._floor_exact = False  # the floor may hold the due times these runs leave behind
         if same < expected:  # runs this page held and no longer returns: each on its own now
@@ -799,6 +812,58 @@ class PollSchedule:
             if self.settings.mode == "auto" and listing.total_pages >= len(self._runs):
                 listing.stopped = True  # listing costs more than polling each run
         return read, self._end_listing_if_done(now)
+
+    def _read_runs(
+        self, offset: int, run_ids: Iterable[str], due: float, now: float, keep: bool
+    ) -> tuple[list[str], int, int]:
+        """Read the runs of the answer ``run_ids`` of the page at ``offset`` one by one: ``(read,
+        same, joined)``, the watched runs it read (their keys), how many of them the page held
+        last time, and how many are on it now. Keeps the answer as a ``_PageRead`` when ``keep``
+        and every watched run on it was read in the common way and none it held is gone."""
+        read: list[str] = []
+        ids: list[str] | None = [] if keep else None  # the answer, while every run on it is as before
+        runs: list[_Run] = []
+        same = joined = 0
+        find, answered = self._runs.get, read.append
+        for run_id in run_ids:  # the hot loop of list mode when a page changed (issue 16)
+            run = find(run_id)
+            if run is None or not run.in_listing:
+                if ids is not None:
+                    if run is None:
+                        ids.append(run_id)
+                    else:
+                        ids = None  # a watched run it does not read now (in a poll of its own)
+                continue
+            run.in_listing = False
+            if run.page == offset and run.seen and not run.urgent:  # as last time: the common case
+                run.next_due = due
+                same += 1
+                joined += 1
+                answered(run.run_id)
+                if ids is not None:
+                    ids.append(run.run_id)
+                    runs.append(run)
+                continue
+            ids = None
+            if not run.seen:
+                self._saw(run)
+            if run.page < 0:
+                self._not_sought(run_id)  # found
+                run.sought_since = -1
+            if run.page == offset:
+                same += 1
+            elif run.page >= 0:
+                self._leave_page(run)  # moved here from another page
+            if run.urgent:
+                run.urgent, run.page, run.next_due = False, -1, now
+                self._lower(now)
+            else:
+                run.page, run.next_due = offset, due
+                joined += 1
+            answered(run.run_id)
+        if ids is not None and runs and same == self._page_runs.get(offset, 0):
+            self._page_reads[offset] = _PageRead(read if len(ids) == len(read) else ids, runs, read)
+        return read, same, joined
 
     def page_failed(
         self,
