@@ -23,6 +23,7 @@ import http.client
 import io
 import ipaddress
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -560,8 +561,14 @@ class DirectGet:
             conn, head = _open(pool, target, headers, timeout_s)
         except urllib3.exceptions.NewConnectionError as error:  # refused: urllib3 2 makes it a TimeoutError
             failure = ConnectionFailed(f"{what}: {type(error).__name__}")
-        except urllib3.exceptions.TimeoutError:
+        except (urllib3.exceptions.TimeoutError, TimeoutError):  # (the head not in by the deadline)
             failure = _timed_out(what, timeout_s, "no answer")
+        except ssl.SSLError as error:  # named as urllib3 names it on the other path
+            failure = (
+                _timed_out(what, timeout_s, "no answer")
+                if "timed out" in str(error)
+                else ConnectionFailed(f"{what}: SSLError")
+            )
         except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as error:
             failure = (
                 _timed_out(what, timeout_s, "cut at the deadline")
