@@ -192,12 +192,6 @@ class Reply:
     body: bytes
 
 
-def _socket_of(response: requests.Response) -> Any:
-    """The socket under a streamed response, or None (e.g. a mocked transport)."""
-    connection = getattr(response.raw, "_connection", None) or getattr(response.raw, "connection", None)
-    return getattr(connection, "sock", None)
-
-
 def declared_length(headers: Headers) -> int | None:
     """The ``Content-Length`` as an int when it is plain ASCII digits; else None (ignored)."""
     value = headers.get("content-length")
