@@ -4,6 +4,10 @@
 set with ``answer(raw)`` (the same bytes for every request until changed) or ``drip(head, body,
 every_s)`` (headers and/or body sent one byte at a time). It records the raw requests it got.
 Threads are named daemons, stopped by ``close()`` (waits on events, never sleeps to synchronise).
+
+``KeptAliveServer`` keeps each connection open and answers every request, on any connection, with the
+next of its scripted answers (a client's pool reuses connections, so what one answer leaves unread
+shows in the next): it counts the connections it accepted.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
-__all__ = ["ScriptedServer", "http_answer", "scripted_server"]
+__all__ = ["KeptAliveServer", "ScriptedServer", "http_answer", "kept_alive_server", "scripted_server"]
 
 
 def http_answer(
@@ -159,6 +163,75 @@ class ScriptedServer:
 def _path_of(request: bytes) -> str:
     parts = request.split(b" ", 2)
     return parts[1].decode("latin-1").split("?")[0] if len(parts) > 1 else ""
+
+
+class KeptAliveServer:
+    def __init__(self, answers: list[bytes]) -> None:
+        self._answers = list(answers)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._lock = threading.Lock()
+        self.connections = 0
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._accept = threading.Thread(target=self._serve, name="test.kept-alive-server", daemon=True)
+        self._accept.start()
+
+    @property
+    def left(self) -> int:
+        """Scripted answers not sent yet."""
+        with self._lock:
+            return len(self._answers)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            thread = threading.Thread(target=self._handle, args=(conn,), name="test.kept-alive", daemon=True)
+            with self._lock:
+                self.connections += 1
+                self._sockets.append(conn)
+                self._threads.append(thread)
+            thread.start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        pending = b""
+        with suppress(OSError):
+            while True:
+                while b"\r\n\r\n" not in pending:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    pending += chunk
+                pending = pending.split(b"\r\n\r\n", 1)[1]  # GETs only: no request body
+                with self._lock:
+                    raw = self._answers.pop(0) if self._answers else http_answer(500, b"no script")
+                conn.sendall(raw)
+
+    def close(self) -> None:
+        with suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._accept.join(5)
+        with self._lock:
+            sockets, threads = list(self._sockets), list(self._threads)
+        for conn in sockets:
+            with suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)  # wakes its blocked recv()
+            conn.close()
+        for thread in threads:
+            thread.join(5)
+
+
+@contextmanager
+def kept_alive_server(answers: list[bytes]) -> Iterator[KeptAliveServer]:
+    server = KeptAliveServer(answers)
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from hostile_server import http_answer, scripted_server
+from hostile_server import http_answer, kept_alive_server, scripted_server
 
 import tinker_recovery as tr
 from tinker_recovery.testing import LoopbackService
@@ -207,3 +207,89 @@ def test_the_poll_path_reads_pages_and_runs_over_one_kept_alive_connection():
             assert len(ports) == 1
     finally:
         fake.stop()
+
+
+# --- framing the poll path leaves to http.client or urllib3 (a review of the one-read path) --------
+
+RUN = b'{"training_run_id": "run-1", "corrupted": false}'
+
+
+def kept(head: str, body: bytes = RUN) -> bytes:
+    """An answer that keeps the connection open: ``head``'s header lines, then ``body`` as is."""
+    return f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{head}\r\n\r\n".encode() + body
+
+
+def chunked(body: bytes) -> bytes:
+    return b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+
+def on_path(rest: tr.RestClient, path: str) -> None:
+    if path == "requests":
+        rest._direct = None
+    else:
+        assert rest._direct is not None and rest._direct.usable()
+
+
+@pytest.mark.parametrize("path", ["direct", "requests"])
+@pytest.mark.parametrize(
+    "lengths",
+    ["Content-Length: 48, 49", "Content-Length: 48\r\nContent-Length: 49", "Content-Length: 49, 48"],
+    ids=["one-header", "two-headers", "first-longer"],
+)
+def test_unequal_content_lengths_are_connection_failed_and_retried_like_a_broken_answer(path, lengths):
+    # urllib3 refuses them (InvalidHeader): it must reach the caller as this package's error (so a
+    # call retries it), and the connection must not be lost to the pool
+    good = kept(f"Content-Length: {len(RUN)}")
+    with (
+        kept_alive_server([kept(lengths), kept(lengths), good, kept(lengths), good]) as server,
+        tr.RestClient(config(server, timeout_s=2, max_retries=2, retry_max_time_s=10)) as rest,
+    ):
+        on_path(rest, path)
+        assert rest.get_training_run_brief("run-1").training_run_id == "run-1"  # the third answer
+        with pytest.raises(tr.ConnectionFailed) as refused:
+            rest.get_training_run_brief("run-1", max_retries=0)
+        assert rest.get_training_run_brief("run-1", max_retries=0).training_run_id == "run-1"
+        assert server.left == 0
+    assert KEY not in str(refused.value) and refused.value.__context__ is None
+
+
+@pytest.mark.parametrize("path", ["direct", "requests"])
+@pytest.mark.parametrize("declared", [len(RUN), 10, len(RUN) + 10])
+def test_a_chunked_answer_with_a_content_length_is_read_by_its_chunks_and_its_connection_reused(
+    path, declared
+):
+    # RFC 9112: Transfer-Encoding wins over Content-Length; the one-read path must not read the
+    # declared length of a chunked body (it left the last chunk unread on a connection it reused)
+    answers = [
+        kept(f"Transfer-Encoding: chunked\r\nContent-Length: {declared}", chunked(RUN)),
+        kept(f"Content-Length: {len(RUN)}"),
+        kept(f"Content-Length: {len(RUN)}"),
+    ]
+    with (
+        kept_alive_server(answers) as server,
+        tr.RestClient(config(server, timeout_s=2, max_retries=0)) as rest,
+    ):
+        on_path(rest, path)
+        for _ in answers:
+            assert rest.get_training_run_brief("run-1").training_run_id == "run-1"
+        if path == "direct":  # (requests closes a chunked answer's connection once read)
+            assert server.connections == 1
+
+
+@pytest.mark.parametrize("path", ["direct", "requests"])
+def test_a_repeated_content_encoding_is_left_to_urllib3_on_both_paths(path):
+    # identity, then gzip: urllib3 cannot undo it (DecodeError); the one-read path must not hand the
+    # gzip bytes on as the body either
+    import gzip
+
+    body = gzip.compress(RUN)
+    answer = kept(
+        f"Content-Encoding: identity\r\nContent-Encoding: gzip\r\nContent-Length: {len(body)}", body
+    )
+    with (
+        kept_alive_server([answer]) as server,
+        tr.RestClient(config(server, timeout_s=2, max_retries=0)) as rest,
+    ):
+        on_path(rest, path)
+        with pytest.raises(tr.ConnectionFailed, match="DecodeError"):
+            rest.get_training_run_brief("run-1")

@@ -312,18 +312,24 @@ def _read_body(
     return _read_raw(response.raw, response.headers, what, entry, timeout_s, max_bytes)
 
 
-def _one_read(head: Any, headers: Headers, declared: int | None) -> bool:
+def _one_read(head: Any, declared: int | None) -> bool:
     """True when ``head`` (``http.client``'s response) can give its body in one read: its length
-    declared, no content coding to undo, and read through this package's deadline reader
+    declared (``declared``, the first ``Content-Length``) and framed by it alone (not chunked, every
+    ``Content-Length`` the same: urllib3 refuses others, and a chunked body read by its length
+    left its last chunk on a connection given back to the pool), no content coding to undo (at
+    most one ``Content-Encoding``, ``identity``), and read through this package's deadline reader
     (``_DeadlineResponse``). One read costs a sixth of urllib3's chunked ``read1`` loop on a 56 kB
     listing page (issue 16); the deadline still holds, as every read of the socket under it waits
-    at most the time left."""
-    coding = headers.get("Content-Encoding")
-    if declared is None or (coding is not None and coding.strip().lower() != "identity"):
+    at most the time left. Any other answer is read through urllib3's ``HTTPResponse``."""
+    if declared is None or type(head) is not _DeadlineResponse or head.chunked or head.length != declared:
         return False
-    if type(head) is not _DeadlineResponse or not isinstance(getattr(head, "fp", None), io.BufferedReader):
+    if not isinstance(head.fp, io.BufferedReader) or not isinstance(head.fp.raw, _DeadlineReader):
         return False
-    return isinstance(head.fp.raw, _DeadlineReader)
+    lengths = head.msg.get_all("Content-Length") or ()
+    if len({value.strip() for value in lengths}) > 1:
+        return False
+    codings = head.msg.get_all("Content-Encoding") or ()
+    return len(codings) == 0 or (len(codings) == 1 and codings[0].strip().lower() == "identity")
 
 
 def _read_raw(
@@ -337,7 +343,7 @@ def _read_raw(
     connection = getattr(raw, "_connection", None) or getattr(raw, "connection", None)
     sock = getattr(connection, "sock", None)
     head = getattr(raw, "_fp", None)  # http.client's response under urllib3's
-    if declared is not None and _one_read(head, headers, declared):
+    if declared is not None and _one_read(head, declared):
         assert head is not None
         return _read_declared(head, declared, sock, what, entry, timeout_s)
     chunks: list[bytes] = []
@@ -578,15 +584,24 @@ class DirectGet:
         if failure is not None:
             return None, failure
         declared = declared_length(head.msg)
-        if declared is not None and declared <= max_bytes and _one_read(head, head.msg, declared):
+        if declared is not None and declared <= max_bytes and _one_read(head, declared):
             body, failure = _read_declared(head, declared, conn.sock, what, entry, timeout_s)
             if body is None:  # a half-read answer: the connection cannot be reused
                 conn.close()
                 pool._put_conn(None)
                 return None, failure
-            pool._put_conn(conn)
+            if head.isclosed():
+                pool._put_conn(conn)
+            else:  # (defensive) the answer is not over: the connection cannot be reused
+                conn.close()
+                pool._put_conn(None)
             return Reply(head.status, head.msg, body), None
-        response = _wrapped(pool, conn, head)
+        try:
+            response = _wrapped(pool, conn, head)
+        except Exception as error:  # urllib3's checks of the head (InvalidHeader: unequal lengths)
+            conn.close()
+            pool._put_conn(None)
+            return None, ConnectionFailed(f"{what}: {type(error).__name__}")
         complete = False
         try:
             body, failure = _read_raw(response, response.headers, what, entry, timeout_s, max_bytes)

@@ -431,6 +431,9 @@ class Poller:
         schedule hands back the same list for that page: it does so only while the page reads
         the same runs, none watched anew meanwhile (``PollSchedule.page_read``), so no look-up
         per run (issue 16)."""
+        if not read:  # (a page that holds no watched run keeps nothing)
+            self._states_by_page.pop(offset, None)
+            return []
         kept = self._states_by_page.get(offset)
         if kept is None or kept[0] is not read:
             kept = self._states_by_page[offset] = (read, [self._states[run_id] for run_id in read])
