@@ -419,3 +419,38 @@ def test_list_mode_after_its_last_run_left_sleeps_until_told():
     s.page_read(0, 1, ["a"], 0.25)
     s.remove("a")
     assert s.next_wake(20.0) == math.inf  # was 10.0, in the past: a busy loop
+
+
+def test_a_run_found_then_lost_again_is_looked_for_afresh():
+    # Found on a page, a run is no longer being looked for: when it leaves its page later, the next
+    # listing looks for it through the other pages again, not given up at once for the pages looked
+    # through before it was found (mutmut: its "looking since" count kept after it was found).
+    s = schedule(mode="list", page_size=3)
+    account = [f"a{i}" for i in range(12)]  # 4 pages
+
+    def listing(now: float) -> list[int]:
+        asked, pending = [], list(s.plan(now).pages)
+        while pending:
+            offset = pending.pop(0)
+            asked.append(offset)
+            s.page_read(offset, len(account), account[offset : offset + 3], now)
+            pending += s.plan(now).pages
+        for run_id in [r for r in ("a1", "a4", "a7", "a10") if s.busy(r)]:
+            s.finished(run_id, now)
+        return asked
+
+    s.add("a1", 0.0)
+    assert listing(0.0) == [0, 3, 6, 9]
+    now = 0.0
+    for run_id in ("a4", "a7", "a10"):  # each new, then found on its page by reading the others
+        now += 1.5
+        s.add(run_id, now)
+        s.finished(run_id, now)
+        listing(now)
+    account[account.index("a10")] = "zz"  # a10 leaves its page (page 9)
+    now += 1.5
+    assert listing(now) == [0, 3, 6, 9]  # its page, read as a target, no longer holds it
+    account[account.index("zz")] = "a10"  # back on page 9, no longer a target
+    now += 1.5
+    assert listing(now) == [0, 3, 6, 9]  # looked for through the other pages: found on page 9
+    assert s.listed("a10") is False and s.busy("a10") is False
