@@ -477,6 +477,27 @@ def test_watch_prints_a_corrupted_runs_checkpoint_path_escaped(scripted):
             assert json.loads(line)["checkpoint"] == f"tinker://{RUN_ID}/weights/a{forged}"
 
 
+@pytest.mark.parametrize(
+    ("given", "env"),
+    [
+        (["--api-key", "0000000:"], None),  # hypothesis found it: the key also given as a bad value
+        (["--api-key=0000000:"], None),
+        (["--api-k", "0000000:"], None),  # an abbreviation argparse accepts
+        ([], "0000000:"),
+    ],
+    ids=["option", "option=", "abbreviated", "environment"],
+)
+def test_a_usage_error_never_echoes_the_key_given_as_another_value(given, env, monkeypatch):
+    if env is None:
+        monkeypatch.delenv("TINKER_API_KEY", raising=False)
+    else:
+        monkeypatch.setenv("TINKER_API_KEY", env)
+    argv = ["--base-url", "http://127.0.0.1:9", *given, "run", "--poll-interval=0000000:", "--", "true"]
+    code, out, err = run(argv)
+    assert code == cli.EXIT_USAGE
+    assert "0000000:" not in out + err and "--poll-interval" in err and "redacted" in err
+
+
 RUN_OPTIONS = ["--poll-interval", "--grace", "--max-recoveries", "--recovery-window", "--backoff",
                "--max-backoff", "--max-fallbacks", "--expiry-margin"]
 

@@ -27,6 +27,7 @@ text that comes from a server (ids, paths, names, error details) is printed thro
 from __future__ import annotations
 
 import argparse
+import contextvars
 import json
 import logging
 import math
@@ -584,11 +585,32 @@ def _method(text: str) -> str:
     return method
 
 
+_KEYS_GIVEN: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("keys_given", default=())
+"""The API keys on the command line being parsed (``_keys_given``): a usage error comes before the
+arguments are known, and may echo a value that is the key."""
+
+
+def _keys_given(argv: Sequence[str]) -> tuple[str, ...]:
+    """Every API key ``argv`` carries (``--api-key KEY``, ``--api-key=KEY``, or an abbreviation of
+    the option argparse accepts, e.g. ``--api-k``), and ``TINKER_API_KEY``; empty ones left out."""
+    keys = [os.environ.get("TINKER_API_KEY", "")]
+    for index, arg in enumerate(argv):
+        name, equals, value = arg.partition("=")
+        if name.startswith("--api") and "--api-key".startswith(name):
+            keys.append(value if equals else argv[index + 1] if index + 1 < len(argv) else "")
+    return tuple(key for key in keys if key)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, with its usage errors on one line: ``tinker-recovery: error: ...`` and exit 2."""
+    """argparse, with its usage errors on one line: ``tinker-recovery: error: ...`` and exit 2, with
+    any API key on the command line hidden (a value given twice, as the key and as a bad option,
+    would otherwise be echoed)."""
 
     def error(self, message: str) -> Any:  # argparse's signature is NoReturn
-        _error(f"{message} (see {self.prog} --help)")
+        text = f"{message} (see {self.prog} --help)"
+        for key in _KEYS_GIVEN.get():
+            text = _hide_key(text, key)
+        _error(text)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -725,10 +747,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     parser = _parser()
+    given = _KEYS_GIVEN.set(_keys_given(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse: 0 after --help/--version, 2 on a usage error
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    finally:
+        _KEYS_GIVEN.reset(given)
     config: Config | None = None
     try:
         if args.command == "fake-server":
