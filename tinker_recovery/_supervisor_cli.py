@@ -13,6 +13,7 @@ from ._text import escape_text
 from .config import Config
 from .cookbook import DEFAULT_EXPIRY_MARGIN_S
 from .policy import Policy
+from .redact import scrub
 from .signals import checkpoint_selected, completed, detected, exhausted, failed, poll_error, started
 from .supervisor import DEFAULT_RUN_ID_PATTERN, EXIT_GAVE_UP, Supervisor, _LaunchFailed
 
@@ -155,6 +156,11 @@ class _JournalAdapter:
         self._journal.close()
 
 
+def _error_line(error: BaseException, config: Config) -> None:
+    """``run``'s one error line, with the key hidden (a value the user gave as the key may be in it)."""
+    sys.stderr.write(f"tinker-recovery: error: run: {escape_text(scrub(str(error), config.api_key), 300)}\n")
+
+
 def run_from_args(args: argparse.Namespace, config: Config) -> int:
     """``tinker-recovery run``: build the Supervisor from parsed arguments and run it."""
     argv = list(args.argv)
@@ -195,12 +201,12 @@ def run_from_args(args: argparse.Namespace, config: Config) -> int:
                 journal=journal,
             )
         except (TypeError, ValueError, OSError) as error:
-            sys.stderr.write(f"tinker-recovery: error: run: {escape_text(error, 300)}\n")
+            _error_line(error, config)
             return 2
         try:
             return supervisor.run()
         except _LaunchFailed as error:
-            sys.stderr.write(f"tinker-recovery: error: run: {escape_text(error, 300)}\n")
+            _error_line(error, config)
             return 127
     finally:
         if journal is not None:

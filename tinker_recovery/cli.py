@@ -86,6 +86,21 @@ class _AdminError(Exception):
 
 # --- text -----------------------------------------------------------------------------------------
 
+_KEYS_GIVEN: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("keys_given", default=())
+"""The API keys the command line being run carries (``_keys_given``), hidden from every error line:
+a usage error comes before the arguments are known, and may echo a value that is the key."""
+
+
+def _keys_given(argv: Sequence[str]) -> tuple[str, ...]:
+    """Every API key ``argv`` carries (``--api-key KEY``, ``--api-key=KEY``, or an abbreviation of
+    the option argparse accepts, e.g. ``--api-k``), and ``TINKER_API_KEY``; empty ones left out."""
+    keys = [os.environ.get("TINKER_API_KEY", "")]
+    for index, arg in enumerate(argv):
+        name, equals, value = arg.partition("=")
+        if name.startswith("--api") and "--api-key".startswith(name):
+            keys.append(value if equals else argv[index + 1] if index + 1 < len(argv) else "")
+    return tuple(key for key in keys if key)
+
 
 def _hide_key(text: str, key: str | None) -> str:
     """``text`` with ``key`` replaced in every form ``redact.scrub`` knows (raw, without its ``tml-``
@@ -113,8 +128,12 @@ def _one_line(text: str) -> str:
 
 
 def _error(message: str) -> None:
-    print(f"{PROG}: error: {escape_text(' '.join(str(message).split()), _ERROR_LIMIT)}", file=sys.stderr,
-          flush=True)
+    """One error line on stderr, with any API key the command line carries hidden (``_KEYS_GIVEN``:
+    a value the user gave both as the key and elsewhere, a bad option say, is not echoed)."""
+    text = str(message)
+    for key in _KEYS_GIVEN.get():
+        text = _hide_key(text, key)
+    print(f"{PROG}: error: {escape_text(' '.join(text.split()), _ERROR_LIMIT)}", file=sys.stderr, flush=True)
 
 
 # --- formatting -----------------------------------------------------------------------------------
@@ -585,32 +604,11 @@ def _method(text: str) -> str:
     return method
 
 
-_KEYS_GIVEN: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("keys_given", default=())
-"""The API keys on the command line being parsed (``_keys_given``): a usage error comes before the
-arguments are known, and may echo a value that is the key."""
-
-
-def _keys_given(argv: Sequence[str]) -> tuple[str, ...]:
-    """Every API key ``argv`` carries (``--api-key KEY``, ``--api-key=KEY``, or an abbreviation of
-    the option argparse accepts, e.g. ``--api-k``), and ``TINKER_API_KEY``; empty ones left out."""
-    keys = [os.environ.get("TINKER_API_KEY", "")]
-    for index, arg in enumerate(argv):
-        name, equals, value = arg.partition("=")
-        if name.startswith("--api") and "--api-key".startswith(name):
-            keys.append(value if equals else argv[index + 1] if index + 1 < len(argv) else "")
-    return tuple(key for key in keys if key)
-
-
 class _Parser(argparse.ArgumentParser):
-    """argparse, with its usage errors on one line: ``tinker-recovery: error: ...`` and exit 2, with
-    any API key on the command line hidden (a value given twice, as the key and as a bad option,
-    would otherwise be echoed)."""
+    """argparse, with its usage errors on one line: ``tinker-recovery: error: ...`` and exit 2."""
 
     def error(self, message: str) -> Any:  # argparse's signature is NoReturn
-        text = f"{message} (see {self.prog} --help)"
-        for key in _KEYS_GIVEN.get():
-            text = _hide_key(text, key)
-        _error(text)
+        _error(f"{message} (see {self.prog} --help)")
         raise SystemExit(EXIT_USAGE)
 
 
@@ -746,14 +744,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = _parser()
     given = _KEYS_GIVEN.set(_keys_given(sys.argv[1:] if argv is None else argv))
+    try:
+        return _command(argv)
+    finally:
+        _KEYS_GIVEN.reset(given)
+
+
+def _command(argv: list[str] | None) -> int:
+    parser = _parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse: 0 after --help/--version, 2 on a usage error
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    finally:
-        _KEYS_GIVEN.reset(given)
     config: Config | None = None
     try:
         if args.command == "fake-server":
