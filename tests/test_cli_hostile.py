@@ -482,10 +482,12 @@ def test_watch_prints_a_corrupted_runs_checkpoint_path_escaped(scripted):
     [
         (["--api-key", "0000000:"], None),  # hypothesis found it: the key also given as a bad value
         (["--api-key=0000000:"], None),
-        (["--api-k", "0000000:"], None),  # an abbreviation argparse accepts
+        (["--api-k", "0000000:"], None),  # abbreviations argparse accepts
+        (["--ap", "0000000:"], None),
+        (["--ap=0000000:"], None),
         ([], "0000000:"),
     ],
-    ids=["option", "option=", "abbreviated", "environment"],
+    ids=["option", "option=", "abbreviated", "shortest", "shortest=", "environment"],
 )
 def test_a_usage_error_never_echoes_the_key_given_as_another_value(given, env, monkeypatch):
     if env is None:

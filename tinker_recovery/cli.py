@@ -92,13 +92,18 @@ a usage error comes before the arguments are known, and may echo a value that is
 
 
 def _keys_given(argv: Sequence[str]) -> tuple[str, ...]:
-    """Every API key ``argv`` carries (``--api-key KEY``, ``--api-key=KEY``, or an abbreviation of
-    the option argparse accepts, e.g. ``--api-k``), and ``TINKER_API_KEY``; empty ones left out."""
+    """Every API key ``argv`` carries (``--api-key KEY``, ``--api-key=KEY``, or any abbreviation of
+    the option, down to ``--a``: argparse accepts the ones no other option shares, e.g. ``--ap``),
+    and ``TINKER_API_KEY``; empty ones left out."""
     keys = [os.environ.get("TINKER_API_KEY", "")]
     for index, arg in enumerate(argv):
         name, equals, value = arg.partition("=")
-        if name.startswith("--api") and "--api-key".startswith(name):
-            keys.append(value if equals else argv[index + 1] if index + 1 < len(argv) else "")
+        if len(name) < len("--a") or not "--api-key".startswith(name):
+            continue
+        if equals:
+            keys.append(value)
+        elif index + 1 < len(argv):
+            keys.append(argv[index + 1])
     return tuple(key for key in keys if key)
 
 
