@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 from unittest import mock
 
+import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -87,8 +88,6 @@ def snapshot(schedule: PollSchedule) -> Any:
 
 
 def attrs_values(instance: Any) -> list[Any]:
-    import attrs
-
     return [getattr(instance, field.name) for field in attrs.fields(type(instance))]
 
 

@@ -774,7 +774,7 @@ class PollSchedule:
             same = joined = expected
             self._page_reads[offset] = last
         else:
-            read, same, joined = self._read_runs(offset, run_ids, due, now, listing is not None)
+            read, same, joined = self._read_runs(offset, run_ids, due, now, expected, listing is not None)
         if read:
             self._floor_exact = False  # the floor may hold the due times these runs leave behind
         if same < expected:  # runs this page held and no longer returns: each on its own now
@@ -814,12 +814,13 @@ class PollSchedule:
         return read, self._end_listing_if_done(now)
 
     def _read_runs(
-        self, offset: int, run_ids: Iterable[str], due: float, now: float, keep: bool
+        self, offset: int, run_ids: Iterable[str], due: float, now: float, expected: int, keep: bool
     ) -> tuple[list[str], int, int]:
         """Read the runs of the answer ``run_ids`` of the page at ``offset`` one by one: ``(read,
         same, joined)``, the watched runs it read (their keys), how many of them the page held
         last time, and how many are on it now. Keeps the answer as a ``_PageRead`` when ``keep``
-        and every watched run on it was read in the common way and none it held is gone."""
+        and every watched run on it was read in the common way and none of the ``expected`` it
+        held last time is gone."""
         read: list[str] = []
         ids: list[str] | None = [] if keep else None  # the answer, while every run on it is as before
         runs: list[_Run] = []
@@ -828,11 +829,10 @@ class PollSchedule:
         for run_id in run_ids:  # the hot loop of list mode when a page changed (issue 16)
             run = find(run_id)
             if run is None or not run.in_listing:
-                if ids is not None:
-                    if run is None:
-                        ids.append(run_id)
-                    else:
-                        ids = None  # a watched run it does not read now (in a poll of its own)
+                if run is not None:
+                    ids = None  # a watched run it does not read now (in a poll of its own)
+                elif ids is not None:
+                    ids.append(run_id)
                 continue
             run.in_listing = False
             if run.page == offset and run.seen and not run.urgent:  # as last time: the common case
@@ -861,7 +861,7 @@ class PollSchedule:
                 run.page, run.next_due = offset, due
                 joined += 1
             answered(run.run_id)
-        if ids is not None and runs and same == self._page_runs.get(offset, 0):
+        if ids is not None and runs and same == expected:
             self._page_reads[offset] = _PageRead(read if len(ids) == len(read) else ids, runs, read)
         return read, same, joined
 
