@@ -437,10 +437,15 @@ def _open(
         conn.request("GET", target, headers=headers, preload_content=False, decode_content=False)
         head = http.client.HTTPConnection.getresponse(conn)
     except BaseException:
-        conn.close()
-        pool._put_conn(None)
+        _discard(pool, conn)
         raise
     return conn, head
+
+
+def _discard(pool: Any, conn: Any) -> None:
+    """Close ``conn``, which cannot be reused, and give its slot in urllib3's ``pool`` back."""
+    conn.close()
+    pool._put_conn(None)
 
 
 def _wrapped(pool: Any, conn: Any, head: http.client.HTTPResponse) -> urllib3.HTTPResponse:
@@ -586,21 +591,15 @@ class DirectGet:
         declared = declared_length(head.msg)
         if declared is not None and declared <= max_bytes and _one_read(head, declared):
             body, failure = _read_declared(head, declared, conn.sock, what, entry, timeout_s)
-            if body is None:  # a half-read answer: the connection cannot be reused
-                conn.close()
-                pool._put_conn(None)
-                return None, failure
-            if head.isclosed():
+            if body is not None and head.isclosed():
                 pool._put_conn(conn)
-            else:  # (defensive) the answer is not over: the connection cannot be reused
-                conn.close()
-                pool._put_conn(None)
-            return Reply(head.status, head.msg, body), None
+            else:  # a half-read answer, or (defensively) one not over: not to be reused
+                _discard(pool, conn)
+            return (None, failure) if body is None else (Reply(head.status, head.msg, body), None)
         try:
             response = _wrapped(pool, conn, head)
         except Exception as error:  # urllib3's checks of the head (InvalidHeader: unequal lengths)
-            conn.close()
-            pool._put_conn(None)
+            _discard(pool, conn)
             return None, ConnectionFailed(f"{what}: {type(error).__name__}")
         complete = False
         try:
