@@ -26,6 +26,7 @@ MONITOR_ARGS = {
 def schedule(**overrides: object) -> PollSchedule:
     fields = {"interval_s": 1.0, "timeout_s": 1.0, "concurrency": 16, "mode": "per_run", "page_size": 100}
     fields.update(overrides)
+    fields.setdefault("pages_per_job", 1)  # page by page (jobs: test_poll_schedule_jobs.py)
     return PollSchedule(PollSettings(**fields))  # type: ignore[arg-type]
 
 

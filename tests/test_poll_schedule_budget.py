@@ -17,6 +17,7 @@ from tinker_recovery.poll_settings import PollSettings
 def schedule(**overrides: object) -> PollSchedule:
     fields = {"interval_s": 1.0, "timeout_s": 5.0, "concurrency": 16, "mode": "list", "page_size": 100}
     fields.update(overrides)
+    fields.setdefault("pages_per_job", 1)  # page by page (jobs: test_poll_schedule_jobs.py)
     return PollSchedule(PollSettings(**fields))  # type: ignore[arg-type]
 
 

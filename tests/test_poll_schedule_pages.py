@@ -47,8 +47,8 @@ def lookups_only() -> Iterator[None]:
 TICKS = [0.0, 0.05, 0.3, 0.6, 1.0, 1.2, 2.5]
 SETTLES = [0.3, 1.0, 1.2, 1.5]
 KINDS = {  # kind: weight in the seeded stories
-    "settle": 30, "tick": 8, "answer": 6, "fail_page": 3, "fail_run": 3, "watch": 3, "drop": 2,
-    "rewatch": 2, "poll_now": 3, "insert_front": 2, "delete": 2, "swap": 2, "repeat_id": 1,
+    "settle": 30, "tick": 8, "answer": 6, "fail_page": 3, "skip_page": 2, "fail_run": 3, "watch": 3,
+    "drop": 2, "rewatch": 2, "poll_now": 3, "insert_front": 2, "delete": 2, "swap": 2, "repeat_id": 1,
 }  # fmt: skip
 SETTINGS = list(
     itertools.product(
@@ -138,6 +138,8 @@ def story(steps: list[tuple[str, Any]], mode: str = "list", timeout_s: float = 5
                 offset=None if variant == 2 else started[1],
             )  # fmt: skip
             out.append(("failed", unread, schedule.next_wake(now)))
+        elif kind == "skip_page" and (started := in_flight("page", int(value))):  # its job fell behind
+            out.append(("skipped", schedule.page_skipped(started[1], now), schedule.next_wake(now)))
         elif kind == "fail_run" and (started := in_flight("run", int(value))):
             timed_out, defer_s = int(value) % 2 == 0, 0.7 if int(value) % 3 == 0 else None
             schedule.finished(started[1], now, timed_out=timed_out, defer_s=defer_s)
@@ -343,7 +345,7 @@ def _listing(poller: Any, pages: dict[int, list[str]], total: int) -> None:
     pending = list(poller._schedule.plan(now).pages)
     while pending:
         offset = pending.pop(0)
-        poller._on_page(offset, pages[offset], [], total)
+        poller._on_page(offset, pages[offset], [], total, now, 0.001)
         pending += poller._schedule.plan(now).pages
 
 
@@ -358,8 +360,8 @@ def test_a_run_that_moves_to_a_kept_page_has_its_own_state_read_healthy() -> Non
     poller._states["b"].read(True)  # one corrupted read of b (2 needed): its streak is 1
     now = poller._clock.monotonic()
     assert poller._schedule.plan(now).pages == (0,)
-    poller._on_page(0, ["a", "b", "x"], [], 5)  # b moved to page 0 (read first)
+    poller._on_page(0, ["a", "b", "x"], [], 5, now, 0.001)  # b moved to page 0 (read first)
     assert poller._states["b"].corrupted_streak == 0  # its healthy read ends the streak
     assert poller._schedule.plan(now).pages == (3,)
-    poller._on_page(3, ["y", "z"], [], 5)
+    poller._on_page(3, ["y", "z"], [], 5, now, 0.001)
     assert not poller._schedule.listing

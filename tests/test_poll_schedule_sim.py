@@ -1,6 +1,6 @@
 """PollSchedule driven by a simulated monitor: runs taken up while listings run, pages and polls
-answered after a set round trip, polls of a run's own by a pool of bounded throughput. No thread,
-no clock: a heap of answer times.
+answered after a set round trip (the pages of one job one after the other), polls of a run's own
+by a pool of bounded throughput. No thread, no clock: a heap of answer times.
 
 A listing asks only the pages that held watched runs and looks through the others only for runs
 on no known page (issue 16). A first version of that rule ended a monitor's first listing once the
@@ -33,20 +33,24 @@ def simulate(
         PollSettings(interval_s=1.0, timeout_s=1.0, concurrency=16, mode="list", page_size=page_size)
     )
     ids = [f"r{index:05d}" for index in range(runs)]
-    answers: list[tuple[float, str, int]] = []  # (when, "page" or "run", offset or run index)
+    # (when, sequence, "start" (a job's next page goes out), "page" or "run", job or run index,
+    # when the page went out)
+    answers: list[tuple[float, int, str, object, float]] = []
     index_of = {run_id: index for index, run_id in enumerate(ids)}
-    added, now, pool_free_at = 0, 0.0, 0.0
+    added, now, pool_free_at, sequence = 0, 0.0, 0.0, 0
     alone = pages = 0
     while now <= until_s:
         while added < runs and added * add_every_s <= now:
             schedule.add(ids[added], now)
             added += 1
         plan = schedule.plan(now)
-        for offset in plan.pages:
-            heapq.heappush(answers, (now + page_rtt_s, "page", offset))
+        for job in plan.page_jobs:
+            sequence += 1
+            heapq.heappush(answers, (now, sequence, "start", (job, plan.pages_until), now))
         for run_id in plan.alone:
             pool_free_at = max(pool_free_at, now) + solo_s
-            heapq.heappush(answers, (pool_free_at, "run", index_of[run_id]))
+            sequence += 1
+            heapq.heappush(answers, (pool_free_at, sequence, "run", index_of[run_id], now))
         if now > until_s - 1.0:
             alone += len(plan.alone)
             pages += len(plan.pages)
@@ -54,12 +58,25 @@ def simulate(
         if added < runs:
             wake = min(wake, added * add_every_s)
         if answers and answers[0][0] <= wake:
-            when, kind, value = heapq.heappop(answers)
+            when, _, kind, value, began = heapq.heappop(answers)
             now = max(now, when)
-            if kind == "page":
-                schedule.page_read(value, runs, ids[value : value + page_size], now)
+            if kind == "start":
+                (offset, *rest), until = value  # type: ignore[misc]
+                if now >= until:
+                    for page in (offset, *rest):
+                        schedule.page_skipped(page, now)
+                else:
+                    sequence += 1
+                    heapq.heappush(answers, (now + page_rtt_s, sequence, "page", (offset, rest, until), now))
+            elif kind == "page":
+                offset, rest, until = value  # type: ignore[misc]
+                ids_on_page = ids[offset : offset + page_size]
+                schedule.page_read(offset, runs, ids_on_page, now, started=began, round_trip_s=now - began)
+                if rest:
+                    sequence += 1
+                    heapq.heappush(answers, (now, sequence, "start", (tuple(rest), until), now))
             else:
-                schedule.finished(ids[value], now)
+                schedule.finished(ids[value], now)  # type: ignore[index]
         else:
             now = max(now, wake)
     return alone, pages
@@ -98,9 +115,10 @@ def drive(
     count_from_s: float = 0.0,
 ) -> tuple[int, int, float]:
     """A list-mode schedule over ``watched`` runs of ``account`` (a list the ``events`` change at
-    their times; a page answers from it as it is when asked), pages and polls of a run's own each
-    answered ``rtt_s`` later. Return the pages asked and the polls of a run's own from
-    ``count_from_s`` on, and the longest time between two asks that read one watched run."""
+    their times; a page answers from it as it is when its request goes out, the pages of a job one
+    after the other), pages and polls of a run's own each answered ``rtt_s`` later. Return the
+    pages asked and the polls of a run's own from ``count_from_s`` on, and the longest time between
+    two asks that read one watched run."""
     schedule = PollSchedule(
         PollSettings(interval_s=1.0, timeout_s=1.0, concurrency=16, mode="list", page_size=page_size)
     )
@@ -120,19 +138,10 @@ def drive(
             asked_this_listing.clear()
         assert not asked_this_listing & set(plan.pages), "a page asked twice in one listing"
         asked_this_listing.update(plan.pages)
-        for offset in plan.pages:
+        for job in plan.page_jobs:
             sequence += 1
-            answer = (
-                now + rtt_s,
-                sequence,
-                "page",
-                offset,
-                now,
-                account[offset : offset + page_size],
-                len(account),
-            )
-            heapq.heappush(answers, answer)
-            pages += now >= count_from_s
+            heapq.heappush(answers, (now, sequence, "start", (job, plan.pages_until), now, [], 0))
+        pages += len(plan.pages) if now >= count_from_s else 0
         for run_id in plan.alone:
             sequence += 1
             heapq.heappush(answers, (now + rtt_s, sequence, "run", run_id, now, [], 0))
@@ -143,9 +152,24 @@ def drive(
         if answers and answers[0][0] <= wake:
             when, _, kind, what, asked, run_ids, total = heapq.heappop(answers)
             now = max(now, when)
-            if kind == "page":
-                assert isinstance(what, int)
-                read = schedule.page_read(what, total, run_ids, now)[0]
+            read = []
+            if kind == "start":  # a job's next page goes out: it answers from the account as it is now
+                (offset, *rest), until = what  # type: ignore[misc]
+                if now >= until:
+                    for page in (offset, *rest):
+                        schedule.page_skipped(page, now)
+                else:
+                    sequence += 1
+                    answer = (now + rtt_s, sequence, "page", (offset, rest, until), now)
+                    heapq.heappush(answers, (*answer, account[offset : offset + page_size], len(account)))
+            elif kind == "page":
+                offset, rest, until = what  # type: ignore[misc]
+                read = schedule.page_read(
+                    offset, total, run_ids, now, started=asked, round_trip_s=now - asked
+                )[0]
+                if rest:
+                    sequence += 1
+                    heapq.heappush(answers, (now, sequence, "start", (tuple(rest), until), now, [], 0))
             else:
                 assert isinstance(what, str)
                 schedule.finished(what, now)

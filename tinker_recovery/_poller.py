@@ -124,6 +124,17 @@ class PollListener(Protocol):
 
 
 @attrs.define(eq=False)
+class _PageJob:
+    """Listing pages one worker reads one after the other (``Plan.page_jobs``); none is started
+    at or after ``until`` (on the injected clock), nor once ``cancelled`` (set by the loop's thread
+    when the listing stops: a failed page, say)."""
+
+    offsets: tuple[int, ...]
+    until: float
+    cancelled: bool = False
+
+
+@attrs.define(eq=False)
 class _Once:
     """A ``poll_once`` call waiting for one fresh outcome of each run (owned by the loop's thread)."""
 
@@ -164,6 +175,7 @@ class Poller:
         self._onces: list[_Once] = []
         self._round_trip_s = 0.01  # a guess until the first answers: 100 runs go in 4 jobs at first
         self._jobs = 0  # poll jobs submitted and not ended: the pool grows to this (within the cap)
+        self._page_jobs: set[_PageJob] = set()  # page jobs submitted and not ended
         self._list_warned = False
         self._listing_error: BaseException | None = None
 
@@ -267,7 +279,7 @@ class Poller:
                     self._wake.wait(1.0)
 
     def _dispatch(self, now: float) -> None:
-        """Start what the schedule says: each page a job; the runs polled alone in
+        """Start what the schedule says: its page jobs; the runs polled alone in
         ``poll_jobs`` jobs (a run whose last poll timed out in a job of its own, so a run that hangs
         delays no other). The pool grows to the jobs in flight, within ``concurrency``: threads
         that would only wait are never started."""
@@ -277,7 +289,9 @@ class Poller:
         suspects = [run_id for run_id in plan.alone if self._schedule.suspect(run_id)]
         others = [r for r in plan.alone if not self._schedule.suspect(r)] if suspects else plan.alone
         batches = split(others, poll_jobs(len(others), self.settings.interval_s, self._round_trip_s))
-        jobs: list[tuple[Callable[..., None], Any]] = [(self._read_page, offset) for offset in plan.pages]
+        page_jobs = [_PageJob(offsets, plan.pages_until) for offsets in plan.page_jobs]
+        self._page_jobs.update(page_jobs)
+        jobs: list[tuple[Callable[..., None], Any]] = [(self._read_pages, job) for job in page_jobs]
         jobs += [(self._read_runs, (run_id,)) for run_id in suspects]
         jobs += [(self._read_runs, batch) for batch in batches]
         self._workers.grow(min(self.settings.concurrency, self._jobs + len(jobs)))
@@ -310,22 +324,51 @@ class Poller:
         finally:
             self._post("job_done")
 
-    def _read_page(self, offset: int) -> None:
-        """Read the listing page at ``offset`` the cheapest way ``rest`` allows (``page_reader``)
-        and post its run ids and its corrupted runs."""
-        rest = self.rest
+    def _read_pages(self, job: _PageJob) -> None:
+        """Read the listing pages of ``job`` in turn, the cheapest way ``rest`` allows
+        (``page_reader``), and post each one's run ids and corrupted runs. A page of healthy runs
+        is queued without waking the loop's thread; one with a corrupted run, a failure and the
+        job's end wake it: one wake-up for a job of healthy pages. After a failure, or past
+        ``job.until``, or once cancelled, the pages left are posted as skipped."""
+        rest, clock = self.rest, self._clock
+        offsets = job.offsets
         try:
-            assert rest is not None
-            run_ids, corrupted, total = page_reader(rest)(rest, offset, self.settings)
-        except BaseException as error:
-            self._post("page_error", offset, self._redact(error))
-        else:
-            self._post("page", offset, run_ids, corrupted, total)
+            assert rest is not None  # the Monitor sets it before the first run is added
+            read = page_reader(rest)
+            for index, offset in enumerate(offsets):
+                began = clock.monotonic()
+                if self._stopped or job.cancelled or began >= job.until:
+                    self._inbox.extend(("page_skipped", page) for page in offsets[index:])
+                    break
+                try:
+                    run_ids, corrupted, total = read(rest, offset, self.settings)
+                except BaseException as error:
+                    self._inbox.append(("page_error", offset, self._redact(error)))
+                    self._inbox.extend(("page_skipped", page) for page in offsets[index + 1 :])
+                    break
+                self._inbox.append(
+                    ("page", offset, run_ids, corrupted, total, began, clock.monotonic() - began)
+                )
+                if corrupted:
+                    self._wake.set()
+        finally:
+            self._post("page_job_done", job)
 
     # --- outcomes and commands (the loop's thread) ------------------------------------------------
 
     def _on_job_done(self) -> None:
         self._jobs -= 1
+
+    def _on_page_job_done(self, job: _PageJob) -> None:
+        self._jobs -= 1
+        self._page_jobs.discard(job)
+
+    def _cancel_page_jobs(self) -> None:
+        """The listing stopped (a page failed; the only stop while pages are in flight: a first
+        page that stops it is read alone): page jobs in flight start none of their other pages."""
+        if self._page_jobs and not self._schedule.listing_open:
+            for job in self._page_jobs:
+                job.cancelled = True
 
     def _on_add(self, run_id: str) -> None:
         if self._listener.is_watched(run_id) and run_id not in self._schedule:
@@ -415,9 +458,18 @@ class Poller:
         else:
             log.debug("run %s: %s (%s), reported before", run_id, outcome.reason, escape_text(error, 300))
 
-    def _on_page(self, offset: int, run_ids: list[str], corrupted: list[Observed], total: int) -> None:
-        self._jobs -= 1
-        read, unread = self._schedule.page_read(offset, total, run_ids, self._clock.monotonic())
+    def _on_page(
+        self,
+        offset: int,
+        run_ids: list[str],
+        corrupted: list[Observed],
+        total: int,
+        began: float,
+        round_trip_s: float,
+    ) -> None:
+        read, unread = self._schedule.page_read(
+            offset, total, run_ids, self._clock.monotonic(), started=began, round_trip_s=round_trip_s
+        )
         if corrupted or self._onces:
             flagged = {run.training_run_id: run for run in corrupted}
             for run_id in read:
@@ -439,8 +491,10 @@ class Poller:
             kept = self._states_by_page[offset] = (read, [self._states[run_id] for run_id in read])
         return kept[1]
 
+    def _on_page_skipped(self, offset: int) -> None:
+        self._listing_ended(self._schedule.page_skipped(offset, self._clock.monotonic()))
+
     def _on_page_error(self, offset: int, error: BaseException) -> None:
-        self._jobs -= 1
         status = error.status_code if isinstance(error, ApiError) else None
         unavailable = status in LIST_UNAVAILABLE_STATUSES
         if unavailable and not self._list_warned:
@@ -465,6 +519,7 @@ class Poller:
                 offset=offset,
             )
         )
+        self._cancel_page_jobs()
 
     def _listing_ended(self, unread: list[str]) -> None:
         """Runs a listing left unread are polled alone now (and answer then); after a failed

@@ -68,6 +68,10 @@ class PollSettings:
     - ``page_concurrency``: the most listing pages read at once (1..64); a listing reads as many
       as it needs to finish in half an interval at the measured round trip, within this cap and
       ``concurrency - suspect_slots`` (see ``poll_schedule.page_slots``).
+    - ``pages_per_job``: the most listing pages one poll worker reads one after the other in one
+      job (1..1,000; 1: each page a job of its own); a listing's pages go in as few jobs as keep
+      ``page_slots`` of them reading at once, each about ``JOB_SHARE`` of the interval long at
+      the measured round trip (see ``poll_schedule.pages_per_job``).
 
     Every field raises TypeError (wrong kind) or ValueError (out of range, NaN and infinities
     included) naming it.
@@ -80,6 +84,7 @@ class PollSettings:
     page_size: int = attrs.field(default=100, validator=_count(MAX_PAGE_SIZE))
     max_pages: int = attrs.field(default=1_000, validator=_count(100_000))
     page_concurrency: int = attrs.field(default=32, validator=_count(64))
+    pages_per_job: int = attrs.field(default=25, validator=_count(1_000))
 
     @classmethod
     def for_monitor(

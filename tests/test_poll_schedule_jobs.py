@@ -1,0 +1,270 @@
+"""Listing pages read in jobs (issue 16): a worker reads several pages one after the other.
+
+Exact numbers on PollSchedule (no thread, no clock), then the Poller's workers on real threads
+against a stand-in listing (a stand-in by design: what is asserted is which thread reads which
+page in which order, and what is left unread).
+
+Settings: interval 1 s, concurrency 16 (suspect slots 4), page size 100, ``pages_per_job`` 25, so a
+listing reads at least 4 (``MIN_PAGE_SLOTS``) and at most 12 pages at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from tinker_recovery.poll_schedule import JOB_SHARE, PollSchedule, pages_per_job
+from tinker_recovery.poll_settings import PollSettings
+
+
+def schedule(**overrides: object) -> PollSchedule:
+    fields = {"interval_s": 1.0, "timeout_s": 5.0, "concurrency": 16, "mode": "list", "page_size": 100}
+    fields.update(overrides)
+    return PollSchedule(PollSettings(**fields))  # type: ignore[arg-type]
+
+
+def ids(start: int, count: int) -> list[str]:
+    return [f"r{i:05d}" for i in range(start, start + count)]
+
+
+def listed(runs: int, rtt: float = 0.001, **overrides: object) -> PollSchedule:
+    """A list schedule of ``runs`` watched runs (the whole account) whose first page answered at
+    ``rtt``: every other page is a target of this first listing."""
+    s = schedule(**overrides)
+    for run_id in ids(0, runs):
+        s.add(run_id, 0.0)
+    assert s.plan(0.0).page_jobs == ((0,),)  # page 0 alone: it tells the count
+    s.page_read(0, runs, ids(0, 100), rtt)
+    return s
+
+
+@pytest.mark.parametrize(
+    ("pages", "jobs", "interval_s", "rtt", "cap", "expected"),
+    [
+        (99, 4, 1.0, 0.001, 25, 25),  # ceil(99 / 4)
+        (99, 4, 1.0, 0.001, 10, 10),  # the cap
+        (99, 9, 1.0, 0.044, 25, 5),  # floor(0.25 / 0.044): a job ends within a quarter interval
+        (99, 4, 1.0, 0.3, 25, 1),  # floor(0.83): at least one
+        (99, 4, 1.0, 0.0, 25, 25),  # no round trip yet: no time bound
+        (3, 4, 1.0, 0.001, 25, 1),
+        (0, 4, 1.0, 0.001, 25, 1),
+        (10, 0, 1.0, 0.001, 25, 10),  # no job counts as one
+        (100, 2, 2.0, 0.01, 1000, 50),
+    ],
+)
+def test_pages_per_job(pages: int, jobs: int, interval_s: float, rtt: float, cap: int, expected: int) -> None:
+    assert pages_per_job(pages, jobs, interval_s, rtt, cap) == expected
+
+
+def test_a_fast_listing_goes_in_as_few_jobs_as_its_slots() -> None:
+    s = listed(1000)
+    plan = s.plan(0.001)
+    # 9 pages left, 4 slots: ceil(9/4), then ceil(6/3), ceil(4/2), ceil(2/1)
+    assert plan.page_jobs == ((100, 200, 300), (400, 500), (600, 700), (800, 900))
+    assert plan.pages == tuple(range(100, 1000, 100))
+    assert plan.pages_until == 5.0  # the listing's budget: timeout_s after it began
+    assert s.plan(0.002).pages == ()  # every slot holds a job
+    assert s.next_wake(0.002) > 0.002  # and no wake-up until an outcome
+
+
+def test_one_job_per_page_with_pages_per_job_1() -> None:
+    s = listed(1000, pages_per_job=1)
+    assert s.plan(0.001).page_jobs == ((100,), (200,), (300,), (400,))
+
+
+def test_a_slow_server_gets_short_jobs_and_more_of_them() -> None:
+    s = listed(10_000, rtt=0.044)
+    jobs = s.plan(0.044).page_jobs
+    assert len(jobs) == 9  # page_slots: ceil(2 * 100 * 0.044 / 1)
+    assert {len(job) for job in jobs} == {int(JOB_SHARE / 0.044)}  # 5 pages: 220 ms a job
+
+
+def test_a_job_ends_with_its_last_page_and_frees_its_slot() -> None:
+    s = listed(2000, pages_per_job=3)
+    assert s.plan(0.001).page_jobs == ((100, 200, 300), (400, 500, 600), (700, 800, 900), (1000, 1100, 1200))
+    for offset in (100, 300):  # two of the first job's three pages (in any order): no slot yet
+        s.page_read(offset, 2000, ids(offset, 100), 0.002)
+        assert s.plan(0.002).pages == ()
+    s.page_read(200, 2000, ids(200, 100), 0.003)
+    assert s.next_wake(0.003) == 0.003  # a slot is free (9 pages of other jobs are in flight)
+    assert s.plan(0.003).page_jobs == ((1300, 1400, 1500),)  # the cap, then the next targets in order
+
+
+def test_a_later_page_of_a_job_is_due_from_when_its_request_went_out() -> None:
+    s = listed(1000)
+    s.plan(0.001)
+    # page 300 is the job's third: its request went out at 0.021, 20 ms after it was asked
+    read, _ = s.page_read(300, 1000, ids(300, 100), 0.031, started=0.021, round_trip_s=0.010)
+    assert len(read) == 100
+    lag = max(2 * 0.010, 0.021 - 0.0)  # two round trips, or how far into the listing it went out
+    assert s._runs["r00300"].next_due == pytest.approx(0.021 + 1.0 + 0.05 + lag)
+
+
+def test_a_jobs_round_trip_is_its_own_not_the_time_since_it_was_asked() -> None:
+    s = listed(10_000)
+    s.plan(0.001)
+    # the fourth page of a job answered 40 ms after the job was asked, each page in 10 ms
+    s.page_read(400, 10_000, ids(400, 100), 0.041, started=0.031, round_trip_s=0.010)
+    assert s._page_rtt == 0.010
+
+
+def test_a_skipped_page_leaves_its_runs_to_polls_of_their_own_and_the_listing_goes_on() -> None:
+    s = listed(1000)
+    s.plan(0.001)
+    for offset in range(100, 1000, 100):
+        s.page_read(offset, 1000, ids(offset, 100), 0.002)
+    s.plan(1.0)  # the next listing: page 0 and every other page are targets
+    assert s.listing
+    assert s.page_read(0, 1000, ids(0, 100), 1.001)[1] == []
+    jobs = s.plan(1.001).page_jobs
+    assert jobs and jobs[0][0] == 100
+    assert s.page_skipped(100, 1.2) == []  # not a failure: the others are still read
+    assert s.listing_open
+    assert s.page_skipped(100, 1.2) == []  # (twice: ignored)
+    assert s.listed("r00100")  # still in the listing, waiting for no page now
+    rest = [offset for job in jobs for offset in job if offset != 100]
+    unread: list[str] = []
+    for offset in rest:
+        _, unread = s.page_read(offset, 1000, ids(offset, 100), 1.3)
+    assert not s.listing
+    assert unread == ids(100, 100)  # the listing ended: page 100's runs go alone, at once
+    assert set(s.plan(1.3).alone) == set(ids(100, 100))
+
+
+def test_a_failed_page_closes_the_listing_to_its_jobs_other_pages() -> None:
+    s = listed(1000)
+    jobs = s.plan(0.001).page_jobs
+    s.page_failed(0.002, offset=jobs[0][0])
+    assert s.listing and not s.listing_open  # in flight until every page is answered or skipped
+    for offset in [offset for job in jobs for offset in job][1:]:
+        s.page_skipped(offset, 0.003)
+    assert not s.listing
+
+
+# --- the Poller's workers, on real threads ---------------------------------------------------
+
+
+class _Listing:
+    """A stand-in REST client whose ``list_training_runs_health`` answers ``runs`` healthy runs,
+    recording which thread read which page; a page in ``fail`` raises."""
+
+    def __init__(self, runs: int, fail: frozenset[int] = frozenset()) -> None:
+        self.runs, self.fail = runs, fail
+        self.reads: list[tuple[str, int]] = []
+        self.lock = threading.Lock()
+        self.gates: dict[int, threading.Event] = {}  # a page waits for its event (at most 10 s)
+
+    def list_training_runs_health(self, *, limit: int, offset: int, **_: Any) -> Any:
+        from tinker_recovery.models import Cursor
+
+        gate = self.gates.get(offset)
+        if gate is not None:
+            assert gate.wait(10), f"page {offset}: its gate never opened"
+        with self.lock:
+            self.reads.append((threading.current_thread().name, offset))
+        if offset in self.fail:
+            raise ConnectionError("the page is down")
+        return ids(offset, min(limit, self.runs - offset)), [], Cursor(offset, limit, self.runs), 0
+
+    def list_training_runs_brief(self, **_: Any) -> Any:
+        raise AssertionError("a monitor reads pages by health")
+
+    def get_training_run_brief(self, run_id: str, **_: Any) -> Any:
+        from tinker_recovery.models import RunBrief
+
+        return RunBrief(run_id, False)
+
+
+class _Watching:
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+
+    def is_watched(self, run_id: str) -> bool:
+        return True
+
+    def corrupted(self, run_id: str, run: Any, report: bool) -> bool:
+        return False
+
+    def poll_failed(self, run_id: str, error: BaseException, reason: str) -> None:
+        self.failed.append(run_id)
+
+    def dropped(self, run_id: str, reason: str, error: BaseException) -> None:
+        pass
+
+
+def _poller(rest: Any, listener: Any) -> Any:
+    from tinker_recovery._poller import Poller
+    from tinker_recovery.clock import SystemClock
+    from tinker_recovery.policy import Policy
+
+    settings = PollSettings(interval_s=60.0, timeout_s=5.0, concurrency=16, mode="list", page_size=100)
+    policy = Policy(enabled=True, jitter="none", poll_interval_ms=60_000)
+    poller = Poller(settings, policy, listener, clock=SystemClock(), name="jobs", redact=lambda e: e)
+    poller.rest = rest
+    return poller
+
+
+@pytest.mark.timeout(30)
+def test_a_worker_reads_its_jobs_pages_in_order() -> None:
+    rest, listener = _Listing(2000), _Watching()
+    poller = _poller(rest, listener)
+    for run_id in ids(0, 2000):
+        poller.add(run_id)
+    poller.start()
+    try:
+        assert poller.poll_once(20) == 2000  # every run answered, by pages only
+    finally:
+        poller.stop(None)
+    assert sorted(offset for _, offset in rest.reads) == list(range(0, 2000, 100))  # each page once
+    by_thread: dict[str, list[int]] = {}
+    for thread, offset in rest.reads:
+        by_thread.setdefault(thread, []).append(offset)
+    assert all(pages == sorted(pages) for pages in by_thread.values())
+    assert max(len(pages) for pages in by_thread.values()) >= 3  # pages went in jobs, not one by one
+    assert listener.failed == []
+
+
+@pytest.mark.timeout(30)
+def test_a_failed_page_skips_the_rest_of_its_job_and_its_runs_are_polled_alone() -> None:
+    rest, listener = _Listing(2000, fail=frozenset({100})), _Watching()
+    poller = _poller(rest, listener)
+    for run_id in ids(0, 2000):
+        poller.add(run_id)
+    poller.start()
+    try:
+        assert poller.poll_once(20) == 2000
+    finally:
+        poller.stop(None)
+    pages = [offset for _, offset in rest.reads]
+    assert pages.count(100) == 1 and len(pages) == len(set(pages))  # no page asked twice
+    unread = set(range(0, 2000, 100)) - set(pages)
+    assert 200 in unread  # the failed page's job read none of its later pages
+    assert set(listener.failed) == {run for offset in unread | {100} for run in ids(offset, 100)}
+
+
+@pytest.mark.timeout(30)
+def test_a_failed_page_stops_the_other_jobs_of_its_listing() -> None:
+    rest, listener = _Listing(2000, fail=frozenset({100})), _Watching()
+    poller = _poller(rest, listener)
+    cancelled = threading.Event()
+    cancel = poller._cancel_page_jobs
+
+    def cancel_and_tell() -> None:
+        cancel()
+        if any(job.cancelled for job in poller._page_jobs):
+            cancelled.set()
+
+    poller._cancel_page_jobs = cancel_and_tell
+    rest.gates[600] = cancelled  # the second job's first page answers once the jobs are cancelled
+    for run_id in ids(0, 2000):
+        poller.add(run_id)
+    poller.start()
+    try:
+        assert poller.poll_once(20) == 2000
+    finally:
+        poller.stop(None)
+    pages = {offset for _, offset in rest.reads}
+    assert 600 in pages and not pages & {700, 800, 900, 1000}  # the rest of its job: not asked
+    assert set(ids(700, 100)) <= set(listener.failed)  # left unread by the failed listing
