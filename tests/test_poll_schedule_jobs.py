@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tinker_recovery.poll_schedule import JOB_SHARE, PollSchedule, pages_per_job
+from tinker_recovery.poll_schedule import PAGE_JOB_SHARE, PollSchedule, pages_per_job
 from tinker_recovery.poll_settings import PollSettings
 
 
@@ -43,15 +43,17 @@ def listed(runs: int, rtt: float = 0.001, **overrides: object) -> PollSchedule:
 @pytest.mark.parametrize(
     ("pages", "jobs", "interval_s", "rtt", "cap", "expected"),
     [
-        (99, 4, 1.0, 0.001, 25, 25),  # ceil(99 / 4)
-        (99, 4, 1.0, 0.001, 10, 10),  # the cap
-        (99, 9, 1.0, 0.044, 25, 5),  # floor(0.25 / 0.044): a job ends within a quarter interval
-        (99, 4, 1.0, 0.3, 25, 1),  # floor(0.83): at least one
+        (99, 4, 1.0, 0.0005, 25, 25),  # ceil(99 / 4)
+        (99, 4, 1.0, 0.0005, 10, 10),  # the cap
+        (99, 4, 1.0, 0.001, 25, 20),  # floor(0.02 / 0.001): a job ends within a fiftieth of the interval
+        (99, 9, 1.0, 0.044, 25, 1),  # floor(0.45): a page this slow goes alone
+        (99, 4, 10.0, 0.044, 25, 4),  # floor(4.5) at a 10 s interval
         (99, 4, 1.0, 0.0, 25, 25),  # no round trip yet: no time bound
         (3, 4, 1.0, 0.001, 25, 1),
+        (99, 4, 1.0, 0.005, 25, 4),  # floor(0.02 / 0.005)
         (0, 4, 1.0, 0.001, 25, 1),
         (10, 0, 1.0, 0.001, 25, 10),  # no job counts as one
-        (100, 2, 2.0, 0.01, 1000, 50),
+        (100, 2, 2.0, 0.01, 1000, 4),  # floor(0.02 * 2 / 0.01)
     ],
 )
 def test_pages_per_job(pages: int, jobs: int, interval_s: float, rtt: float, cap: int, expected: int) -> None:
@@ -74,11 +76,14 @@ def test_one_job_per_page_with_pages_per_job_1() -> None:
     assert s.plan(0.001).page_jobs == ((100,), (200,), (300,), (400,))
 
 
-def test_a_slow_server_gets_short_jobs_and_more_of_them() -> None:
+def test_a_slower_server_gets_shorter_jobs() -> None:
+    s = listed(10_000, rtt=0.004)
+    jobs = s.plan(0.004).page_jobs
+    assert len(jobs) == 4  # page_slots: ceil(2 * 100 * 0.004 / 1) = 1, at least MIN_PAGE_SLOTS
+    assert {len(job) for job in jobs} == {int(PAGE_JOB_SHARE / 0.004)}  # 5 pages: 20 ms a job
     s = listed(10_000, rtt=0.044)
     jobs = s.plan(0.044).page_jobs
-    assert len(jobs) == 9  # page_slots: ceil(2 * 100 * 0.044 / 1)
-    assert {len(job) for job in jobs} == {int(JOB_SHARE / 0.044)}  # 5 pages: 220 ms a job
+    assert len(jobs) == 9 and {len(job) for job in jobs} == {1}  # 44 ms: one page a job, as many at once
 
 
 def test_a_job_ends_with_its_last_page_and_frees_its_slot() -> None:

@@ -18,8 +18,14 @@ Rules (exact-number tests in tests/test_poll_schedule.py):
   (``solo_budget``): at most ``concurrency`` minus the listing's page slots in flight at once,
   and at most ``concurrency`` started per interval (the window restarts one interval after its
   first start). The others keep waiting: for their page, for a slot, or for the next listing.
-- The pages of a listing are read ``page_slots`` at a time: enough to read ``total_pages`` in
-  half an interval at the least page round trip of this listing and the last one
+- The pages of a listing are read in jobs (``Plan.page_jobs``), ``page_slots`` jobs at a time, each
+  job's pages one after the other: a target page and the targets after it (``pages_per_job``: the
+  targets left shared among the free slots, each job about ``PAGE_JOB_SHARE`` of the interval at
+  the least round trip, at most ``pages_per_job`` of the settings), any other page alone. A page's due times
+  and round trip count from when its request went out (``page_read``'s ``started``); a page its
+  job did not start (the listing's budget, a failed page before it, a stopped listing) is
+  ``page_skipped``: its runs wait for no answer from it. ``page_slots``: enough to read
+  ``total_pages`` in half an interval at the least page round trip of this listing and the last one
   (``2 * pages * rtt / interval``, rounded up), at least ``MIN_PAGE_SLOTS``, at most
   ``page_concurrency`` and ``concurrency - suspect_slots`` (and at least 1). The least, not the
   last: a server busy with the pages already asked for answers each later, and sizing from that
@@ -162,18 +168,27 @@ def page_slots(pages: int, interval_s: float, round_trip_s: float, floor: int, c
     return max(1, min(cap, max(floor, busy)))
 
 
+PAGE_JOB_SHARE = 0.02
+"""One page job (the pages one worker reads one after the other) takes at most about this share of
+the interval at the least page round trip measured."""
+
+
 def pages_per_job(pages: int, jobs: int, interval_s: float, round_trip_s: float, cap: int) -> int:
     """Listing pages one job reads one after the other: the ``pages`` left to ask shared among
-    ``jobs`` jobs (``ceil(pages / jobs)``), no more than one job reads in ``JOB_SHARE`` of
-    ``interval_s`` at ``round_trip_s`` a page (``floor(JOB_SHARE * interval / rtt)``; no such bound
-    for an rtt of 0, not measured yet), at most ``cap``, at least 1.
+    ``jobs`` jobs (``ceil(pages / jobs)``), no more than one job reads in ``PAGE_JOB_SHARE`` of
+    ``interval_s`` at ``round_trip_s`` a page (``floor(PAGE_JOB_SHARE * interval / rtt)``; no such
+    bound for an rtt of 0, not measured yet), at most ``cap``, at least 1.
 
     A job of many pages wakes one worker once and the Monitor's thread once for all of them: at
     a fast server, a wake-up and a plan per page were a third of a 10,000-run listing's CPU
-    (issue 16); the pages of a job at a 44 ms round trip still end within a quarter interval.
+    (issue 16). A job stays short (20 ms at a 1 s interval), so each page of the next listing goes
+    out at about the same moment into it as this one's: at a 44 ms round trip, where a wake-up a
+    page costs little beside the wait, jobs of 5 pages shifted their later pages by up to 180 ms
+    from one listing to the next and left a run unread for 1.18 s (issue 16's bound: 1 s + a
+    round trip), so pages that slow go one to a job.
 
     >>> pages_per_job(99, 4, 1.0, 0.001, 25), pages_per_job(99, 9, 1.0, 0.044, 25)
-    (25, 5)
+    (20, 1)
     >>> pages_per_job(3, 4, 1.0, 0.001, 25), pages_per_job(0, 4, 1.0, 0.5, 25)
     (1, 1)
     >>> pages_per_job(99, 4, 1.0, 0.0, 10)
@@ -181,7 +196,7 @@ def pages_per_job(pages: int, jobs: int, interval_s: float, round_trip_s: float,
     """
     share = math.ceil(max(0, pages) / max(1, jobs))
     if round_trip_s > 0:
-        share = min(share, math.floor(JOB_SHARE * interval_s / round_trip_s))
+        share = min(share, math.floor(PAGE_JOB_SHARE * interval_s / round_trip_s))
     return max(1, min(cap, share))
 
 
@@ -622,8 +637,8 @@ class PollSchedule:
     def _job_until(self, now: float) -> float:
         """No page of a job asked at ``now`` starts at or after this: the listing's time budget
         (``timeout_s`` after it began), as for a page asked alone. A page that hangs holds the
-        pages after it in its job until then (a job is at most ``JOB_SHARE`` of the interval at
-        the round trip measured); a tighter cut-off was tried and, in a monitor busy taking up
+        pages after it in its job until then (a job is about ``PAGE_JOB_SHARE`` of the interval at
+        the least round trip measured); a tighter cut-off was tried and, in a monitor busy taking up
         10,000 runs, cut jobs the busy interpreter had only slowed, and polled thousands of runs
         alone (issue 16)."""
         del now  # (the same for every job of a listing)
