@@ -273,3 +273,167 @@ def test_a_failed_page_stops_the_other_jobs_of_its_listing() -> None:
     pages = {offset for _, offset in rest.reads}
     assert 600 in pages and not pages & {700, 800, 900, 1000}  # the rest of its job: not asked
     assert set(ids(700, 100)) <= set(listener.failed)  # left unread by the failed listing
+
+
+# --- a late job, a Retry-After, a failing clock ----------------------------------------------
+
+
+def test_a_page_handed_back_by_a_late_job_is_asked_again_first_and_alone() -> None:
+    s = listed(2000, pages_per_job=3)
+    plan = s.plan(0.001)
+    assert plan.pages_late == 0.001 + 2 * PAGE_JOB_SHARE * 1.0  # twice a job's planned length
+    assert plan.page_jobs[0] == (100, 200, 300)
+    s.page_read(100, 2000, ids(100, 100), 0.05, started=0.001, round_trip_s=0.049)
+    assert s.page_returned(200, 0.05) == [] and s.page_returned(300, 0.05) == []
+    assert s.page_returned(300, 0.05) == []  # (twice: ignored)
+    assert s.listed("r00200")  # still in the listing, waiting for no page now
+    assert s.plan(0.05).page_jobs == ((200,),)  # the freed slot: ahead of the pages not asked yet, alone
+    s.page_read(200, 2000, ids(200, 100), 0.051)
+    assert s.plan(0.051).page_jobs == ((300,),)
+    s.page_read(300, 2000, ids(300, 100), 0.052)
+    assert s.plan(0.052).page_jobs == ((1300, 1400, 1500),)  # then the targets not asked yet
+
+
+def test_jobs_are_sized_from_the_last_round_trip_when_it_is_longer() -> None:
+    s = listed(10_000)  # page 0 in 1 ms: jobs of floor(0.02 / 0.001) = 20 pages, 4 at once
+    first = s.plan(0.001).page_jobs[0]
+    assert len(first) == 20
+    for offset in first:  # the server slows down: its last page takes 8 ms
+        rtt = 0.008 if offset == first[-1] else 0.001
+        s.page_read(offset, 10_000, ids(offset, 100), 0.03, started=0.03 - rtt, round_trip_s=rtt)
+    (job,) = s.plan(0.03).page_jobs  # the least round trip is still 1 ms
+    assert len(job) == 2  # floor(0.02 / 0.008): a slower server's pages go in shorter jobs at once
+
+
+def test_a_listing_past_its_budget_leaves_a_handed_back_pages_runs_to_polls_of_their_own() -> None:
+    s = listed(1000, pages_per_job=3, timeout_s=0.1)
+    jobs = s.plan(0.001).page_jobs
+    for offset in [offset for job in jobs for offset in job if offset != 900]:
+        s.page_read(offset, 1000, ids(offset, 100), 0.05)
+    assert s.page_returned(900, 0.2) == ids(900, 100)  # the last page out, past the budget: ends it
+    assert not s.listing
+
+
+@pytest.mark.parametrize("page_concurrency", [1, 32])
+def test_a_failed_pages_retry_after_holds_the_runs_its_job_did_not_read(page_concurrency: int) -> None:
+    # found in review: the pages skipped after the failed one ended the listing without the delay,
+    # and its unread runs were polled alone at once, right after the server asked to back off
+    s = listed(500, page_concurrency=page_concurrency)
+    plan = s.plan(0.001)
+    s.page_failed(0.002, defer_s=10.0, offset=plan.page_jobs[0][0])
+    unread: list[str] = []
+    for job in plan.page_jobs:
+        for offset in job:
+            if offset != plan.page_jobs[0][0]:
+                unread += s.page_skipped(offset, 0.002)
+    assert not s.listing and len(unread) == 400
+    assert s._runs["r00450"].next_due == 10.002 and not s._runs["r00450"].unlisted
+    assert s.plan(0.003).alone == ()
+
+
+class _ManualListing(_Listing):
+    """Reading a page moves ``clock`` on by ``took[offset]`` seconds (a slow page), or the clock
+    fails once when ``fail_clock`` is set."""
+
+    def __init__(self, runs: int, clock: Any, took: dict[int, float]) -> None:
+        super().__init__(runs)
+        self.clock, self.took = clock, took
+
+    def list_training_runs_health(self, *, limit: int, offset: int, **kwargs: Any) -> Any:
+        self.clock.advance(self.took.get(offset, 0.001))
+        return super().list_training_runs_health(limit=limit, offset=offset, **kwargs)
+
+
+class _FailingClock:
+    """A system clock whose ``monotonic`` raises once ``fail`` is set (an injected clock's bug)."""
+
+    def __init__(self) -> None:
+        from tinker_recovery.clock import SystemClock
+
+        self.inner, self.fail = SystemClock(), False
+
+    def monotonic(self) -> float:
+        if self.fail:
+            self.fail = False
+            raise OSError("the clock failed")
+        return self.inner.monotonic()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _by_hand(clock: Any, rest: Any, listener: Any, runs: int) -> Any:
+    """A Poller (not started) whose plans and jobs this test runs on its own thread."""
+    from tinker_recovery._poller import Poller
+    from tinker_recovery.policy import Policy
+
+    settings = PollSettings(interval_s=1.0, timeout_s=5.0, concurrency=16, mode="list", page_size=100)
+    policy = Policy(enabled=True, jitter="none", poll_interval_ms=1000)
+    poller = Poller(settings, policy, listener, clock=clock, name="hand", redact=lambda e: e)
+    poller.rest = rest
+    for run_id in ids(0, runs):
+        poller._on_add(run_id)
+    return poller
+
+
+def _run_jobs(poller: Any) -> list[Any]:
+    """Plan, run every page job on this thread, hand every outcome to the loop's handlers; until
+    the listing ends. Return the page jobs run."""
+    from tinker_recovery._poller import _PageJob
+
+    ran: list[Any] = []
+    while True:
+        plan = poller._schedule.plan(poller._clock.monotonic())
+        jobs = [_PageJob(offsets, plan.pages_until, plan.pages_late) for offsets in plan.page_jobs]
+        for job in jobs:
+            poller._jobs += 1
+            poller._read_pages(job)
+            ran.append(job)
+        while poller._inbox:
+            item = poller._inbox.popleft()
+            getattr(poller, "_on_" + item[0])(*item[1:])
+        if not poller._schedule.listing:
+            return ran
+
+
+def test_a_late_job_hands_its_other_pages_back_and_every_page_is_read_once() -> None:
+    from tinker_recovery.clock import ManualClock
+
+    clock = ManualClock()
+    rest, listener = _ManualListing(1000, clock, took={100: 0.1}), _Watching()
+    poller = _by_hand(clock, rest, listener, 1000)
+    jobs = _run_jobs(poller)
+    assert [job.offsets for job in jobs][:2] == [(0,), (100, 200, 300)]
+    pages = [offset for _, offset in rest.reads]
+    assert sorted(pages) == list(range(0, 1000, 100))  # each page once: 200 and 300 asked again
+    assert pages.index(400) < pages.index(200)  # the other jobs went on meanwhile
+    assert listener.failed == [] and not poller._schedule.plan(clock.monotonic()).alone
+
+
+def test_a_worker_whose_clock_fails_reports_every_page_of_its_job() -> None:
+    # found in review: the clock, read outside the page's try, failed the job with no page posted,
+    # and the listing waited for its pages for ever
+    clock = _FailingClock()
+    rest, listener = _Listing(1000), _Watching()
+    poller = _by_hand(clock, rest, listener, 1000)
+    from tinker_recovery._poller import _PageJob
+
+    plan = poller._schedule.plan(clock.monotonic())
+    poller._read_pages(_PageJob(plan.page_jobs[0], plan.pages_until, plan.pages_late))
+    poller._on_page_job_done(None)
+    for item in list(poller._inbox):
+        if item[0] != "page_job_done":
+            getattr(poller, "_on_" + item[0])(*item[1:])
+    poller._inbox.clear()
+    plan = poller._schedule.plan(clock.monotonic())
+    clock.fail = True
+    poller._read_pages(_PageJob(plan.page_jobs[0], plan.pages_until, plan.pages_late))
+    kinds = [item[0] for item in poller._inbox]
+    assert kinds == ["page_error"] + ["page_skipped"] * (len(plan.page_jobs[0]) - 1) + ["page_job_done"]
+    for item in list(poller._inbox):
+        getattr(poller, "_on_" + item[0])(*item[1:])
+    for job in plan.page_jobs[1:]:  # the other jobs, cancelled by the failure
+        for offset in job:
+            poller._on_page_skipped(offset)
+    assert not poller._schedule.listing  # ended: its unread runs are polled alone
+    assert len(listener.failed) == 900

@@ -47,8 +47,9 @@ def lookups_only() -> Iterator[None]:
 TICKS = [0.0, 0.05, 0.3, 0.6, 1.0, 1.2, 2.5]
 SETTLES = [0.3, 1.0, 1.2, 1.5]
 KINDS = {  # kind: weight in the seeded stories
-    "settle": 30, "tick": 8, "answer": 6, "fail_page": 3, "skip_page": 2, "fail_run": 3, "watch": 3,
-    "drop": 2, "rewatch": 2, "poll_now": 3, "insert_front": 2, "delete": 2, "swap": 2, "repeat_id": 1,
+    "settle": 30, "tick": 8, "answer": 6, "fail_page": 3, "skip_page": 2, "return_page": 2, "fail_run": 3,
+    "watch": 3, "drop": 2, "rewatch": 2, "poll_now": 3, "insert_front": 2, "delete": 2, "swap": 2,
+    "repeat_id": 1,
 }  # fmt: skip
 SETTINGS = list(
     itertools.product(
@@ -140,6 +141,8 @@ def story(steps: list[tuple[str, Any]], mode: str = "list", timeout_s: float = 5
             out.append(("failed", unread, schedule.next_wake(now)))
         elif kind == "skip_page" and (started := in_flight("page", int(value))):  # its job fell behind
             out.append(("skipped", schedule.page_skipped(started[1], now), schedule.next_wake(now)))
+        elif kind == "return_page" and (started := in_flight("page", int(value))):  # its job ran late
+            out.append(("returned", schedule.page_returned(started[1], now), schedule.next_wake(now)))
         elif kind == "fail_run" and (started := in_flight("run", int(value))):
             timed_out, defer_s = int(value) % 2 == 0, 0.7 if int(value) % 3 == 0 else None
             schedule.finished(started[1], now, timed_out=timed_out, defer_s=defer_s)

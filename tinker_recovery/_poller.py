@@ -127,10 +127,12 @@ class PollListener(Protocol):
 class _PageJob:
     """Listing pages one worker reads one after the other (``Plan.page_jobs``); none is started
     at or after ``until`` (on the injected clock), nor once ``cancelled`` (set by the loop's thread
-    when the listing stops: a failed page, say)."""
+    when the listing stops: a failed page, say); none but the first at or after ``late`` (handed
+    back to the schedule)."""
 
     offsets: tuple[int, ...]
     until: float
+    late: float
     cancelled: bool = False
 
 
@@ -289,7 +291,7 @@ class Poller:
         suspects = [run_id for run_id in plan.alone if self._schedule.suspect(run_id)]
         others = [r for r in plan.alone if not self._schedule.suspect(r)] if suspects else plan.alone
         batches = split(others, poll_jobs(len(others), self.settings.interval_s, self._round_trip_s))
-        page_jobs = [_PageJob(offsets, plan.pages_until) for offsets in plan.page_jobs]
+        page_jobs = [_PageJob(offsets, plan.pages_until, plan.pages_late) for offsets in plan.page_jobs]
         self._page_jobs.update(page_jobs)
         jobs: list[tuple[Callable[..., None], Any]] = [(self._read_pages, job) for job in page_jobs]
         jobs += [(self._read_runs, (run_id,)) for run_id in suspects]
@@ -328,30 +330,34 @@ class Poller:
         """Read the listing pages of ``job`` in turn, the cheapest way ``rest`` allows
         (``page_reader``), and post each one's run ids and corrupted runs. A page of healthy runs
         is queued without waking the loop's thread; one with a corrupted run, a failure and the
-        job's end wake it: one wake-up for a job of healthy pages. After a failure, or past
-        ``job.until``, or once cancelled, the pages left are posted as skipped."""
-        rest, clock = self.rest, self._clock
-        offsets = job.offsets
+        job's end wake it: one wake-up for a job of healthy pages. Every page of the job is posted
+        once, whatever happens: read, failed (anything raised while reading it, the clock's
+        failures included), handed back (past ``job.late``, not the first), or skipped (after a
+        failure, past ``job.until``, once cancelled, or once the poller stops)."""
+        rest, clock, offsets = self.rest, self._clock, job.offsets
+        posted = 0  # pages of the job posted
         try:
             assert rest is not None  # the Monitor sets it before the first run is added
             read = page_reader(rest)
-            for index, offset in enumerate(offsets):
+            for offset in offsets:
                 began = clock.monotonic()
                 if self._stopped or job.cancelled or began >= job.until:
-                    self._inbox.extend(("page_skipped", page) for page in offsets[index:])
                     break
-                try:
-                    run_ids, corrupted, total = read(rest, offset, self.settings)
-                except BaseException as error:
-                    self._inbox.append(("page_error", offset, self._redact(error)))
-                    self._inbox.extend(("page_skipped", page) for page in offsets[index + 1 :])
+                if posted and began >= job.late:  # behind: the other pages go back to the schedule
+                    self._inbox.extend(("page_returned", page) for page in offsets[posted:])
+                    posted = len(offsets)
                     break
-                self._inbox.append(
-                    ("page", offset, run_ids, corrupted, total, began, clock.monotonic() - began)
-                )
+                run_ids, corrupted, total = read(rest, offset, self.settings)
+                answer = ("page", offset, run_ids, corrupted, total, began, clock.monotonic() - began)
+                self._inbox.append(answer)
+                posted += 1
                 if corrupted:
                     self._wake.set()
+        except BaseException as error:
+            self._inbox.append(("page_error", offsets[posted], self._redact(error)))
+            posted += 1
         finally:
+            self._inbox.extend(("page_skipped", page) for page in offsets[posted:])
             self._post("page_job_done", job)
 
     # --- outcomes and commands (the loop's thread) ------------------------------------------------
@@ -493,6 +499,9 @@ class Poller:
 
     def _on_page_skipped(self, offset: int) -> None:
         self._listing_ended(self._schedule.page_skipped(offset, self._clock.monotonic()))
+
+    def _on_page_returned(self, offset: int) -> None:
+        self._listing_ended(self._schedule.page_returned(offset, self._clock.monotonic()))
 
     def _on_page_error(self, offset: int, error: BaseException) -> None:
         status = error.status_code if isinstance(error, ApiError) else None

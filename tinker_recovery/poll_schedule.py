@@ -262,7 +262,8 @@ class _PageRead:
 @attrs.frozen
 class Plan:
     """What to start now: ``pages`` (listing page offsets to read) in ``page_jobs`` (each job's
-    pages read one after the other, none started at or after ``pages_until``), ``alone`` (runs
+    pages read one after the other, none started at or after ``pages_until``, and none but the
+    first at or after ``pages_late``: those go back, ``page_returned``), ``alone`` (runs
     polled with a GET of their own), ``waiting`` (due suspects left for a free slot), and
     ``unread`` (runs a listing cut short by its time budget left unread; they are in ``alone`` or
     due). Plans compare by what they start, not by how the pages are grouped into jobs."""
@@ -270,6 +271,7 @@ class Plan:
     pages: tuple[int, ...] = ()
     page_jobs: tuple[tuple[int, ...], ...] = attrs.field(default=(), eq=False)
     pages_until: float = attrs.field(default=math.inf, eq=False)
+    pages_late: float = attrs.field(default=math.inf, eq=False)
     alone: tuple[str, ...] = ()
     waiting: tuple[str, ...] = ()
     unread: tuple[str, ...] = ()
@@ -292,6 +294,8 @@ class _Listing:
     discover_left: int = 0
     discover_until: float = math.inf
     hints: list[int] = attrs.field(factory=list)  # the pages next to one that lost runs: asked first
+    returned: list[int] = attrs.field(factory=list)  # pages a late job handed back unasked: asked first
+    defer_s: float | None = None  # a failed page's Retry-After: the listing's unread runs wait for it
     # runs on no page that a whole account's worth of pages looked through did not find (another
     # owner's, say): not looked for (each is polled alone), so they do not keep every listing reading
     given_up: set[str] = attrs.field(factory=set)
@@ -515,7 +519,7 @@ class PollSchedule:
         """Start what is due at ``now``: marks the returned pages and runs as in flight."""
         horizon = now + self.settings.slack_s
         jobs: list[tuple[int, ...]] = []
-        until = math.inf
+        until = late = math.inf
         unread: list[str] = []
         if self.mode == "list" and self._listing is None and self._listing_due(horizon):
             self._start_listing(now)
@@ -523,6 +527,7 @@ class PollSchedule:
             jobs = self._next_pages(now)
             if jobs:
                 until = self._job_until(now)
+                late = now + 2 * PAGE_JOB_SHARE * self.settings.interval_s  # twice a job's length
             elif self._listing.in_flight == 0:
                 unread = self._end_listing_if_done(now)  # cut short by its time budget: unread go alone
         pages = tuple(offset for job in jobs for offset in job)
@@ -532,7 +537,9 @@ class PollSchedule:
         budget = self._solo_budget(now)
         if self._none_due(horizon) and self._pages_due() > now:
             self._waiting = False  # (runs held back stay held: the floor holds their time)
-            return Plan(pages=pages, page_jobs=tuple(jobs), pages_until=until, unread=tuple(unread))
+            return Plan(
+                pages=pages, page_jobs=tuple(jobs), pages_until=until, pages_late=late, unread=tuple(unread)
+            )
         self._held_until = None
         floor = math.inf  # the earliest due time of the runs left out of a poll of their own
         reading = {} if self._listing is None else self._listing.began  # pages in flight
@@ -591,6 +598,7 @@ class PollSchedule:
             pages=pages,
             page_jobs=tuple(jobs),
             pages_until=until,
+            pages_late=late,
             alone=tuple(alone),
             waiting=tuple(waiting),
             unread=tuple(unread),
@@ -720,6 +728,8 @@ class PollSchedule:
 
     def _more_pages(self, listing: _Listing, now: float) -> bool:
         """True while ``listing`` has a page to ask (its time budget aside)."""
+        if listing.returned:
+            return True
         if listing.asked_targets < len(listing.targets):
             return listing.total_pages is not None or listing.asked_targets == 0
         if listing.unplaced > 0 and self._next_hint(listing) is not None:
@@ -755,8 +765,10 @@ class PollSchedule:
     def _next_page(self, listing: _Listing) -> int | None:
         """The next page to ask (``_more_pages`` said there is one): a target, else a page next to
         one that lost runs, else the discovery cursor's next page not asked yet (wrapping round to
-        page 0); None when every page is asked."""
+        page 0); None when every page is asked. A page a late job handed back comes first."""
         size = self.settings.page_size
+        if listing.returned:
+            return listing.returned.pop(0)
         if listing.asked_targets < len(listing.targets):
             offset = listing.targets[listing.asked_targets]
             listing.asked_targets += 1
@@ -809,7 +821,7 @@ class PollSchedule:
                     targets_left,
                     slots - listing.jobs,
                     self.settings.interval_s,
-                    self._sizing_rtt(now),
+                    max(self._sizing_rtt(now), self._page_rtt),  # (a slowing server: from its next answer)
                     self.settings.pages_per_job,
                 )
                 while len(job) < size and listing.asked_targets < len(listing.targets):
@@ -1028,11 +1040,29 @@ class PollSchedule:
         if unavailable:
             self._list_available = False
         if defer_s is not None:
+            listing.defer_s = defer_s if listing.defer_s is None else max(listing.defer_s, defer_s)
             self._next_listing = max(self._next_listing, now + defer_s)
             for run in self._runs.values():
                 if run.in_listing:
                     self._set_due(run, now + defer_s)
         return self._end_listing_if_done(now, defer_s=defer_s)
+
+    def page_returned(self, offset: int, now: float) -> list[str]:
+        """A page of a job that ran late (``Plan.pages_late``), handed back at ``now`` before its
+        request went out: asked again ahead of the pages not asked yet, alone (the first page of a
+        job is never handed back, so each job reads one page at least); its runs wait for no answer
+        meanwhile (one that falls due first is polled alone). A page not in flight is ignored.
+        Return the runs left unread if the listing ended now (stopped, or past its time budget)."""
+        listing = self._listing
+        if listing is None or offset not in listing.began:
+            return []
+        listing.in_flight -= 1
+        self._page_ended(listing, offset)
+        del listing.began[offset]
+        bisect.insort(listing.returned, offset)  # (it stays in ``asked``: no other way asks it)
+        if offset in self._page_runs:
+            self._floor = -math.inf  # nor does their page's due time stand for them: scan for them
+        return self._end_listing_if_done(now)
 
     def page_skipped(self, offset: int, now: float) -> list[str]:
         """A page of a job that stopped before asking it at ``now`` (its job fell behind its
@@ -1054,6 +1084,8 @@ class PollSchedule:
         assert listing is not None
         if listing.in_flight > 0:
             return []
+        if defer_s is None:
+            defer_s = listing.defer_s  # a failed page's Retry-After, whichever outcome ends it
         if (
             not listing.stopped
             and listing.total_pages is not None
