@@ -345,7 +345,7 @@ def _read_raw(
     head = getattr(raw, "_fp", None)  # http.client's response under urllib3's
     if declared is not None and _one_read(head, declared):
         assert head is not None
-        return _read_declared(head, declared, sock, what, entry, timeout_s)
+        return _read_declared(head, declared, what, entry, timeout_s)
     chunks: list[bytes] = []
     size = 0
     failure: TinkerRecoveryError | None = None
@@ -373,16 +373,15 @@ def _read_raw(
 
 
 def _read_declared(
-    head: http.client.HTTPResponse, declared: int, sock: Any, what: str, entry: _Entry, timeout_s: float
+    head: http.client.HTTPResponse, declared: int, what: str, entry: _Entry, timeout_s: float
 ) -> tuple[bytes | None, TinkerRecoveryError | None]:
     """The ``declared`` bytes of ``head``'s body in one read (``_one_read`` holds), within the
-    deadline; fewer bytes before the connection ends is a ConnectionFailed."""
-    left = entry.deadline - time.monotonic()
-    if left <= 0:
+    deadline; fewer bytes before the connection ends is a ConnectionFailed. The deadline reader
+    under ``head`` sets the socket's time-out before each read of it (none when the body came
+    with the head): no time-out is set here, a system call a page fewer (issue 16)."""
+    if entry.deadline - time.monotonic() <= 0:
         return None, _timed_out(what, timeout_s, "body after 0 bytes")
     try:
-        if sock is not None:
-            sock.settimeout(left)
         body = head.read(declared)
         if len(body) < declared:
             raise http.client.IncompleteRead(body, declared - len(body))
@@ -590,7 +589,7 @@ class DirectGet:
             return None, failure
         declared = declared_length(head.msg)
         if declared is not None and declared <= max_bytes and _one_read(head, declared):
-            body, failure = _read_declared(head, declared, conn.sock, what, entry, timeout_s)
+            body, failure = _read_declared(head, declared, what, entry, timeout_s)
             if body is not None and head.isclosed():
                 pool._put_conn(conn)
             else:  # a half-read answer, or (defensively) one not over: not to be reused
