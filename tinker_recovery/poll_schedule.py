@@ -1060,8 +1060,9 @@ class PollSchedule:
         self._page_ended(listing, offset)
         del listing.began[offset]
         bisect.insort(listing.returned, offset)  # (it stays in ``asked``: no other way asks it)
-        if offset in self._page_runs:
-            self._floor = -math.inf  # nor does their page's due time stand for them: scan for them
+        due = self._page_due.get(offset)
+        if due is not None:  # its runs share their page's due time: the floor takes it, no scan
+            self._lower(due + self.settings.slack_s)
         return self._end_listing_if_done(now)
 
     def page_skipped(self, offset: int, now: float) -> list[str]:
