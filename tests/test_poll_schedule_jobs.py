@@ -216,17 +216,22 @@ def _poller(rest: Any, listener: Any) -> Any:
     return poller
 
 
+def _run_until(poller: Any, runs: int, event: threading.Event) -> None:
+    """Watch ``runs`` runs, start the poller, wait (10 s at most) for ``event``, stop it."""
+    for run_id in ids(0, runs):
+        poller.add(run_id)
+    poller.start()
+    try:
+        assert event.wait(10)
+    finally:
+        poller.stop(None)
+
+
 @pytest.mark.timeout(30)
 def test_a_worker_reads_its_jobs_pages_in_order() -> None:
     rest, listener = _Listing(2000), _Watching()
     poller = _poller(rest, listener)
-    for run_id in ids(0, 2000):
-        poller.add(run_id)
-    poller.start()  # one listing: the next is a minute away
-    try:
-        assert rest.all_read.wait(10)
-    finally:
-        poller.stop(None)
+    _run_until(poller, 2000, rest.all_read)  # one listing: the next is a minute away
     assert sorted(offset for _, offset in rest.reads) == list(range(0, 2000, 100))  # each page once
     by_thread: dict[str, list[int]] = {}
     for thread, offset in rest.reads:
@@ -240,13 +245,7 @@ def test_a_worker_reads_its_jobs_pages_in_order() -> None:
 def test_a_failed_page_skips_the_rest_of_its_job_and_its_runs_are_polled_alone() -> None:
     rest, listener = _Listing(2000, fail=frozenset({100})), _Watching()
     poller = _poller(rest, listener)
-    for run_id in ids(0, 2000):
-        poller.add(run_id)
-    poller.start()
-    try:
-        assert listener.listing_failed.wait(10)
-    finally:
-        poller.stop(None)
+    _run_until(poller, 2000, listener.listing_failed)
     pages = [offset for _, offset in rest.reads]
     assert pages.count(100) == 1 and len(pages) == len(set(pages))  # no page asked twice
     unread = set(range(0, 2000, 100)) - set(pages)
@@ -268,13 +267,7 @@ def test_a_failed_page_stops_the_other_jobs_of_its_listing() -> None:
 
     poller._cancel_page_jobs = cancel_and_tell
     rest.gates[600] = cancelled  # the second job's first page answers once the jobs are cancelled
-    for run_id in ids(0, 2000):
-        poller.add(run_id)
-    poller.start()
-    try:
-        assert listener.listing_failed.wait(10)
-    finally:
-        poller.stop(None)
+    _run_until(poller, 2000, listener.listing_failed)
     pages = {offset for _, offset in rest.reads}
     assert 600 in pages and not pages & {700, 800, 900, 1000}  # the rest of its job: not asked
     assert set(ids(700, 100)) <= set(listener.failed)  # left unread by the failed listing

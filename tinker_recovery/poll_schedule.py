@@ -1053,12 +1053,9 @@ class PollSchedule:
         job is never handed back, so each job reads one page at least); its runs wait for no answer
         meanwhile (one that falls due first is polled alone). A page not in flight is ignored.
         Return the runs left unread if the listing ended now (stopped, or past its time budget)."""
-        listing = self._listing
-        if listing is None or offset not in listing.began:
+        listing = self._left_unread(offset)
+        if listing is None:
             return []
-        listing.in_flight -= 1
-        self._page_ended(listing, offset)
-        del listing.began[offset]
         bisect.insort(listing.returned, offset)  # (it stays in ``asked``: no other way asks it)
         due = self._page_due.get(offset)
         if due is not None:  # its runs share their page's due time: the floor takes it, no scan
@@ -1070,15 +1067,22 @@ class PollSchedule:
         ``pages_until``, or the listing stopped): its runs wait for no answer from it, and are polled
         alone at their due times (or when the listing ends). Not a failure: the listing goes on.
         A page not in flight is ignored. Return the runs left unread if the listing ended now."""
-        listing = self._listing
-        if listing is None or offset not in listing.began:
+        if self._left_unread(offset) is None:
             return []
-        listing.in_flight -= 1
-        self._page_ended(listing, offset)
-        del listing.began[offset]
         if offset in self._page_runs:
             self._floor = -math.inf  # nor does their page's due time stand for them: scan for them
         return self._end_listing_if_done(now)
+
+    def _left_unread(self, offset: int) -> _Listing | None:
+        """The page at ``offset`` leaves flight unread (handed back or skipped): the listing that
+        had it in flight, or None when none had."""
+        listing = self._listing
+        if listing is None or offset not in listing.began:
+            return None
+        listing.in_flight -= 1
+        self._page_ended(listing, offset)
+        del listing.began[offset]
+        return listing
 
     def _end_listing_if_done(self, now: float, defer_s: float | None = None) -> list[str]:
         listing = self._listing
