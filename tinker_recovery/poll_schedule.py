@@ -21,11 +21,14 @@ Rules (exact-number tests in tests/test_poll_schedule.py):
 - The pages of a listing are read in jobs (``Plan.page_jobs``), ``page_slots`` jobs at a time, each
   job's pages one after the other: a target page and the targets after it (``pages_per_job``: the
   targets left shared among the free slots, each job about ``PAGE_JOB_SHARE`` of the interval at
-  the least round trip, at most ``pages_per_job`` of the settings), any other page alone. A page's due times
-  and round trip count from when its request went out (``page_read``'s ``started``); a page its
-  job did not start (the listing's budget, a failed page before it, a stopped listing) is
-  ``page_skipped``: its runs wait for no answer from it. ``page_slots``: enough to read
-  ``total_pages`` in half an interval at the least page round trip of this listing and the last one
+  the least round trip, or the last page's when that is longer, at most ``pages_per_job`` of the
+  settings), any other page alone. A page's due times and round trip count from when its request
+  went out (``page_read``'s ``started``). A job running past twice its length hands the pages it
+  has not started back (``page_returned``): they are asked again first, alone. A page its job did
+  not start otherwise (the listing's budget, a failed page before it, a stopped listing) is
+  ``page_skipped``. The runs of a page handed back or skipped wait for no answer from it.
+  ``page_slots``: enough to read ``total_pages`` in half an interval at the least page round trip
+  of this listing and the last one
   (``2 * pages * rtt / interval``, rounded up), at least ``MIN_PAGE_SLOTS``, at most
   ``page_concurrency`` and ``concurrency - suspect_slots`` (and at least 1). The least, not the
   last: a server busy with the pages already asked for answers each later, and sizing from that
@@ -526,7 +529,7 @@ class PollSchedule:
         if self._listing is not None:
             jobs = self._next_pages(now)
             if jobs:
-                until = self._job_until(now)
+                until = self._job_until()
                 late = now + 2 * PAGE_JOB_SHARE * self.settings.interval_s  # twice a job's length
             elif self._listing.in_flight == 0:
                 unread = self._end_listing_if_done(now)  # cut short by its time budget: unread go alone
@@ -642,14 +645,13 @@ class PollSchedule:
             rtt = max(rtt, self._page_rtt)  # behind its half interval: as the answers come now
         return rtt
 
-    def _job_until(self, now: float) -> float:
-        """No page of a job asked at ``now`` starts at or after this: the listing's time budget
+    def _job_until(self) -> float:
+        """No page of a job of this listing starts at or after this: the listing's time budget
         (``timeout_s`` after it began), as for a page asked alone. A page that hangs holds the
         pages after it in its job until then (a job is about ``PAGE_JOB_SHARE`` of the interval at
         the least round trip measured); a tighter cut-off was tried and, in a monitor busy taking up
         10,000 runs, cut jobs the busy interpreter had only slowed, and polled thousands of runs
         alone (issue 16)."""
-        del now  # (the same for every job of a listing)
         listing = self._listing
         assert listing is not None
         return listing.started + self.settings.timeout_s
