@@ -127,7 +127,10 @@ def test_a_skipped_page_leaves_its_runs_to_polls_of_their_own_and_the_listing_go
     assert jobs and jobs[0][0] == 100
     assert s.page_skipped(100, 1.2) == []  # not a failure: the others are still read
     assert s.listing_open
-    assert s.page_skipped(100, 1.2) == []  # (twice: ignored)
+    in_flight = s._listing.in_flight if s._listing else -1
+    assert (
+        s.page_skipped(100, 1.2) == [] and s._listing and s._listing.in_flight == in_flight
+    )  # twice: ignored
     assert s.listed("r00100")  # still in the listing, waiting for no page now
     rest = [offset for job in jobs for offset in job if offset != 100]
     unread: list[str] = []
@@ -283,7 +286,9 @@ def test_a_page_handed_back_by_a_late_job_is_asked_again_first_and_alone() -> No
     assert plan.page_jobs[0] == (100, 200, 300)
     s.page_read(100, 2000, ids(100, 100), 0.05, started=0.001, round_trip_s=0.049)
     assert s.page_returned(200, 0.05) == [] and s.page_returned(300, 0.05) == []
-    assert s.page_returned(300, 0.05) == []  # (twice: ignored)
+    in_flight = s._listing.in_flight if s._listing else -1
+    assert s.page_returned(300, 0.05) == []  # twice: ignored
+    assert s._listing and s._listing.in_flight == in_flight and s._listing.returned == [200, 300]
     assert s.listed("r00200")  # still in the listing, waiting for no page now
     assert s.plan(0.05).page_jobs == ((200,),)  # the freed slot: ahead of the pages not asked yet, alone
     s.page_read(200, 2000, ids(200, 100), 0.051)

@@ -22,6 +22,20 @@ from tinker_recovery.poll_schedule import PollSchedule
 from tinker_recovery.poll_settings import PollSettings
 
 
+def goes_out(
+    schedule: PollSchedule, job: tuple[Sequence[int], float], now: float
+) -> tuple[int, list[int], float] | None:
+    """A job's next page (``job``: its pages left and its ``pages_until``) goes out at ``now``, as
+    ``Poller._read_pages`` sends it: ``(offset, the pages after it, until)``; None when ``now`` is
+    past ``until`` (every page left is skipped)."""
+    (offset, *rest), until = job
+    if now >= until:
+        for page in (offset, *rest):
+            schedule.page_skipped(page, now)
+        return None
+    return offset, rest, until
+
+
 def simulate(
     runs: int, page_size: int, add_every_s: float, page_rtt_s: float, solo_s: float, until_s: float
 ) -> tuple[int, int]:
@@ -61,13 +75,10 @@ def simulate(
             when, _, kind, value, began = heapq.heappop(answers)
             now = max(now, when)
             if kind == "start":
-                (offset, *rest), until = value  # type: ignore[misc]
-                if now >= until:
-                    for page in (offset, *rest):
-                        schedule.page_skipped(page, now)
-                else:
+                out = goes_out(schedule, value, now)  # type: ignore[arg-type]
+                if out is not None:
                     sequence += 1
-                    heapq.heappush(answers, (now + page_rtt_s, sequence, "page", (offset, rest, until), now))
+                    heapq.heappush(answers, (now + page_rtt_s, sequence, "page", out, now))
             elif kind == "page":
                 offset, rest, until = value  # type: ignore[misc]
                 ids_on_page = ids[offset : offset + page_size]
@@ -154,14 +165,11 @@ def drive(
             now = max(now, when)
             read = []
             if kind == "start":  # a job's next page goes out: it answers from the account as it is now
-                (offset, *rest), until = what  # type: ignore[misc]
-                if now >= until:
-                    for page in (offset, *rest):
-                        schedule.page_skipped(page, now)
-                else:
+                out = goes_out(schedule, what, now)  # type: ignore[arg-type]
+                if out is not None:
                     sequence += 1
-                    answer = (now + rtt_s, sequence, "page", (offset, rest, until), now)
-                    heapq.heappush(answers, (*answer, account[offset : offset + page_size], len(account)))
+                    page = account[out[0] : out[0] + page_size]
+                    heapq.heappush(answers, (now + rtt_s, sequence, "page", out, now, page, len(account)))
             elif kind == "page":
                 offset, rest, until = what  # type: ignore[misc]
                 read = schedule.page_read(

@@ -305,9 +305,10 @@ class _Listing:
     asked: set[int] = attrs.field(factory=set)  # every page asked (none is asked twice)
     in_flight: int = 0  # pages asked and not answered (each in a job, read or waiting its turn)
     began: dict[int, float] = attrs.field(factory=dict)  # page offset -> when it was asked
-    jobs: int = 0  # page jobs in flight (the pages read at once): at most ``_page_slots``
     job_of: dict[int, int] = attrs.field(factory=dict)  # page offset -> its job (the job's first page)
-    job_left: dict[int, int] = attrs.field(factory=dict)  # job -> its pages not answered yet
+    # job -> its pages not answered yet: the page jobs in flight (the pages read at once), at most
+    # ``_page_slots``
+    job_left: dict[int, int] = attrs.field(factory=dict)
     stopped: bool = False  # no more pages (failed, cut short, or not worth it)
     least_rtt: float = math.inf  # the least round trip of its pages read so far
 
@@ -809,7 +810,7 @@ class PollSchedule:
             return []
         jobs: list[tuple[int, ...]] = []
         slots = self._page_slots(now)
-        while listing.jobs < slots and self._more_pages(listing, now):
+        while len(listing.job_left) < slots and self._more_pages(listing, now):
             targets_left = len(listing.targets) - listing.asked_targets
             offset = self._next_page(listing)
             if offset is None:
@@ -821,7 +822,7 @@ class PollSchedule:
             ):
                 size = pages_per_job(
                     targets_left,
-                    slots - listing.jobs,
+                    slots - len(listing.job_left),
                     self.settings.interval_s,
                     max(self._sizing_rtt(now), self._page_rtt),  # (a slowing server: from its next answer)
                     self.settings.pages_per_job,
@@ -837,20 +838,18 @@ class PollSchedule:
                 listing.job_of[page] = offset
             listing.in_flight += len(job)
             listing.job_left[offset] = len(job)
-            listing.jobs += 1
             jobs.append(tuple(job))
         return jobs
 
     @staticmethod
     def _page_ended(listing: _Listing, offset: int) -> None:
-        """The page at ``offset`` is answered, failed or skipped: its job ends with its last page."""
+        """The page at ``offset`` is answered, failed, handed back or skipped: its job ends (leaves
+        ``job_left``) with its last page."""
         job = listing.job_of.pop(offset, None)
         if job is not None:
             left = listing.job_left.pop(job) - 1
             if left > 0:
                 listing.job_left[job] = left
-            else:
-                listing.jobs -= 1
 
     # --- outcomes -------------------------------------------------------------------------------
 
@@ -1131,7 +1130,7 @@ class PollSchedule:
                 not listing.stopped
                 and listing.total_pages is not None
                 and self._more_pages(listing, now)
-                and listing.jobs < self._page_slots(now)
+                and len(listing.job_left) < self._page_slots(now)
             ):
                 wake = now
         elif self.mode == "list" and any(not r.in_flight and not r.unlisted for r in self._runs.values()):
