@@ -24,7 +24,8 @@ Rules (exact-number tests in tests/test_poll_schedule.py):
   the least round trip, or the last page's when that is longer, at most ``pages_per_job`` of the
   settings), any other page alone. A page's due times and round trip count from when its request
   went out (``page_read``'s ``started``). A job running past twice its length hands the pages it
-  has not started back (``page_returned``): they are asked again first, alone. A page its job did
+  has not started back (``page_returned``): they are asked again first, alone, and until then
+  their runs count as on pages not asked yet (their pages' due times). A page its job did
   not start otherwise (the listing's budget, a failed page before it, a stopped listing) is
   ``page_skipped``. The runs of a page handed back or skipped wait for no answer from it.
   ``page_slots``: enough to read ``total_pages`` in half an interval at the least page round trip
@@ -239,27 +240,27 @@ class _Run:
 class _PageRead:
     """A page's last answer, kept when every watched run on it was read in the common way (on this
     page the time before, looked at, not asked for meanwhile) and every other id on it was not
-    watched. The same answer again, while each of these runs is still so (in the listing, on this
-    page, looked at, not asked for) and no run has been watched since (``add`` drops every
-    ``_PageRead``), reads the same runs the same way: ``page_read`` then sets their due times from
-    this list instead of looking each id up (a look-up per run cost more than half of the monitor
-    thread's CPU in a 10,000-run listing, its dict and strings out of the CPU's caches, issue
-    16)."""
+    watched. The same answer again reads the same runs the same way: ``page_read`` then sets their
+    due times from this list instead of looking each id up (a look-up per run cost more than half
+    of the monitor thread's CPU in a 10,000-run listing, its dict and strings out of the CPU's
+    caches, issue 16).
+
+    It is dropped as soon as one of its runs is no longer so: a run that leaves the page (polled
+    alone, read by another page, left unread by a listing, forgotten: ``_leave_page``) or is asked
+    for (``poll_now``), and every one when a run is watched (``add``). So while it is kept, each of
+    its runs is on the page, looked at, not asked for, and in the listing once one has started
+    since the page's last answer (a listing takes in every run not polled alone and not left
+    unread): nothing is checked run by run (that check was a tenth of the monitor thread's CPU in
+    a 10,000-run listing, issue 16)."""
 
     ids: list[str]  # the answer's run ids in order (a watched run's as its key)
     runs: list[_Run]  # the watched runs it read, in order
     read: list[str]  # their ids (keys); handed to the caller as is: not to be changed
 
     def answered_again(self, run_ids: Iterable[str], offset: int, expected: int) -> bool:
-        """True when ``run_ids`` is this answer again, the page at ``offset`` holds ``expected``
-        watched runs (these), and each is still in the listing, on it, looked at, not asked for."""
-        return (
-            len(self.runs) == expected
-            and run_ids == self.ids
-            and all(
-                run.in_listing and run.page == offset and run.seen and not run.urgent for run in self.runs
-            )
-        )
+        """True when ``run_ids`` is this answer again and the page at ``offset`` holds
+        ``expected`` watched runs (these)."""
+        return len(self.runs) == expected and run_ids == self.ids
 
 
 @attrs.frozen
@@ -396,6 +397,8 @@ class PollSchedule:
             return False
         if run.in_flight or run.in_listing:
             run.urgent = True
+            if run.page >= 0:
+                self._page_reads.pop(run.page, None)  # its page's next answer reads it id by id
         else:
             self._set_due(run, min(run.next_due, now))
         return True
@@ -443,10 +446,11 @@ class PollSchedule:
             run.page = -1
 
     def _pages_due(self) -> float:
-        """The earliest due time of the runs on pages the listing in flight has not asked for
-        (math.inf: none, or no listing). Asked twice a tick, so kept as the suffix minima of the
-        pages' due times in offset order (``_unasked_due``), rebuilt after a page's due time at or
-        past the next offset changes: a page's answer changes only its own, already asked."""
+        """The earliest due time of the runs on pages the listing in flight has not asked for, or
+        that a late job handed back (math.inf: none, or no listing). Asked twice a tick, so kept
+        as the suffix minima of the pages' due times in offset order (``_unasked_due``), rebuilt
+        after a page's due time at or past the next offset changes: a page's answer changes only
+        its own, already asked; the pages handed back (a few at most) are looked at each time."""
         listing = self._listing
         if listing is None:
             return math.inf
@@ -457,7 +461,10 @@ class PollSchedule:
                 minima[index] = min(minima[index + 1], self._page_due[offsets[index]])
             self._unasked_due = (offsets, minima)
         offsets, minima = self._unasked_due
-        return minima[bisect.bisect_left(offsets, listing.next_offset)]
+        due = minima[bisect.bisect_left(offsets, listing.next_offset)]
+        for page in listing.returned:  # handed back by a late job: not asked again yet either
+            due = min(due, self._page_due.get(page, math.inf))
+        return due
 
     def _none_due(self, horizon: float) -> bool:
         """True when no run outside a poll of its own is due by ``horizon`` (no scan needed)."""
@@ -548,6 +555,8 @@ class PollSchedule:
         floor = math.inf  # the earliest due time of the runs left out of a poll of their own
         reading = {} if self._listing is None else self._listing.began  # pages in flight
         unasked = math.inf if self._listing is None else self._listing.next_offset
+        # pages handed back: as pages not asked yet, their runs count in their page's due time
+        handed_back = () if self._listing is None else frozenset(self._listing.returned)
         due: list[tuple[str, _Run]] = []
         for run_id, run in self._runs.items():
             if run.in_flight:
@@ -557,7 +566,7 @@ class PollSchedule:
                 # waits for that answer (kept in the floor, which stays a lower bound); one on a
                 # page not asked for yet counts in its page's due time, not in the floor
                 if run.next_due > now or run.page in reading:
-                    if run.page < unasked:
+                    if run.page < unasked and run.page not in handed_back:
                         floor = min(floor, run.next_due + self.settings.slack_s)
                     continue
             elif run.next_due > horizon:
@@ -1058,9 +1067,9 @@ class PollSchedule:
         if listing is None:
             return []
         bisect.insort(listing.returned, offset)  # (it stays in ``asked``: no other way asks it)
-        due = self._page_due.get(offset)
-        if due is not None:  # its runs share their page's due time: the floor takes it, no scan
-            self._lower(due + self.settings.slack_s)
+        # its runs share their page's due time, counted among the pages not asked yet
+        # (``_pages_due``): neither the floor nor a scan takes them (read again before then, a
+        # page handed back left the floor low and cost a scan of every run, issue 16)
         return self._end_listing_if_done(now)
 
     def page_skipped(self, offset: int, now: float) -> list[str]:
