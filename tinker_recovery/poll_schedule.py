@@ -25,7 +25,8 @@ Rules (exact-number tests in tests/test_poll_schedule.py):
   settings), any other page alone. A page's due times and round trip count from when its request
   went out (``page_read``'s ``started``). A job running past twice its length hands the pages it
   has not started back (``page_returned``): they are asked again first, alone, and until then
-  their runs count as on pages not asked yet (their pages' due times). A page its job did
+  their runs count as on pages not asked yet (their pages' due times); one whose runs fall due
+  within the slack goes at once, beyond the page slots (within their cap). A page its job did
   not start otherwise (the listing's budget, a failed page before it, a stopped listing) is
   ``page_skipped``. The runs of a page handed back or skipped wait for no answer from it.
   ``page_slots``: enough to read ``total_pages`` in half an interval at the least page round trip
@@ -641,10 +642,9 @@ class PollSchedule:
             pages = 1
         else:  # the targets, and the pages beyond them it may yet ask
             pages = len(listing.targets) + listing.discover_left
-        cap = min(
-            self.settings.page_concurrency, max(1, self.settings.concurrency - self.settings.suspect_slots)
+        return page_slots(
+            pages, self.settings.interval_s, self._sizing_rtt(now), MIN_PAGE_SLOTS, self._page_cap()
         )
-        return page_slots(pages, self.settings.interval_s, self._sizing_rtt(now), MIN_PAGE_SLOTS, cap)
 
     def _sizing_rtt(self, now: float) -> float:
         """The page round trip a listing is sized from (see the module docstring)."""
@@ -813,7 +813,11 @@ class PollSchedule:
     def _next_pages(self, now: float) -> list[tuple[int, ...]]:
         """The page jobs to start now, while fewer than ``_page_slots`` are in flight: a target
         page and the targets after it (``pages_per_job``: the targets left shared among the free
-        slots), or one other page (a neighbour of a page that lost runs, a page looked through)."""
+        slots), or one other page (a neighbour of a page that lost runs, a page looked through).
+        A page handed back whose runs fall due within the slack goes at once, in a job of its own
+        beyond the slots (within ``_page_cap``): one request rather than a poll of each of its runs
+        alone (in a 10,000-run listing at a fast server, 60 runs at once, and the next listing
+        looking for them on other pages, issue 16)."""
         listing = self._listing
         assert listing is not None
         if listing.stopped or now >= listing.started + self.settings.timeout_s:
@@ -821,7 +825,9 @@ class PollSchedule:
             return []
         jobs: list[tuple[int, ...]] = []
         slots = self._page_slots(now)
-        while len(listing.job_left) < slots and self._more_pages(listing, now):
+        while self._more_pages(listing, now) and (
+            len(listing.job_left) < slots or self._handed_back_falls_due(listing, now)
+        ):
             targets_left = len(listing.targets) - listing.asked_targets
             offset = self._next_page(listing)
             if offset is None:
@@ -833,7 +839,7 @@ class PollSchedule:
             ):
                 size = pages_per_job(
                     targets_left,
-                    slots - len(listing.job_left),
+                    max(1, slots - len(listing.job_left)),
                     self.settings.interval_s,
                     max(self._sizing_rtt(now), self._page_rtt),  # (a slowing server: from its next answer)
                     self.settings.pages_per_job,
@@ -851,6 +857,24 @@ class PollSchedule:
             listing.job_left[offset] = len(job)
             jobs.append(tuple(job))
         return jobs
+
+    def _handed_back_due(self, listing: _Listing) -> float:
+        """The earliest due time of the runs on the pages ``listing`` has handed back (inf: none)."""
+        return min((self._page_due.get(page, math.inf) for page in listing.returned), default=math.inf)
+
+    def _handed_back_falls_due(self, listing: _Listing, now: float) -> bool:
+        """A page handed back falls due within the slack and the cap leaves room for its job."""
+        return (
+            bool(listing.returned)
+            and len(listing.job_left) < self._page_cap()
+            and self._handed_back_due(listing) <= now + self.settings.slack_s
+        )
+
+    def _page_cap(self) -> int:
+        """The most page jobs in flight at once (``page_slots``' cap)."""
+        return min(
+            self.settings.page_concurrency, max(1, self.settings.concurrency - self.settings.suspect_slots)
+        )
 
     @staticmethod
     def _page_ended(listing: _Listing, offset: int) -> None:
@@ -1137,13 +1161,12 @@ class PollSchedule:
         wake = math.inf
         if self._listing is not None:
             listing = self._listing
-            if (
-                not listing.stopped
-                and listing.total_pages is not None
-                and self._more_pages(listing, now)
-                and len(listing.job_left) < self._page_slots(now)
-            ):
-                wake = now
+            if not listing.stopped and listing.total_pages is not None and self._more_pages(listing, now):
+                if len(listing.job_left) < self._page_slots(now):
+                    wake = now
+                elif listing.returned and len(listing.job_left) < self._page_cap():
+                    # every slot busy: a page handed back goes on its own when it falls due
+                    wake = self._handed_back_due(listing) - self.settings.slack_s
         elif self.mode == "list" and any(not r.in_flight and not r.unlisted for r in self._runs.values()):
             wake = self._next_listing  # only when a listing would read something: no spinning
         earliest = self._floor_wake(now)
