@@ -263,9 +263,9 @@ class _PageRead:
     runs: list[_Run]  # the watched runs it read, in order
     read: list[str]  # their ids (keys); handed to the caller as is: not to be changed
 
-    def answered_again(self, run_ids: Iterable[str], offset: int, expected: int) -> bool:
-        """True when ``run_ids`` is this answer again and the page at ``offset`` holds
-        ``expected`` watched runs (these)."""
+    def answered_again(self, run_ids: Iterable[str], expected: int) -> bool:
+        """True when ``run_ids`` is this answer again and its page holds ``expected`` watched
+        runs (these)."""
         return len(self.runs) == expected and run_ids == self.ids
 
 
@@ -314,7 +314,7 @@ class _Listing:
     began: dict[int, float] = attrs.field(factory=dict)  # page offset -> when it was asked
     job_of: dict[int, int] = attrs.field(factory=dict)  # page offset -> its job (the job's first page)
     # job -> its pages not answered yet: the page jobs in flight (the pages read at once), at most
-    # ``_page_slots``
+    # ``_page_slots``, or ``_page_cap`` with pages handed back falling due
     job_left: dict[int, int] = attrs.field(factory=dict)
     stopped: bool = False  # no more pages (failed, cut short, or not worth it)
     least_rtt: float = math.inf  # the least round trip of its pages read so far
@@ -467,10 +467,7 @@ class PollSchedule:
                 minima[index] = min(minima[index + 1], self._page_due[offsets[index]])
             self._unasked_due = (offsets, minima)
         offsets, minima = self._unasked_due
-        due = minima[bisect.bisect_left(offsets, listing.next_offset)]
-        for page in listing.returned:  # handed back by a late job: not asked again yet either
-            due = min(due, self._page_due.get(page, math.inf))
-        return due
+        return min(minima[bisect.bisect_left(offsets, listing.next_offset)], self._handed_back_due(listing))
 
     def _none_due(self, horizon: float) -> bool:
         """True when no run outside a poll of its own is due by ``horizon`` (no scan needed)."""
@@ -844,7 +841,7 @@ class PollSchedule:
             ):
                 size = pages_per_job(
                     targets_left,
-                    max(1, slots - len(listing.job_left)),
+                    slots - len(listing.job_left),
                     self.settings.interval_s,
                     max(self._sizing_rtt(now), self._page_rtt),  # (a slowing server: from its next answer)
                     self.settings.pages_per_job,
@@ -954,7 +951,7 @@ class PollSchedule:
         due = began + self.settings.interval_s + self.settings.slack_s + self._lag_allowance(began)
         expected = self._page_runs.get(offset, 0)  # runs this page held last time
         last = self._page_reads.pop(offset, None)
-        if listing is not None and last is not None and last.answered_again(run_ids, offset, expected):
+        if listing is not None and last is not None and last.answered_again(run_ids, expected):
             for run in last.runs:  # as last time: no look-up per run
                 run.in_listing = False
                 run.next_due = due

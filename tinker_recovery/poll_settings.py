@@ -70,8 +70,8 @@ class PollSettings:
       ``concurrency - suspect_slots`` (see ``poll_schedule.page_slots``).
     - ``pages_per_job``: the most listing pages one poll worker reads one after the other in one
       job (1..1,000; 1: each page a job of its own); a listing's pages go in as few jobs as keep
-      ``page_slots`` of them reading at once, each about ``JOB_SHARE`` of the interval long at
-      the measured round trip (see ``poll_schedule.pages_per_job``).
+      ``page_slots`` of them reading at once, each about ``PAGE_JOB_SHARE`` of the interval long
+      at the least round trip measured (see ``poll_schedule.pages_per_job``).
 
     Every field raises TypeError (wrong kind) or ValueError (out of range, NaN and infinities
     included) naming it.
